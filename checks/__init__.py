@@ -1,0 +1,1 @@
+"""The result model, the check registry and runner, every check, and the clause catalogs."""

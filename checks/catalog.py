@@ -1,0 +1,120 @@
+"""Clause catalogs: one YAML per standard and edition, joined with results at render time.
+
+A catalog lists every clause of its scope — the ones no check covers too (`checks: []`,
+`assessment: manual`) — so a report can say "manual" instead of staying silent. Check code never
+names a clause; the mapping lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from checks.registry import CHECK_ID
+
+BUILTIN_CATALOGS = ("gbt22239-2019-l3.yaml", "mnds.yaml")
+
+
+class CatalogError(ValueError):
+    """A catalog file is malformed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Standard(_Strict):
+    id: str = Field(description="Prefix of clause ids in reports, e.g. 'GB/T 22239-2019' or 'MNDS'")
+    title_zh: str
+    title_en: str
+    edition: str
+    scope: str
+    source: str = Field(description="Where the clause texts were taken from")
+
+
+class Clause(_Strict):
+    id: str = Field(description="Clause id verbatim, e.g. '8.1.4.9 b'")
+    family: str = Field(description="The control family or chapter the clause sits in")
+    control: str = Field(description="The control point or section title")
+    text_zh: str
+    title_en: str
+    provenance: Literal["V", "C", "C1", "U", "given"]
+    assessment: Literal["automated", "manual"]
+    obligation: Literal["shall", "may"] = "shall"
+    checks: tuple[str, ...] = ()
+    note: str | None = None
+
+    @field_validator("checks")
+    @classmethod
+    def _check_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cid in value:
+            if not CHECK_ID.match(cid):
+                raise ValueError(f"{cid!r} is not a check id")
+        return value
+
+
+class Catalog(_Strict):
+    standard: Standard
+    clauses: tuple[Clause, ...]
+
+    def qualified(self, clause: Clause) -> str:
+        return f"{self.standard.id} {clause.id}"
+
+    def clauses_for(self, check_id: str) -> list[Clause]:
+        return [c for c in self.clauses if check_id in c.checks]
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: cannot read catalog: {exc}") from exc
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CatalogError(f"{path}: {where}: {first['msg']}") from exc
+    seen: set[str] = set()
+    for clause in catalog.clauses:
+        if clause.id in seen:
+            raise CatalogError(f"{path}: clause {clause.id!r} is listed twice")
+        seen.add(clause.id)
+        if clause.assessment == "automated" and not clause.checks:
+            raise CatalogError(f"{path}: clause {clause.id!r} is automated but names no check")
+    return catalog
+
+
+class Catalogs:
+    """The catalogs a report is joined with; answers "which clauses does this check evidence"."""
+
+    def __init__(self, catalogs: Iterable[Catalog]) -> None:
+        self._catalogs = tuple(catalogs)
+        self._index: dict[str, list[str]] = {}
+        for cat in self._catalogs:
+            for clause in cat.clauses:
+                for cid in clause.checks:
+                    self._index.setdefault(cid, []).append(cat.qualified(clause))
+
+    def __iter__(self) -> Iterator[Catalog]:
+        return iter(self._catalogs)
+
+    def clause_ids(self, check_id: str) -> list[str]:
+        return list(self._index.get(check_id, ()))
+
+    def mapped_check_ids(self) -> set[str]:
+        return set(self._index)
+
+
+def builtin_catalogs() -> Catalogs:
+    base = resources.files("checks") / "standards"
+    loaded = []
+    for name in BUILTIN_CATALOGS:
+        with resources.as_file(base / name) as path:
+            loaded.append(load_catalog(path))
+    return Catalogs(loaded)

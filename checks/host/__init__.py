@@ -1,0 +1,1 @@
+"""Checks evaluated on a host's facts."""

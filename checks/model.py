@@ -1,0 +1,119 @@
+"""The result model every check, renderer and the collector share.
+
+A check yields `Outcome`s (status, message, evidence, target); the runner stamps them with the
+check's identity and turns them into frozen `Result`s. `Unavailable` is how a gatherer says
+"I could not find out" — it is never a boolean default.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """What a check concluded. "Could not check" is `ERROR`, never `PASS` or `FAIL`."""
+
+    PASS = "pass"  # noqa: S105 — a status, not a password
+    FAIL = "fail"
+    ERROR = "error"
+    NOT_APPLICABLE = "not_applicable"
+    MANUAL = "manual"
+
+
+class Severity(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A fact that could not be gathered, and why (missing tool, no permission, no source)."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        # An unknown fact must never read as a truthy "yes" in a careless `if`.
+        return False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check function yields: one per examined object."""
+
+    status: Status
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+
+
+def passed(
+    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+) -> Outcome:
+    return Outcome(Status.PASS, message, dict(evidence or {}), target)
+
+
+def failed(
+    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+) -> Outcome:
+    return Outcome(Status.FAIL, message, dict(evidence or {}), target)
+
+
+def errored(
+    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+) -> Outcome:
+    return Outcome(Status.ERROR, message, dict(evidence or {}), target)
+
+
+def not_applicable(
+    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+) -> Outcome:
+    return Outcome(Status.NOT_APPLICABLE, message, dict(evidence or {}), target)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluated check on one target. Clause ids are joined from the catalogs at render time."""
+
+    check_id: str
+    status: Status
+    message: str
+    severity: Severity
+    title_en: str
+    title_zh: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check_id": self.check_id,
+            "status": self.status.value,
+            "severity": self.severity.value,
+            "title": {"en": self.title_en, "zh": self.title_zh},
+            "target": self.target,
+            "message": self.message,
+            "evidence": dict(self.evidence),
+        }
+
+
+def jsonable(value: Any) -> Any:  # noqa: PLR0911 — one return per JSON kind
+    """Facts and results as plain JSON data; an `Unavailable` stays visible as such."""
+    import dataclasses  # local: only serialisation needs it
+
+    if isinstance(value, Unavailable):
+        return {"unavailable": value.reason}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value

@@ -1,0 +1,1 @@
+"""The `medsec` collector: API, storage, zone scans and reports (being built; see the issues)."""

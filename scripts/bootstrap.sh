@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything medsec needs on a fresh Debian 12 machine: the Debian packages the agent and
+# the tests use, and a .venv holding medsec and its Python dependencies. Safe to run again: it
+# skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(
+  python3-venv pkg-config gcc libtss2-dev      # tpm2-pytss builds against the system TSS
+  swtpm swtpm-tools tpm2-tools                 # a real TPM 2.0 for tests and the demo
+  util-linux dmidecode pciutils iproute2       # lsblk, blkid, DMI, NICs
+  lynis                                        # the baseline in benchmarks/agent_run.py
+)
+
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# Reinstall only when the project's declared dependencies changed.
+stamp=.venv/.medsec-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi

@@ -6,6 +6,7 @@ Every field's docstring says where the value comes from. A value that could not 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,9 +48,10 @@ class CpuInfo:
     model: str | None
     """`model name` of the first processor in /proc/cpuinfo."""
     sockets: int
-    """Distinct `physical id` values (1 when the kernel reports none)."""
+    """Distinct `physical id` values; on ARM, where /proc/cpuinfo has none, the sysfs
+    topology (`cpu*/topology/physical_package_id`)."""
     cores: int
-    """Physical cores: distinct (physical id, core id) pairs."""
+    """Physical cores: distinct (physical id, core id) pairs (sysfs topology on ARM)."""
     threads: int
     """Logical processors listed in /proc/cpuinfo."""
 
@@ -65,13 +67,14 @@ class Disk:
     model: str | None
     """`device/model` (SCSI/ATA) or `device/model` of the NVMe controller."""
     serial: str | None
-    """`device/serial` (NVMe) or `device/vpd_pg80` (SCSI); None when absent."""
+    """`device/serial` (NVMe), `device/vpd_pg80` (SCSI) or `serial` (virtio); None when absent."""
     size_bytes: int
     """`size` × 512."""
     medium: Literal["hdd", "ssd", "nvme", "virtual", "unknown"]
-    """NVMe by name; otherwise `queue/rotational` (1 → hdd, 0 → ssd); virtio/loop → virtual."""
+    """NVMe by name; virtio/xen → virtual; else `queue/rotational` (1 → hdd, 0 → ssd).
+    Loop, device-mapper, md and other virtual block devices are not disks and are left out."""
     transport: str | None
-    """nvme, sata, sas, usb, virtio, ... from the device's sysfs path and driver."""
+    """nvme, sata, sas, usb, virtio, xen, mmc, iscsi or fc, from the device's sysfs path."""
     removable: bool
     """`removable`."""
 
@@ -83,8 +86,9 @@ class Nic:
     name: str
     mac: str | None
     """`address`; None for interfaces without a hardware address."""
-    addresses: tuple[str, ...]
-    """Addresses with prefix length, IPv4 and IPv6."""
+    addresses: tuple[str, ...] | Unavailable
+    """Addresses with prefix length, IPv4 and IPv6, from `ip -json addr` (`ip -o addr` on old
+    iproute2); Unavailable when `ip` is missing or fails."""
     physical: bool
     """True when /sys/class/net/<name>/device exists (not a bridge, veth or tunnel)."""
     speed_mbps: int | None = None
@@ -103,24 +107,32 @@ class HostIdentity:
 
 @dataclass(frozen=True)
 class HardwareFacts:
+    """The host's hardware inventory and identity (gathered on every run: it names the host)."""
+
     hostname: str
     """`/proc/sys/kernel/hostname`."""
-    os_release: dict[str, str]
-    """`/etc/os-release` (ID, VERSION_ID, PRETTY_NAME, ...)."""
+    os_release: Mapping[str, str] | Unavailable
+    """`/etc/os-release`, else `/usr/lib/os-release` (ID, VERSION_ID, PRETTY_NAME, ...)."""
     kernel: str
     """`/proc/sys/kernel/osrelease`."""
     boot_mode: Literal["uefi", "legacy"]
     """`uefi` when /sys/firmware/efi exists."""
     secure_boot: bool | Unavailable
-    """SecureBoot EFI variable (last byte of /sys/firmware/efi/efivars/SecureBoot-8be4df61-…);
-    Unavailable on legacy boot or when the variable cannot be read."""
+    """The SecureBoot EFI variable: the byte after its 4 attribute bytes in
+    /sys/firmware/efi/efivars/SecureBoot-8be4df61-…; False on UEFI when the variable store is
+    readable but holds no SecureBoot variable; Unavailable on legacy boot or when unreadable."""
     cpu: CpuInfo | Unavailable
+    """Processor model and counts."""
     memory_bytes: int | Unavailable
     """`MemTotal` from /proc/meminfo."""
     disks: tuple[Disk, ...] | Unavailable
+    """Every whole disk in /sys/block."""
     nics: tuple[Nic, ...] | Unavailable
+    """Every interface in /sys/class/net."""
     dmi: DmiInfo | Unavailable
+    """System identity from SMBIOS; Unavailable where /sys/class/dmi is absent (ARM, containers)."""
     identity: HostIdentity
+    """The stable host id. Gathering fails when no anchor exists at all."""
 
 
 # ----------------------------------------------------------------------------- TPM

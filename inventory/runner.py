@@ -55,7 +55,11 @@ class CommandResult:
 
 class Runner(Protocol):
     def run(
-        self, argv: Sequence[str], *, timeout: float = 10.0, check: bool = True,
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 10.0,
+        check: bool = True,
         input_text: str | None = None,
     ) -> CommandResult: ...
 
@@ -73,7 +77,11 @@ class Runner(Protocol):
 
 
 # Commands see a C locale so their output parses the same on every host.
-_ENV = {"LC_ALL": "C", "LANG": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+_ENV = {
+    "LC_ALL": "C",
+    "LANG": "C",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+}
 
 
 class LocalRunner:
@@ -87,7 +95,11 @@ class LocalRunner:
         return self._root / path.lstrip("/")
 
     def run(
-        self, argv: Sequence[str], *, timeout: float = 10.0, check: bool = True,
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 10.0,
+        check: bool = True,
         input_text: str | None = None,
     ) -> CommandResult:
         if not argv:
@@ -97,8 +109,13 @@ class LocalRunner:
             raise ToolMissing(f"{argv[0]} is not installed")
         try:
             proc = subprocess.run(
-                [exe, *argv[1:]], capture_output=True, text=True, timeout=timeout,
-                env=self._env, input=input_text, check=False,
+                [exe, *argv[1:]],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self._env,
+                input=input_text,
+                check=False,
                 stdin=None if input_text is not None else subprocess.DEVNULL,
             )
         except FileNotFoundError:
@@ -149,7 +166,7 @@ class LocalRunner:
         resolved = os.path.realpath(self._path(path))
         root = str(self._root.resolve())
         if root != "/" and resolved.startswith(root):
-            resolved = resolved[len(root):] or "/"
+            resolved = resolved[len(root) :] or "/"
         return resolved
 
     def which(self, name: str) -> str | None:

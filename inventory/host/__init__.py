@@ -1,0 +1,1 @@
+"""Host gatherers: hardware, firmware, disks and network interfaces, read through a `Runner`."""

@@ -9,6 +9,10 @@ DEBS=(
   python3-venv pkg-config gcc libtss2-dev      # tpm2-pytss builds against the system TSS
   swtpm swtpm-tools tpm2-tools                 # a real TPM 2.0 for tests and the demo
   util-linux dmidecode pciutils iproute2       # lsblk, blkid, DMI, NICs
+  cryptsetup-bin                               # LUKS headers: luksDump, and luksFormat in tests
+  restic borgbackup postgresql                 # backup sources the agent reads (and tests build)
+  nftables iptables                            # host firewall policy
+  hdparm nvme-cli sg3-utils                    # erasure capability of disks
   lynis                                        # the baseline in benchmarks/agent_run.py
 )
 

@@ -1,18 +1,12 @@
-"""Typed facts that checks read. Gatherers in `inventory/` produce them; checks never do I/O.
-
-Every field's docstring says where the value comes from. A value that could not be gathered is
-`Unavailable(reason)`, never a default that could be mistaken for an observation.
-"""
+"""Hardware inventory facts: identity, firmware, CPU, memory, disks and NICs."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from checks.model import Unavailable
-
-# ----------------------------------------------------------------------------- hardware
 
 
 @dataclass(frozen=True)
@@ -133,95 +127,3 @@ class HardwareFacts:
     """System identity from SMBIOS; Unavailable where /sys/class/dmi is absent (ARM, containers)."""
     identity: HostIdentity
     """The stable host id. Gathering fails when no anchor exists at all."""
-
-
-# ----------------------------------------------------------------------------- TPM
-
-
-@dataclass(frozen=True)
-class EkCertificate:
-    """An endorsement-key certificate read from its TCG NV index."""
-
-    nv_index: int
-    """0x01C00002 (RSA 2048) or 0x01C0000A (ECC NIST P-256)."""
-    key_type: Literal["rsa", "ecc"]
-    subject: str | None
-    """RFC 4514 subject (often empty for EK certs: the identity is in the SAN)."""
-    issuer: str
-    """RFC 4514 issuer: the TPM vendor's CA."""
-    not_before: str
-    not_after: str
-    serial: str
-    """Hex serial number."""
-    sha256: str
-    """SHA-256 of the DER certificate."""
-    parse_error: str | None = None
-    """Set when the NV index held data that is not a parsable X.509 certificate."""
-
-
-@dataclass(frozen=True)
-class TpmLockout:
-    """Dictionary-attack protection: TPM2_PT_PERMANENT and the TPM2_PT_LOCKOUT_* properties."""
-
-    in_lockout: bool
-    """TPMA_PERMANENT.inLockout."""
-    counter: int
-    """TPM2_PT_LOCKOUT_COUNTER: authorization failures counted so far."""
-    max_tries: int
-    """TPM2_PT_MAX_AUTH_FAIL: failures before lockout."""
-    recovery_seconds: int
-    """TPM2_PT_LOCKOUT_INTERVAL: seconds for one failure to be forgiven."""
-    lockout_recovery_seconds: int
-    """TPM2_PT_LOCKOUT_RECOVERY: seconds before lockoutAuth may be tried again after a failure."""
-    owner_auth_set: bool
-    """TPMA_PERMANENT.ownerAuthSet."""
-    endorsement_auth_set: bool
-    lockout_auth_set: bool
-
-
-@dataclass(frozen=True)
-class TpmFacts:
-    """What the TPM says about itself, through tpm2-pytss (ESAPI) or, failing that, sysfs."""
-
-    present: bool
-    """A TPM answered (tss) or the kernel lists one (sysfs)."""
-    source: Literal["tss", "sysfs", "none"]
-    """Where the facts came from: the TSS over the configured TCTI, or /sys/class/tpm."""
-    looked_at: tuple[str, ...]
-    """Every source consulted, with what it said, for the evidence of an absent TPM."""
-    family: str | None = None
-    """TPM2_PT_FAMILY_INDICATOR ("2.0"), or the sysfs `tpm_version_major` as "2.0"/"1.2"."""
-    manufacturer: str | None = None
-    """TPM2_PT_MANUFACTURER decoded to its TCG vendor id (IBM, INTC, NTC, NTZ, IFX, STM, ...)."""
-    manufacturer_name: str | None = None
-    """The vendor's name from the TCG vendor registry, when known."""
-    vendor_strings: str | None = None
-    """TPM2_PT_VENDOR_STRING_1..4 concatenated."""
-    firmware_version: str | None = None
-    """TPM2_PT_FIRMWARE_VERSION_1/2 as major.minor.build.patch."""
-    spec_revision: str | None = None
-    """TPM2_PT_REVISION as e.g. "1.59", with TPM2_PT_LEVEL and TPM2_PT_YEAR/DAY_OF_YEAR."""
-    pcr_banks: tuple[str, ...] | Unavailable = field(
-        default_factory=lambda: Unavailable("not read")
-    )
-    """Hash algorithms with at least one PCR allocated (TPM2_CAP_PCRS)."""
-    algorithms: tuple[str, ...] | Unavailable = field(
-        default_factory=lambda: Unavailable("not read")
-    )
-    """Algorithms the TPM implements (TPM2_CAP_ALGS), lower case (sha256, sm3_256, sm4, ...)."""
-    ek_certificates: tuple[EkCertificate, ...] | Unavailable = field(
-        default_factory=lambda: Unavailable("not read")
-    )
-    """EK certificates found at the TCG NV indices."""
-    lockout: TpmLockout | Unavailable = field(default_factory=lambda: Unavailable("not read"))
-
-
-# ----------------------------------------------------------------------------- the host
-
-
-@dataclass
-class HostFacts:
-    """Everything gathered on one host. A field left None was not asked for."""
-
-    hardware: HardwareFacts | Unavailable | None = None
-    tpm: TpmFacts | Unavailable | None = None

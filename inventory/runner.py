@@ -61,7 +61,10 @@ class Runner(Protocol):
         timeout: float = 10.0,
         check: bool = True,
         input_text: str | None = None,
-    ) -> CommandResult: ...
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run `argv` (no shell) with LC_ALL=C plus `env`; kill it after `timeout` seconds."""
+        ...
 
     def read_text(self, path: str) -> str: ...
 
@@ -101,6 +104,7 @@ class LocalRunner:
         timeout: float = 10.0,
         check: bool = True,
         input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         if not argv:
             raise ValueError("empty argv")
@@ -113,7 +117,7 @@ class LocalRunner:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env=self._env,
+                env={**self._env, **(env or {})},
                 input=input_text,
                 check=False,
                 stdin=None if input_text is not None else subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PurePath
 
 import psutil
@@ -77,6 +77,7 @@ class RecordedRunner(LocalRunner):
         timeout: float = 10.0,
         check: bool = True,
         input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         self.commands_run.append(tuple(argv))
         tool = PurePath(argv[0]).name

@@ -95,6 +95,9 @@ _COMMANDS = {"run": _cmd_run, "facts": _cmd_facts, "checks": _cmd_checks}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # libtss2 logs every failed TCTI probe to stderr; the facts carry what was looked at, so the
+    # user sees one clear result instead of TSS noise. An operator may still set TSS2_LOG.
+    os.environ.setdefault("TSS2_LOG", "all+NONE")
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args, builtin_registry())

@@ -13,15 +13,19 @@ class EkCertificate:
     """An endorsement-key certificate read from its TCG NV index."""
 
     nv_index: int
-    """0x01C00002 (RSA 2048) or 0x01C0000A (ECC NIST P-256)."""
-    key_type: Literal["rsa", "ecc"]
+    """TCG EK Credential Profile index: 0x01C00002 (RSA 2048) and 0x01C0000A (ECC P-256) in the
+    low range, 0x01C00012–0x01C0001E in the high range (P-384, SM2 at 0x01C0001A, RSA 3072...)."""
+    key_type: Literal["rsa", "ecc", "sm2"]
+    """The EK's key type, from the index it was found at."""
     subject: str | None
     """RFC 4514 subject (often empty for EK certs: the identity is in the SAN)."""
-    issuer: str
-    """RFC 4514 issuer: the TPM vendor's CA."""
-    not_before: str
-    not_after: str
-    serial: str
+    issuer: str | None
+    """RFC 4514 issuer: the TPM vendor's CA. None when the data did not parse."""
+    not_before: str | None
+    """Validity start, ISO 8601 UTC."""
+    not_after: str | None
+    """Validity end, ISO 8601 UTC."""
+    serial: str | None
     """Hex serial number."""
     sha256: str
     """SHA-256 of the DER certificate."""

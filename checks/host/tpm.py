@@ -112,7 +112,11 @@ def tpm_ek_certificate(facts: HostFacts) -> Iterator[Outcome]:
             "EK NV index holds no parsable certificate: " + str(certs[0].parse_error), evidence
         )
     else:
-        yield failed("no EK certificate at NV 0x01C00002 (RSA) or 0x01C0000A (ECC)", evidence)
+        yield failed(
+            "no EK certificate at NV 0x01C00002 (RSA), 0x01C0000A (ECC) or the high range "
+            "0x01C00012-0x01C0001E",
+            evidence,
+        )
 
 
 @check(

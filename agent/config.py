@@ -2,69 +2,92 @@
 
 Any problem — missing file, bad YAML, unknown key, wrong type, unknown check id or parameter — is a
 `ConfigError` whose message is one line naming the file, the key and the offending value.
+Validated with msgspec (light enough for an agent that must stay under 50 MB).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from checks.registry import Registry
 from checks.runner import ParameterError, validate_overrides
 
 DEFAULT_TCTI = "device:/dev/tpmrm0"
+TCTI_NAMES = ("device", "swtpm", "mssim", "tabrmd", "libtpms", "cmd")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
     """The config cannot be used. The message is the one line the user sees."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Config sections are immutable and refuse unknown keys."""
 
 
-class TpmConfig(_Strict):
-    tcti: str = Field(
-        DEFAULT_TCTI,
-        description="TCTI the TSS connects with: device:/dev/tpmrm0, swtpm:host=H,port=N, ...",
-    )
+class TpmConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    tcti: str = DEFAULT_TCTI
+    """TCTI the TSS connects with: device:/dev/tpmrm0, swtpm:host=H,port=N, ..."""
 
-    @field_validator("tcti")
-    @classmethod
-    def _tcti(cls, value: str) -> str:
-        name = value.split(":", 1)[0]
-        if name not in {"device", "swtpm", "mssim", "tabrmd", "libtpms", "cmd"}:
-            raise ValueError(
-                "TCTI must start with device:, swtpm:, mssim:, tabrmd:, libtpms: or cmd:"
-            )
-        return value
+    def __post_init__(self) -> None:
+        if self.tcti.split(":", 1)[0] not in TCTI_NAMES:
+            # "<field>: <problem>" lets the error name the key, not just its section.
+            raise ValueError("tcti: must start with " + ", ".join(f"{n}:" for n in TCTI_NAMES))
 
 
-class ChecksConfig(_Strict):
-    disabled: tuple[str, ...] = Field((), description="Check ids not to run on this host")
-    parameters: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per-check parameter overrides: {check_id: {name: value}}"
-    )
+class ChecksConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    disabled: tuple[str, ...] = ()
+    """Check ids not to run on this host."""
+    parameters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Per-check parameter overrides: {check_id: {name: value}}."""
 
 
-class AgentConfig(_Strict):
-    site: str | None = Field(None, description="Where this host stands (data centre), e.g. dc1")
-    tpm: TpmConfig = TpmConfig()
-    checks: ChecksConfig = ChecksConfig()
+class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    site: str | None = None
+    """Where this host stands (data centre), e.g. dc1."""
+    tpm: TpmConfig = msgspec.field(default_factory=TpmConfig)
+    checks: ChecksConfig = msgspec.field(default_factory=ChecksConfig)
 
 
-def _describe(error: Any, data: Any) -> str:
-    loc = [str(p) for p in error["loc"]]
-    key = ".".join(loc) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {key} (value: {error['input']!r})"
-    if error["type"] == "missing":
-        return f"missing key {key}"
-    msg = error["msg"].removeprefix("Value error, ")
-    return f"{key}: {msg} (value: {error['input']!r})"
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
+_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
+_FIELD = re.compile(r"^(?P<key>[a-z_]+): (?P<rest>.*)$")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at a msgspec path such as `.checks.disabled[0]`."""
+    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        try:
+            data = data[key] if key else data[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _describe(error: msgspec.ValidationError, data: Any) -> str:
+    text = str(error)
+    at = _AT.search(text)
+    path = at.group("path") if at else ""
+    message = text[: at.start()] if at else text
+    dotted = path.lstrip(".")
+    if m := _UNKNOWN.match(message):
+        key = ".".join(p for p in (dotted, m.group("key")) if p)
+        value = _lookup(data, f"{path}.{m.group('key')}")
+        return f"unknown key {key} (value: {value!r})"
+    if m := _MISSING.match(message):
+        return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
+    if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
+        # A section's own validation names the field it rejects.
+        path, message = f"{path}.{m.group('key')}", m.group("rest")
+        dotted = path.lstrip(".")
+    return f"{dotted or '(top level)'}: {message} (value: {_lookup(data, path)!r})"
 
 
 def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
@@ -73,9 +96,9 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
     try:
-        config = AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc.errors()[0], data)}") from None
+        config = msgspec.convert(data, AgentConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, data)}") from None
     for check_id in config.checks.disabled:
         if check_id not in registry:
             raise ConfigError(f"{source}: checks.disabled: unknown check id {check_id!r}")
@@ -101,7 +124,7 @@ def load_config(path: Path, registry: Registry) -> AgentConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 — a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -41,13 +41,13 @@ checks:
     [
         ("tpm: {tctii: x}", "unknown key tpm.tctii (value: 'x')"),
         ("colour: red", "unknown key colour (value: 'red')"),
-        ("tpm: {tcti: 'usb:/dev/x'}", "tpm.tcti: TCTI must start with"),
+        ("tpm: {tcti: 'usb:/dev/x'}", "tpm.tcti: must start with device:"),
         ("tpm: [1, 2]", "tpm:"),
         ("checks: {disabled: [tpm.nonsense]}", "unknown check id 'tpm.nonsense'"),
         ("checks: {parameters: {tpm.pcr_bank: {banks: [x]}}}", "no parameter 'banks'"),
         ("checks: {parameters: {tpm.pcr_bank: {accepted_banks: sha256}}}", "must be list"),
         ("- just\n- a list", "top level must be a mapping"),
-        ("tpm: {tcti: [unclosed", "invalid YAML at line 1"),
+        ("tpm: {tcti: [unclosed", "invalid YAML at line 2"),
     ],
 )
 def test_bad_config_names_file_key_and_value(tmp_path, text, words):

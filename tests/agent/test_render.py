@@ -1,0 +1,72 @@
+"""Renderers are tested against golden files: what a sysadmin or a script reads must not drift.
+
+Regenerate after an intended change with `MEDSEC_UPDATE_GOLDEN=1 pytest tests/agent/test_render.py`
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.render import RenderOptions, render_json, render_table
+from agent.report import build_report
+from checks.catalog import builtin_catalogs
+from checks.facts import HostFacts
+from checks.registry import builtin_registry
+from checks.runner import evaluate
+from tests.checks.cases import HW, LOCKOUT_OK, TPM_GOOD
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def report():
+    facts = HostFacts(
+        hardware=HW, tpm=replace(TPM_GOOD, lockout=replace(LOCKOUT_OK, in_lockout=True, counter=32))
+    )
+    results = evaluate(builtin_registry(), facts)
+    return build_report(
+        facts,
+        results,
+        "0.1.0",
+        now=datetime(2026, 11, 28, 9, 30, tzinfo=UTC),
+        report_id="00000000-0000-4000-8000-000000000001",
+    )
+
+
+def check_golden(name: str, data: bytes) -> None:
+    path = GOLDEN / name
+    if os.environ.get("MEDSEC_UPDATE_GOLDEN"):
+        path.write_bytes(data)
+    assert data.decode() == path.read_text(encoding="utf-8")
+
+
+def test_json_report_matches_golden_and_contract():
+    data = render_json(report(), builtin_catalogs(), RenderOptions())
+    check_golden("report.json", data)
+    doc = json.loads(data)
+    assert doc["schema"] == "medsec.report/v1"
+    assert doc["generated_at"] == "2026-11-28T09:30:00Z"
+    assert doc["host"] == {"id": "sha256:" + "0" * 64, "hostname": "his-db-01"}
+    lockout = next(r for r in doc["results"] if r["check_id"] == "tpm.lockout")
+    assert lockout["status"] == "fail"
+    assert "MNDS 6.1.1" in lockout["clauses"]
+    assert doc["inventory"]["hardware"]["cpu"] == {"unavailable": "not recorded"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_table_matches_golden(lang):
+    data = render_table(report(), builtin_catalogs(), RenderOptions(lang=lang))
+    check_golden(f"table.{lang}.txt", data)
+    assert b"\x1b[" not in data
+
+
+def test_table_colours_status_only_when_asked():
+    data = render_table(report(), builtin_catalogs(), RenderOptions(color=True))
+    assert b"\x1b[31mFAIL" in data
+    assert b"\x1b[32mPASS" in data

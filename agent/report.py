@@ -49,7 +49,8 @@ class Report:
             "host": {"id": self.host_id, "hostname": self.hostname},
             "generated_at": rfc3339(self.generated_at),
             "agent": {"version": self.agent_version},
-            "inventory": jsonable(self.facts),
+            # Facts not asked for (None) are left out; unavailable ones stay, with their reason.
+            "inventory": {k: v for k, v in jsonable(self.facts).items() if v is not None},
             "summary": self.counts(),
             "results": results,
         }

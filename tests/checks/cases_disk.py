@@ -1,0 +1,263 @@
+"""Recorded facts for the disk-encryption checks, with the status each must produce.
+
+Same shape as `tests/checks/cases.py` (which merges these): every case yields exactly one result,
+so each `DiskFacts` here holds one mount, one swap area or one volume that matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from checks.facts import HostFacts
+from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, LuksKeyslots, Mount, Swap
+from checks.model import Status, Unavailable
+
+LUKS_UUID = "3f6c2a4e-8b1d-4c7a-9e52-1d0b6f7a9c21"
+LUKS_MAPPING = f"/dev/mapper/luks-{LUKS_UUID}"
+
+ROOT_ON_LUKS = Mount(
+    mountpoint="/",
+    source="/dev/mapper/vg0-root",
+    fstype="xfs",
+    majmin="253:1",
+    root="/",
+    device="/dev/mapper/vg0-root",
+    layers=("/dev/mapper/vg0-root", LUKS_MAPPING, "/dev/nvme0n1p3", "/dev/nvme0n1"),
+    crypt_layers=(LUKS_MAPPING,),
+    encrypted=True,
+)
+ROOT_IN_CLEAR = replace(
+    ROOT_ON_LUKS,
+    source="/dev/sda2",
+    majmin="8:2",
+    device="/dev/sda2",
+    layers=("/dev/sda2", "/dev/sda"),
+    crypt_layers=(),
+    encrypted=False,
+)
+
+AES_256 = Cipher("aes-xts-plain64", 512, "aes", "xts", 256)
+KEYS_TPM2 = LuksKeyslots(
+    keyslots=2,
+    pbkdf=("argon2id",),
+    tokens=("systemd-tpm2",),
+    tpm2_token=True,
+    clevis_tpm2=False,
+    tpm2_pcrs=(7,),
+)
+KEYS_PASSPHRASE = LuksKeyslots(
+    keyslots=1, pbkdf=("argon2id",), tokens=(), tpm2_token=False, clevis_tpm2=False
+)
+VOLUME = EncryptedVolume(
+    device="/dev/nvme0n1p3",
+    kind="luks2",
+    uuid=LUKS_UUID,
+    mapped_name=f"luks-{LUKS_UUID}",
+    mapped_path=LUKS_MAPPING,
+    cipher=AES_256,
+    keys=KEYS_TPM2,
+)
+
+SWAP_ON_LUKS = Swap(
+    path="/dev/dm-2",
+    kind="partition",
+    size_bytes=8 * 2**30,
+    device="/dev/mapper/vg0-swap",
+    layers=("/dev/mapper/vg0-swap", LUKS_MAPPING, "/dev/nvme0n1p3", "/dev/nvme0n1"),
+    crypt_layers=(LUKS_MAPPING,),
+    encrypted=True,
+)
+SWAP_IN_CLEAR = replace(
+    SWAP_ON_LUKS,
+    path="/dev/sda3",
+    device="/dev/sda3",
+    layers=("/dev/sda3", "/dev/sda"),
+    crypt_layers=(),
+    encrypted=False,
+)
+ZRAM = Swap(
+    path="/dev/zram0",
+    kind="partition",
+    size_bytes=8 * 2**30,
+    device="/dev/zram0",
+    layers=("/dev/zram0",),
+    crypt_layers=(),
+    encrypted=False,
+    in_memory=True,
+)
+
+DISK = DiskFacts(
+    block_devices=(),
+    volumes=(VOLUME,),
+    mounts=(ROOT_ON_LUKS,),
+    swaps=(SWAP_ON_LUKS,),
+)
+
+
+def disk(**changes: Any) -> HostFacts:
+    return HostFacts(disk=replace(DISK, **changes))
+
+
+def volume(**changes: Any) -> HostFacts:
+    return disk(volumes=(replace(VOLUME, **changes),))
+
+
+# check id → [(case name, facts, expected status, words the message must contain)]
+CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
+    "disk.encrypted_mounts": [
+        ("root on LVM on LUKS", disk(), Status.PASS, LUKS_MAPPING),
+        ("root in clear", disk(mounts=(ROOT_IN_CLEAR,)), Status.FAIL, "not encrypted"),
+        (
+            "root partly encrypted",
+            disk(
+                mounts=(
+                    replace(
+                        ROOT_ON_LUKS,
+                        layers=(*ROOT_ON_LUKS.layers, "/dev/sdb1", "/dev/sdb"),
+                        encrypted=False,
+                    ),
+                )
+            ),
+            Status.FAIL,
+            "only partly encrypted",
+        ),
+        (
+            "root on overlay",
+            disk(
+                mounts=(
+                    replace(
+                        ROOT_ON_LUKS,
+                        source="overlay",
+                        fstype="overlay",
+                        device=None,
+                        layers=(),
+                        crypt_layers=(),
+                        encrypted=Unavailable("overlay (overlay) is not a local block device"),
+                    ),
+                )
+            ),
+            Status.ERROR,
+            "overlay",
+        ),
+        (
+            "database dir on the encrypted root",
+            disk(data_dirs=("/var/lib/mysql",)),
+            Status.PASS,
+            "holding /var/lib/mysql",
+        ),
+        (
+            "mountinfo unreadable",
+            disk(mounts=Unavailable("/proc/self/mountinfo does not exist")),
+            Status.ERROR,
+            "mountinfo",
+        ),
+        ("not gathered", HostFacts(), Status.ERROR, "not gathered"),
+    ],
+    "disk.cipher_strength": [
+        ("aes-xts 512 is AES-256", disk(), Status.PASS, "AES-256"),
+        (
+            "aes-xts 256 is AES-128",
+            volume(cipher=Cipher("aes-xts-plain64", 256, "aes", "xts", 128)),
+            Status.FAIL,
+            "AES-128",
+        ),
+        (
+            "sm4-xts",
+            volume(cipher=Cipher("sm4-xts-plain64", 256, "sm4", "xts", 128)),
+            Status.PASS,
+            "SM4",
+        ),
+        (
+            "aes-cbc-essiv 256",
+            volume(kind="luks1", cipher=Cipher("aes-cbc-essiv:sha256", 256, "aes", "cbc", 256)),
+            Status.PASS,
+            "AES-256",
+        ),
+        (
+            "serpent",
+            volume(cipher=Cipher("serpent-xts-plain64", 512, "serpent", "xts", 256)),
+            Status.FAIL,
+            "SERPENT-256",
+        ),
+        (
+            "garbage cipher",
+            volume(cipher=Cipher("foo-bar", 256, None, "bar", None)),
+            Status.ERROR,
+            "foo-bar",
+        ),
+        (
+            "null cipher",
+            volume(cipher=Cipher("cipher_null-ecb", 0, "null", "ecb", 0)),
+            Status.FAIL,
+            "not encrypted",
+        ),
+        (
+            "header unreadable",
+            volume(cipher=Unavailable("cryptsetup is not installed")),
+            Status.ERROR,
+            "cryptsetup is not installed",
+        ),
+        ("no volumes", disk(volumes=()), Status.NOT_APPLICABLE, "no encrypted volumes"),
+    ],
+    "disk.swap_encrypted": [
+        ("swap LV on LUKS", disk(), Status.PASS, LUKS_MAPPING),
+        ("zram", disk(swaps=(ZRAM,)), Status.PASS, "never reaches a disk"),
+        ("swap partition in clear", disk(swaps=(SWAP_IN_CLEAR,)), Status.FAIL, "not encrypted"),
+        (
+            "swap file on unknown file system",
+            disk(
+                swaps=(
+                    replace(
+                        SWAP_IN_CLEAR,
+                        path="/swap.img",
+                        kind="file",
+                        device=None,
+                        layers=(),
+                        encrypted=Unavailable("no mount holding swap file /swap.img is known"),
+                    ),
+                )
+            ),
+            Status.ERROR,
+            "/swap.img",
+        ),
+        ("no swap", disk(swaps=()), Status.NOT_APPLICABLE, "no active swap"),
+    ],
+    "disk.key_sealed_by_tpm": [
+        ("systemd-tpm2 token", disk(), Status.PASS, "systemd-tpm2 token"),
+        (
+            "clevis tpm2",
+            volume(keys=replace(KEYS_TPM2, tokens=("clevis",), tpm2_token=False, clevis_tpm2=True)),
+            Status.PASS,
+            "clevis tpm2 binding",
+        ),
+        ("passphrase only", volume(keys=KEYS_PASSPHRASE), Status.FAIL, "no systemd-tpm2 token"),
+        (
+            "clevis tang only",
+            volume(keys=replace(KEYS_PASSPHRASE, tokens=("clevis",))),
+            Status.FAIL,
+            "tokens: clevis",
+        ),
+        (
+            "luks1",
+            volume(kind="luks1", keys=replace(KEYS_PASSPHRASE, pbkdf=("pbkdf2",))),
+            Status.FAIL,
+            "LUKS1",
+        ),
+        (
+            "luksDump denied",
+            volume(
+                keys=Unavailable("cryptsetup luksDump /dev/nvme0n1p3: permission denied"),
+                cipher=Unavailable("cryptsetup luksDump /dev/nvme0n1p3: permission denied"),
+            ),
+            Status.ERROR,
+            "permission denied",
+        ),
+        (
+            "plain dm-crypt only",
+            volume(kind="plain", uuid=None, keys=None),
+            Status.NOT_APPLICABLE,
+            "no LUKS volumes",
+        ),
+    ],
+}

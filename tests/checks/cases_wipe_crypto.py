@@ -1,0 +1,257 @@
+"""Recorded facts for `wipe.capability` and `crypto.sm_algorithms`, with the status each must give.
+
+Same shape as tests/checks/cases.py. `crypto.sm_algorithms` reports two results (targets
+"openssl" and "kernel"): its cases are built so that both carry the listed status, and the
+words must appear in the first (openssl) message; mixed outcomes are tested target by target in
+test_wipe_crypto_checks.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from checks.facts import HostFacts
+from checks.facts.crypto import (
+    CryptoFacts,
+    KernelCryptoAlgorithm,
+    KernelCryptoFacts,
+    KernelModuleFile,
+    OpenSslFacts,
+)
+from checks.facts.wipe import (
+    AtaSecurity,
+    DiskErase,
+    NvmeErase,
+    ScsiSanitize,
+    WipeFacts,
+    WipeTool,
+)
+from checks.model import Status, Unavailable
+
+# ----------------------------------------------------------------------------- wipe
+
+
+def tool(name: str, version: str = "1.0") -> WipeTool:
+    return WipeTool(name=name, path=f"/usr/sbin/{name}", version=version)
+
+
+ALL_TOOLS = tuple(
+    tool(n) for n in ("shred", "blkdiscard", "hdparm", "nvme", "sg_sanitize", "cryptsetup")
+)
+
+ATA_NONE = AtaSecurity(
+    security_supported=False,
+    enabled=False,
+    locked=False,
+    frozen=False,
+    count_expired=False,
+    enhanced_erase=False,
+    erase_minutes=None,
+    enhanced_erase_minutes=None,
+    sanitize=False,
+    sanitize_crypto_scramble=False,
+    sanitize_block_erase=False,
+    sanitize_overwrite=False,
+)
+ATA_SECURE = replace(ATA_NONE, security_supported=True, erase_minutes=708)
+ATA_ENHANCED = replace(ATA_SECURE, enhanced_erase=True, erase_minutes=2, enhanced_erase_minutes=2)
+ATA_FROZEN = replace(ATA_ENHANCED, frozen=True)
+
+NVME_NONE = NvmeErase(
+    oacs=0,
+    sanicap=0,
+    fna=0,
+    format_nvm=False,
+    sanitize_crypto=False,
+    sanitize_block=False,
+    sanitize_overwrite=False,
+    format_all_namespaces=False,
+    secure_erase_all_namespaces=False,
+    format_crypto_erase=False,
+)
+NVME_DATACENTER = replace(
+    NVME_NONE,
+    oacs=0xE,
+    sanicap=0x3,
+    fna=0x4,
+    format_nvm=True,
+    sanitize_crypto=True,
+    sanitize_block=True,
+    format_crypto_erase=True,
+)
+
+HDD = DiskErase("sda", "/dev/sda", "hdd", "sata", removable=False, ata=ATA_NONE)
+SSD = DiskErase("sdb", "/dev/sdb", "ssd", "sata", removable=False, ata=ATA_ENHANCED)
+NVME = DiskErase("nvme0n1", "/dev/nvme0n1", "nvme", "nvme", removable=False, nvme=NVME_DATACENTER)
+SAS = DiskErase(
+    "sdc",
+    "/dev/sdc",
+    "hdd",
+    "sas",
+    removable=False,
+    ata=Unavailable("hdparm -I /dev/sdc: no ATA IDENTIFY data in hdparm -I output"),
+    scsi=ScsiSanitize(overwrite=True, block_erase=False, crypto_erase=False),
+)
+VDA = DiskErase("vda", "/dev/vda", "virtual", "virtio", removable=False)
+
+
+def wipe(disk: DiskErase, *tools: str, **changes: Any) -> HostFacts:
+    chosen = tuple(t for t in ALL_TOOLS if t.name in tools) if tools else ALL_TOOLS
+    return HostFacts(wipe=WipeFacts(tools=chosen, disks=(replace(disk, **changes),)))
+
+
+def no_tools(disk: DiskErase, **changes: Any) -> HostFacts:
+    return HostFacts(wipe=WipeFacts(tools=(), disks=(replace(disk, **changes),)))
+
+
+# ----------------------------------------------------------------------------- crypto
+
+
+def kalg(name: str, driver: str, module: str) -> KernelCryptoAlgorithm:
+    return KernelCryptoAlgorithm(name, driver, module, "cipher", 100, internal=False)
+
+
+OPENSSL_SM = OpenSslFacts(
+    binary="/usr/bin/openssl",
+    version="OpenSSL 3.0.19 27 Jan 2026 (Library: OpenSSL 3.0.19 27 Jan 2026)",
+    offered={"sm2": ("SM2",), "sm3": ("SM3",), "sm4": ("SM4-CBC", "SM4-ECB")},
+)
+OPENSSL_NONE = OpenSslFacts(binary=None, version=None, offered={"sm2": (), "sm3": (), "sm4": ()})
+KERNEL_SM = KernelCryptoFacts(
+    release="5.10.0-136.12.0.86.oe2203sp1.aarch64",
+    registered={
+        "sm2": (),
+        "sm3": (kalg("sm3", "sm3-ce", "sm3_ce"),),
+        "sm4": (kalg("sm4", "sm4-ce", "sm4_ce"),),
+    },
+    modules=(
+        KernelModuleFile(
+            "sm2",
+            "sm2_generic",
+            "/lib/modules/5.10.0-136.12.0.86.oe2203sp1.aarch64/kernel/crypto/sm2_generic.ko.xz",
+        ),
+    ),
+    module_search=(),
+)
+KERNEL_NONE = KernelCryptoFacts(
+    release="6.1.0-18-amd64",
+    registered={"sm2": (), "sm3": (), "sm4": ()},
+    modules=(),
+    module_search=("/lib/modules/6.1.0-18-amd64/kernel/crypto: no SM modules",),
+)
+
+
+def crypto(
+    openssl: OpenSslFacts | Unavailable = OPENSSL_SM,
+    kernel: KernelCryptoFacts | Unavailable = KERNEL_SM,
+) -> HostFacts:
+    return HostFacts(crypto=CryptoFacts(openssl=openssl, kernel=kernel))
+
+
+# check id → [(case name, facts, expected status, words the message must contain)]
+CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
+    "wipe.capability": [
+        ("hdd with shred", wipe(HDD, "shred"), Status.PASS, "overwrite (shred)"),
+        (
+            "hdd, security erase not frozen",
+            wipe(HDD, "hdparm", ata=ATA_SECURE),
+            Status.PASS,
+            "ATA SECURITY ERASE UNIT (hdparm)",
+        ),
+        ("hdd, no tool", no_tools(HDD), Status.FAIL, "install shred (coreutils) or nwipe"),
+        (
+            "hdd without security set, hdparm only",
+            wipe(HDD, "hdparm"),
+            Status.FAIL,
+            "install shred (coreutils) or nwipe",
+        ),
+        (
+            "sas hdd, scsi sanitize overwrite",
+            wipe(SAS, "hdparm", "sg_sanitize"),
+            Status.PASS,
+            "SCSI SANITIZE overwrite (sg_sanitize)",
+        ),
+        ("ssd enhanced erase", wipe(SSD), Status.PASS, "ATA ENHANCED SECURITY ERASE UNIT"),
+        ("ssd frozen", wipe(SSD, ata=ATA_FROZEN), Status.FAIL, "suspend and resume"),
+        (
+            "ssd frozen, shred installed",
+            wipe(SSD, "shred", "hdparm", ata=ATA_FROZEN),
+            Status.FAIL,
+            "overwriting flash with shred is not irreversible",
+        ),
+        (
+            "ssd sanitize block erase",
+            wipe(SSD, ata=replace(ATA_FROZEN, sanitize=True, sanitize_block_erase=True)),
+            Status.PASS,
+            "ATA SANITIZE BLOCK ERASE (hdparm)",
+        ),
+        (
+            "ssd sanitize overwrite only",
+            wipe(SSD, ata=replace(ATA_NONE, sanitize=True, sanitize_overwrite=True)),
+            Status.FAIL,
+            "no irreversible erasure",
+        ),
+        (
+            "ssd without hdparm",
+            wipe(SSD, "shred", ata=Unavailable("hdparm is not installed")),
+            Status.FAIL,
+            "install hdparm",
+        ),
+        (
+            "ssd identify denied",
+            wipe(SSD, ata=Unavailable("hdparm -I /dev/sdb: /dev/sdb: Permission denied")),
+            Status.ERROR,
+            "Permission denied",
+        ),
+        ("nvme sanitize", wipe(NVME), Status.PASS, "NVMe Sanitize crypto erase (nvme)"),
+        (
+            "nvme format only",
+            wipe(NVME, nvme=replace(NVME_NONE, oacs=0x6, format_nvm=True)),
+            Status.PASS,
+            "NVMe Format SES=1 (user data erase)",
+        ),
+        (
+            "nvme without format or sanitize",
+            wipe(NVME, nvme=NVME_NONE),
+            Status.FAIL,
+            "no Security Erase, Sanitize or Format",
+        ),
+        (
+            "nvme without nvme-cli",
+            wipe(NVME, "shred", "hdparm", nvme=Unavailable("nvme-cli is not installed")),
+            Status.FAIL,
+            "install nvme-cli",
+        ),
+        ("virtual disk", wipe(VDA), Status.NOT_APPLICABLE, "hypervisor"),
+        (
+            "unknown medium",
+            wipe(HDD, medium="unknown", ata=None),
+            Status.ERROR,
+            "medium unknown",
+        ),
+        (
+            "disk list unavailable",
+            HostFacts(wipe=WipeFacts(ALL_TOOLS, Unavailable("/sys/block: permission denied"))),
+            Status.ERROR,
+            "/sys/block",
+        ),
+        ("not gathered", HostFacts(), Status.ERROR, "not gathered"),
+    ],
+    "crypto.sm_algorithms": [
+        ("openssl and kernel offer all", crypto(), Status.PASS, "OpenSSL 3.0.19 offers sm2"),
+        (
+            "neither offers any",
+            crypto(OPENSSL_NONE, KERNEL_NONE),
+            Status.FAIL,
+            "openssl is not installed",
+        ),
+        (
+            "crypto facts unavailable",
+            HostFacts(crypto=Unavailable("gatherer failed: OSError")),
+            Status.ERROR,
+            "OSError",
+        ),
+        ("not gathered", HostFacts(), Status.ERROR, "not gathered"),
+    ],
+}

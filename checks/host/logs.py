@@ -1,0 +1,197 @@
+"""Log retention: every log stream is kept at least six months (Cybersecurity Law Art. 21/23,
+MNDS 7.2.3.4, GB/T 22239 8.1.5.4 d), locally or on a central log server the site declares.
+
+One result per stream. Locally, a time limit in the configuration decides (logrotate `rotate` ×
+interval, journald `MaxRetentionSec`); where the configuration bounds a stream by size or by a
+number of files, the age of the oldest record still on the host decides. Forwarding counts only
+to a server the site has declared: the agent cannot see how long a remote server keeps logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
+from checks.model import Outcome, Severity, Unavailable, errored, failed, not_applicable, passed
+from checks.registry import check
+
+# Ports the daemons use when the configuration names none, to compare with "host:port" entries.
+_DEFAULT_PORTS = {"rsyslog": 514, "syslog-ng": 514, "audisp-remote": 60}
+
+
+def _logs(facts: Any) -> LogFacts:
+    logs = facts.logs
+    if not isinstance(logs, LogFacts):  # the runner reports a missing fact before calling us
+        raise TypeError("log facts missing")
+    return logs
+
+
+def _days(value: float) -> str:
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+
+
+def _split_server(entry: str) -> tuple[str, int | None]:
+    entry = entry.strip()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest.lstrip(":")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    return host.lower(), int(port) if port.isdigit() else None
+
+
+def _declared(rule: LogForwarding, servers: Sequence[str]) -> bool:
+    """A declared entry is a host (any port) or host:port ([v6]:port)."""
+    for entry in servers:
+        host, port = _split_server(entry)
+        if host != rule.host.lower():
+            continue
+        if port is None or port == (rule.port or _DEFAULT_PORTS[rule.daemon]):
+            return True
+    return False
+
+
+def _target(rule: LogForwarding) -> str:
+    host = f"[{rule.host}]" if ":" in rule.host else rule.host
+    return f"{host}:{rule.port}" if rule.port else host
+
+
+def _age_days(oldest: OldestRecord, observed_at: datetime) -> float:
+    return (observed_at - datetime.fromisoformat(oldest.at)).total_seconds() / 86400
+
+
+def _local(
+    retention: Retention,
+    oldest: OldestRecord | Unavailable | None,
+    observed_at: datetime,
+    minimum: int,
+) -> tuple[bool | None, str]:
+    """(kept long enough locally: True/False/None for unknown, the reason in words)."""
+    text = retention.description
+    if retention.volatile:
+        return False, text
+    if retention.unlimited:
+        return True, text
+    if retention.days is not None:
+        ok = retention.days >= minimum
+        return ok, f"{text} {'≥' if ok else '<'} {minimum}"
+    if isinstance(oldest, Unavailable):
+        return None, f"{text}; the oldest record is unreadable: {oldest.reason}"
+    if oldest is None:
+        return False, f"{text}; no record is kept yet"
+    age = _age_days(oldest, observed_at)
+    ok = age >= minimum
+    return ok, f"{text}; the oldest record is {_days(age)} days old {'≥' if ok else '<'} {minimum}"
+
+
+def _evidence(
+    stream: LogStream, logs: LogFacts, minimum: int, servers: Sequence[str]
+) -> dict[str, Any]:
+    retention = stream.retention
+    oldest = stream.oldest
+    forwarded = stream.forwarded_to
+    evidence: dict[str, Any] = {
+        "kind": stream.kind,
+        "paths": list(stream.paths),
+        "min_retention_days": minimum,
+        "central_log_servers": list(servers),
+        "observed_at": logs.observed_at,
+    }
+    if isinstance(retention, Retention):
+        evidence["configured"] = {
+            "days": None if retention.days is None else round(retention.days, 1),
+            "description": retention.description,
+            "unlimited": retention.unlimited,
+            "volatile": retention.volatile,
+            "sources": list(retention.sources),
+        }
+    elif isinstance(retention, Unavailable):
+        evidence["configured"] = {"unavailable": retention.reason}
+    if isinstance(oldest, OldestRecord):
+        age = _age_days(oldest, datetime.fromisoformat(logs.observed_at))
+        evidence["oldest_record"] = {
+            "at": oldest.at,
+            "age_days": round(age, 1),
+            "source": oldest.source,
+        }
+    elif isinstance(oldest, Unavailable):
+        evidence["oldest_record"] = {"unavailable": oldest.reason}
+    else:
+        evidence["oldest_record"] = None
+    if isinstance(forwarded, Unavailable):
+        evidence["forwarded_to"] = {"unavailable": forwarded.reason}
+    else:
+        evidence["forwarded_to"] = [
+            {
+                "daemon": f.daemon,
+                "target": _target(f),
+                "protocol": f.protocol,
+                "selector": f.selector,
+                "source": f.source,
+            }
+            for f in forwarded
+        ]
+    return evidence
+
+
+def _judge(  # noqa: PLR0911 — one return per conclusion
+    stream: LogStream, logs: LogFacts, minimum: int, servers: Sequence[str]
+) -> Outcome:
+    name = stream.name
+    if not stream.present:
+        return not_applicable(stream.absent_reason or "stream not present", target=name)
+    evidence = _evidence(stream, logs, minimum, servers)
+    retention = stream.retention
+    if not isinstance(retention, Retention):
+        reason = retention.reason if isinstance(retention, Unavailable) else "not gathered"
+        return errored(f"cannot tell the retention: {reason}", evidence, target=name)
+    ok, local = _local(retention, stream.oldest, datetime.fromisoformat(logs.observed_at), minimum)
+    if ok:
+        return passed(local, evidence, target=name)
+    forwarded = stream.forwarded_to
+    if isinstance(forwarded, Unavailable):
+        return errored(
+            f"{local}; forwarding configuration unreadable: {forwarded.reason}",
+            evidence,
+            target=name,
+        )
+    declared = [f for f in forwarded if _declared(f, servers)]
+    if declared:
+        rule = declared[0]
+        return passed(
+            f"forwarded by {rule.daemon} to declared central log server {_target(rule)} "
+            f"({rule.protocol}); locally: {local}",
+            evidence,
+            target=name,
+        )
+    if forwarded:
+        targets = ", ".join(sorted({_target(f) for f in forwarded}))
+        return failed(
+            f"{local}; forwarded to {targets}, which is not declared in central_log_servers: "
+            f"declare it if that server keeps logs ≥ {minimum} days",
+            evidence,
+            target=name,
+        )
+    if ok is None:
+        return errored(local, evidence, target=name)
+    return failed(local, evidence, target=name)
+
+
+@check(
+    "log.retention",
+    title_en="Logs are kept at least six months, locally or on a declared central log server",
+    title_zh="日志留存不少于六个月（本地留存或转发至已登记的集中日志服务器）",
+    severity=Severity.HIGH,
+    needs=("logs",),
+    params={"min_retention_days": 183, "central_log_servers": []},
+)
+def log_retention(
+    facts: Any, min_retention_days: int, central_log_servers: list[str]
+) -> Iterator[Outcome]:
+    logs = _logs(facts)
+    for stream in logs.streams:
+        yield _judge(stream, logs, min_retention_days, central_log_servers)

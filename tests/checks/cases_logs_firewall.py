@@ -1,0 +1,287 @@
+"""Recorded facts for `log.retention` and `host.firewall_default_deny`, with the status each must
+produce under the checks' default parameters (same shape as tests/checks/cases.py).
+
+Each log case holds one stream, so the check yields exactly one result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from checks.facts import HostFacts
+from checks.facts.firewall import FirewallFacts, InputChain
+from checks.facts.logs import (
+    JournaldConfig,
+    LogFacts,
+    LogForwarding,
+    LogStream,
+    OldestRecord,
+    Retention,
+)
+from checks.model import Status, Unavailable
+
+OBSERVED_AT = "2026-11-28T12:00:00Z"
+
+JOURNALD = JournaldConfig(
+    storage="auto",
+    persistent_dir=False,
+    max_retention_sec=None,
+    max_retention_raw=None,
+    system_max_use=None,
+    max_file_sec=None,
+    forward_to_syslog=True,
+    files=("/etc/systemd/journald.conf",),
+)
+
+AUTH_DEBIAN = LogStream(
+    name="auth",
+    kind="logrotate",
+    present=True,
+    paths=("/var/log/auth.log", "/var/log/auth.log.1", "/var/log/auth.log.4.gz"),
+    retention=Retention(
+        28.0, "logrotate keeps 4 weekly = 28 days", sources=("/etc/logrotate.d/rsyslog",)
+    ),
+    oldest=OldestRecord("2026-10-25T09:00:00Z", "first line of /var/log/auth.log.4.gz"),
+)
+
+AUDIT_ROTATE = LogStream(
+    name="audit",
+    kind="auditd",
+    present=True,
+    paths=("/var/log/audit/audit.log", "/var/log/audit/audit.log.199"),
+    retention=Retention(
+        None,
+        "auditd keeps 200 files of 50 MB (max_log_file_action = ROTATE): a count, not a time",
+        sources=("/etc/audit/auditd.conf",),
+    ),
+    oldest=OldestRecord("2026-03-23T12:00:00Z", "first line of /var/log/audit/audit.log.199"),
+)
+
+UNDECLARED = LogForwarding(
+    daemon="rsyslog",
+    host="198.18.4.50",
+    port=6514,
+    protocol="tcp",
+    selector="*.*",
+    condition=None,
+    source="/etc/rsyslog.d/60-central.conf",
+)
+
+
+def logs(stream: LogStream) -> HostFacts:
+    return HostFacts(
+        logs=LogFacts(
+            observed_at=OBSERVED_AT,
+            streams=(stream,),
+            journald=JOURNALD,
+            logrotate=(),
+            auditd=None,
+            forwarding=(UNDECLARED,),
+        )
+    )
+
+
+def auth(**changes: Any) -> HostFacts:
+    return logs(replace(AUTH_DEBIAN, **changes))
+
+
+def audit(**changes: Any) -> HostFacts:
+    return logs(replace(AUDIT_ROTATE, **changes))
+
+
+INET_DROP = InputChain(
+    source="nft",
+    family="inet",
+    table="filter",
+    name="input",
+    policy="drop",
+    default_ipv4="drop",
+    default_ipv6="drop",
+    final_rule=None,
+)
+
+IP_DROP = InputChain(
+    source="nft",
+    family="ip",
+    table="filter",
+    name="INPUT",
+    policy="drop",
+    default_ipv4="drop",
+    default_ipv6=None,
+    final_rule=None,
+)
+
+FIREWALL = FirewallFacts(
+    chains=(INET_DROP,),
+    nft="nftables 1.0.6: 1 input filter chain(s)",
+    iptables_legacy="iptables-legacy-save: no tables, no INPUT chain",
+    iptables=None,
+    ufw_enabled=None,
+)
+
+
+def firewall(**changes: Any) -> HostFacts:
+    return HostFacts(firewall=replace(FIREWALL, **changes))
+
+
+# check id → [(case name, facts, expected status, words the message must contain)]
+CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
+    "log.retention": [
+        (
+            "logrotate keeps 200 days",
+            auth(retention=Retention(200.0, "logrotate keeps 200 daily = 200 days")),
+            Status.PASS,
+            "200 days ≥ 183",
+        ),
+        (
+            "debian weekly rotate 4",
+            auth(forwarded_to=()),
+            Status.FAIL,
+            "logrotate keeps 4 weekly = 28 days < 183",
+        ),
+        (
+            "forwarded to an undeclared server",
+            auth(forwarded_to=(UNDECLARED,)),
+            Status.FAIL,
+            "not declared in central_log_servers",
+        ),
+        (
+            "auditd rotate by count, 250 days on disk",
+            audit(),
+            Status.PASS,
+            "250 days old ≥ 183",
+        ),
+        (
+            "auditd rotate by count, 3 days on disk",
+            audit(
+                oldest=OldestRecord(
+                    "2026-11-25T12:00:00Z", "first line of /var/log/audit/audit.log.4"
+                )
+            ),
+            Status.FAIL,
+            "3 days old < 183",
+        ),
+        (
+            "auditd keep_logs",
+            audit(
+                retention=Retention(
+                    None,
+                    "auditd max_log_file_action = KEEP_LOGS: every audit log file is kept",
+                    unlimited=True,
+                ),
+                oldest=None,
+            ),
+            Status.PASS,
+            "KEEP_LOGS",
+        ),
+        (
+            "audit files unreadable",
+            audit(oldest=Unavailable("/var/log/audit/audit.log.199: permission denied")),
+            Status.ERROR,
+            "permission denied",
+        ),
+        (
+            "volatile journald",
+            logs(
+                LogStream(
+                    name="journald",
+                    kind="journald",
+                    present=True,
+                    retention=Retention(
+                        None,
+                        "journald is volatile (Storage=auto and /var/log/journal does not "
+                        "exist): the journal lives in /run and is lost at reboot",
+                        volatile=True,
+                    ),
+                    oldest=OldestRecord("2026-11-28T08:00:00Z", "journal head (journalctl)"),
+                )
+            ),
+            Status.FAIL,
+            "volatile",
+        ),
+        (
+            "journald MaxRetentionSec=6month",
+            logs(
+                LogStream(
+                    name="journald",
+                    kind="journald",
+                    present=True,
+                    retention=Retention(182.6, "journald MaxRetentionSec=6month = 182.6 days"),
+                )
+            ),
+            Status.FAIL,
+            "182.6 days < 183",
+        ),
+        (
+            "logrotate config unreadable",
+            auth(retention=Unavailable("/etc/logrotate.d/rsyslog: permission denied")),
+            Status.ERROR,
+            "permission denied",
+        ),
+        (
+            "no auth file",
+            logs(
+                LogStream(
+                    name="auth",
+                    kind="logrotate",
+                    present=False,
+                    absent_reason="no syslog daemon writes /var/log/auth.log or /var/log/secure",
+                )
+            ),
+            Status.NOT_APPLICABLE,
+            "no syslog daemon",
+        ),
+        ("not gathered", HostFacts(), Status.ERROR, "not gathered"),
+    ],
+    "host.firewall_default_deny": [
+        ("inet policy drop", firewall(), Status.PASS, "IPv4 by nft inet filter input"),
+        (
+            "firewalld final reject",
+            firewall(
+                chains=(
+                    replace(
+                        INET_DROP,
+                        table="firewalld",
+                        name="filter_INPUT",
+                        policy="accept",
+                        default_ipv4="reject",
+                        default_ipv6="reject",
+                        final_rule="handle 19: reject",
+                    ),
+                )
+            ),
+            Status.PASS,
+            "handle 19: reject",
+        ),
+        (
+            "policy accept",
+            firewall(
+                chains=(
+                    replace(
+                        INET_DROP, policy="accept", default_ipv4="accept", default_ipv6="accept"
+                    ),
+                )
+            ),
+            Status.FAIL,
+            "nft inet filter input (policy accept)",
+        ),
+        ("ipv6 left open", firewall(chains=(IP_DROP,)), Status.FAIL, "IPv6 (ip6)"),
+        ("empty ruleset", firewall(chains=()), Status.FAIL, "no input filter chain at all"),
+        (
+            "nft not permitted",
+            firewall(
+                chains=(),
+                nft=Unavailable("nft -j list ruleset: nft exited 1: Operation not permitted"),
+            ),
+            Status.ERROR,
+            "Operation not permitted",
+        ),
+        (
+            "no tool",
+            firewall(chains=(), nft=None, iptables_legacy=None, iptables=None),
+            Status.ERROR,
+            "neither nft nor iptables",
+        ),
+    ],
+}

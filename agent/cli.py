@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _selected(registry: Registry, config: AgentConfig) -> list[str]:
-    return [c for c in registry.ids() if c not in set(config.checks.disabled)]
+    return config.checks.selected(registry.ids())
 
 
 def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
@@ -65,7 +65,8 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     catalogs = builtin_catalogs()
     chosen = [registry.get(c) for c in _selected(registry, config)]
     facts = gather(LocalRunner(), config, registry.needs(c.id for c in chosen))
-    results = evaluate(chosen, facts, config.checks.parameters)
+    overrides = {k: v for k, v in config.check_overrides().items() if k in registry}
+    results = evaluate(chosen, facts, overrides)
     report = build_report(facts, results, __version__)
     color = args.color == "always" or (
         args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ

@@ -7,13 +7,17 @@ Validated with msgspec (light enough for an agent that must stay under 50 MB).
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import yaml
 
+from checks.facts.backup import BackupSource
 from checks.registry import Registry
 from checks.runner import ParameterError, validate_overrides
 
@@ -42,17 +46,144 @@ class TpmConfig(_Section, forbid_unknown_fields=True, frozen=True):
 
 
 class ChecksConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    only: tuple[str, ...] | None = None
+    """Run only the checks matching these ids or patterns (`tpm.*`); None: every check."""
     disabled: tuple[str, ...] = ()
     """Check ids not to run on this host."""
+
+    def selected(self, ids: Iterable[str]) -> list[str]:
+        chosen = [i for i in ids if self.only is None or any(fnmatchcase(i, p) for p in self.only)]
+        return [i for i in chosen if i not in self.disabled]
+
     parameters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Per-check parameter overrides: {check_id: {name: value}}."""
 
 
+class EncryptionConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    required_mounts: tuple[str, ...] | None = None
+    """Mounts that must sit on dm-crypt; None: the data mounts present (/, /var, /srv, DB dirs)."""
+    min_strength: Literal["aes-256", "sm4"] = "aes-256"
+    """Weakest acceptable cipher: aes-256 (AES-256 or SM4 pass) or sm4 (only SM4 passes)."""
+
+    def __post_init__(self) -> None:
+        for mount in self.required_mounts or ():
+            if not mount.startswith("/"):
+                raise ValueError(f"required_mounts: {mount!r} is not an absolute path")
+
+
+_SECRET_KEYS = {"restic": "password_file", "borg": "passphrase_file"}
+_NEEDED = {
+    "restic": ("repository", "password_file"),
+    "borg": ("repository", "passphrase_file"),
+    "postgres": ("dsn",),
+    "path": ("glob",),
+}
+
+
+class BackupConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    name: str
+    kind: Literal["restic", "borg", "postgres", "path"]
+    repository: str | None = None
+    password_file: str | None = None
+    passphrase_file: str | None = None
+    dsn: str | None = None
+    glob: str | None = None
+    rpo_minutes: int | None = None
+    site: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in _NEEDED[self.kind]:
+            if not getattr(self, key):
+                raise ValueError(f"{key}: a {self.kind} source needs {key}")
+        for key in ("repository", "password_file", "passphrase_file", "dsn", "glob"):
+            if getattr(self, key) is not None and key not in _NEEDED[self.kind]:
+                raise ValueError(f"{key}: not used by a {self.kind} source")
+        if self.rpo_minutes is not None and not 0 < self.rpo_minutes <= 525_600:
+            raise ValueError("rpo_minutes: must be between 1 and 525600 (a year)")
+        secret = _SECRET_KEYS.get(self.kind)
+        if secret:
+            path = getattr(self, secret)
+            if not os.path.isfile(path):
+                raise ValueError(f"{secret}: {path} does not exist")
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"{secret}: {path} is not readable by this user")
+        if self.dsn is not None and _dsn_has_password(self.dsn):
+            raise ValueError(
+                "dsn: must not contain a password (argv is visible to every user); "
+                "use passfile= or ~/.pgpass"
+            )
+        if self.glob is not None and not self.glob.startswith("/"):
+            raise ValueError("glob: must be an absolute path pattern")
+
+    def source(self) -> BackupSource:
+        return BackupSource(
+            name=self.name,
+            kind=self.kind,
+            rpo_minutes=self.rpo_minutes,
+            site=self.site,
+            repository=self.repository,
+            password_file=self.password_file or self.passphrase_file,
+            dsn=self.dsn,
+            glob=self.glob,
+        )
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    if "://" in dsn:
+        netloc = dsn.split("://", 1)[1].split("/", 1)[0]
+        userinfo = netloc.rpartition("@")[0]
+        return ":" in userinfo or "password=" in dsn.lower()
+    return bool(re.search(r"(^|\s)password\s*=", dsn, re.IGNORECASE))
+
+
+class LogsConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    min_retention_days: int = 183
+    """MNDS 7.2.3.4 and the Cybersecurity Law: six months."""
+    access_logs: tuple[str, ...] = ()
+    """Application access logs whose rotation is checked too (absolute paths)."""
+    central_servers: tuple[str, ...] = ()
+    """Log servers declared to keep logs centrally; forwarding there satisfies retention."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_retention_days <= 3650:
+            raise ValueError("min_retention_days: must be between 1 and 3650")
+
+
 class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
     site: str | None = None
-    """Where this host stands (data centre), e.g. dc1."""
+    """Where this host stands (data centre), e.g. dc1; compared with backup copies' sites."""
     tpm: TpmConfig = msgspec.field(default_factory=TpmConfig)
+    encryption: EncryptionConfig = msgspec.field(default_factory=EncryptionConfig)
+    backups: tuple[BackupConfig, ...] = ()
+    logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
+    backup_timeout_seconds: float = 20.0
+    """How long one backup source may take before it reports `error` instead of stalling."""
     checks: ChecksConfig = msgspec.field(default_factory=ChecksConfig)
+
+    def __post_init__(self) -> None:
+        names = [b.name for b in self.backups]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"backups: the name {dup!r} is used twice")
+        if not 0 < self.backup_timeout_seconds <= 600:
+            raise ValueError("backup_timeout_seconds: must be between 0 and 600")
+
+    def check_overrides(self) -> dict[str, dict[str, Any]]:
+        """Section settings as check parameters; `checks.parameters` wins where both are set."""
+        derived: dict[str, dict[str, Any]] = {
+            "disk.cipher_strength": {"min_strength": self.encryption.min_strength},
+            "log.retention": {
+                "min_retention_days": self.logs.min_retention_days,
+                "central_log_servers": list(self.logs.central_servers),
+            },
+        }
+        if self.encryption.required_mounts is not None:
+            derived["disk.encrypted_mounts"] = {
+                "required_mounts": list(self.encryption.required_mounts)
+            }
+        for check_id, values in self.checks.parameters.items():
+            derived[check_id] = {**derived.get(check_id, {}), **values}
+        return derived
 
 
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
@@ -80,14 +211,26 @@ def _describe(error: msgspec.ValidationError, data: Any) -> str:
     if m := _UNKNOWN.match(message):
         key = ".".join(p for p in (dotted, m.group("key")) if p)
         value = _lookup(data, f"{path}.{m.group('key')}")
-        return f"unknown key {key} (value: {value!r})"
+        return f"unknown key {key}{_shown(key, value)}"
     if m := _MISSING.match(message):
         return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
     if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
         # A section's own validation names the field it rejects.
         path, message = f"{path}.{m.group('key')}", m.group("rest")
         dotted = path.lstrip(".")
-    return f"{dotted or '(top level)'}: {message} (value: {_lookup(data, path)!r})"
+    return f"{dotted or '(top level)'}: {message}{_shown(dotted, _lookup(data, path))}"
+
+
+# Values of these keys may carry a secret: an error names the key but never echoes the value.
+_SECRET_VALUE_KEYS = {"dsn"}
+
+
+def _shown(dotted: str, value: Any) -> str:
+    if dotted.rsplit(".", 1)[-1] in _SECRET_VALUE_KEYS:
+        return " (value not shown: it may hold a secret)"
+    if isinstance(value, dict | list):
+        return ""
+    return f" (value: {value!r})"
 
 
 def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
@@ -99,6 +242,9 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
         config = msgspec.convert(data, AgentConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc, data)}") from None
+    for pattern in config.checks.only or ():
+        if not any(fnmatchcase(i, pattern) for i in registry.ids()):
+            raise ConfigError(f"{source}: checks.only: {pattern!r} matches no check")
     for check_id in config.checks.disabled:
         if check_id not in registry:
             raise ConfigError(f"{source}: checks.disabled: unknown check id {check_id!r}")
@@ -107,6 +253,9 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
         raise ConfigError(f"{source}: checks.parameters: unknown check id {unknown[0]!r}")
     try:
         validate_overrides(registry, config.checks.parameters)
+        validate_overrides(
+            registry, {k: v for k, v in config.check_overrides().items() if k in registry}
+        )
     except ParameterError as exc:
         raise ConfigError(f"{source}: checks.parameters: {exc}") from None
     return config

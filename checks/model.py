@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -116,4 +117,6 @@ def jsonable(value: Any) -> Any:  # noqa: PLR0911 — one return per JSON kind
         return [jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value

@@ -122,6 +122,6 @@ class Registry:
 
 def builtin_registry() -> Registry:
     """Every check medsec ships. Imported lazily so `import checks` stays free of work."""
-    from checks.host import boot, tpm
+    from checks.host import backup, boot, crypto, disk, firewall, logs, tpm, wipe
 
-    return Registry.from_modules([boot, tpm])
+    return Registry.from_modules([backup, boot, crypto, disk, firewall, logs, tpm, wipe])

@@ -12,6 +12,7 @@ DEBS=(
   cryptsetup-bin                               # LUKS headers: luksDump, and luksFormat in tests
   restic borgbackup postgresql                 # backup sources the agent reads (and tests build)
   nftables iptables                            # host firewall policy
+  systemd-journal-remote                       # tests write real journal files with it
   hdparm nvme-cli sg3-utils                    # erasure capability of disks
   lynis                                        # the baseline in benchmarks/agent_run.py
 )

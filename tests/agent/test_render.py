@@ -23,13 +23,23 @@ from checks.runner import evaluate
 from tests.checks.cases import HW, LOCKOUT_OK, TPM_GOOD
 
 GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_CHECKS = (
+    "host.secure_boot",
+    "tpm.ek_certificate",
+    "tpm.lockout",
+    "tpm.pcr_bank",
+    "tpm.present",
+)
 
 
 def report():
     facts = HostFacts(
         hardware=HW, tpm=replace(TPM_GOOD, lockout=replace(LOCKOUT_OK, in_lockout=True, counter=32))
     )
-    results = evaluate(builtin_registry(), facts)
+    registry = builtin_registry()
+    # A fixed set of checks, so that checks added later do not churn these golden files.
+    chosen = [registry.get(i) for i in GOLDEN_CHECKS]
+    results = evaluate(chosen, facts)
     return build_report(
         facts,
         results,

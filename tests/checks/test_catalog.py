@@ -9,7 +9,7 @@ import pytest
 from checks.catalog import CatalogError, builtin_catalogs, load_catalog
 from checks.model import Status
 from checks.registry import builtin_registry
-from tests.checks.cases import CASES
+from tests.checks.all_cases import ALL_CASES as CASES
 
 STANDARDS = Path(__file__).resolve().parents[2] / "checks" / "standards"
 

@@ -1,16 +1,16 @@
 """Runs the gatherers the selected checks need — each once — and assembles `HostFacts`.
 
-The hardware inventory comes first (it names the host, and the wipe gatherer needs its disks);
-the rest run side by side in threads, since nearly all their time is spent waiting on commands
-(cryptsetup, restic, psql, journalctl). This is the gatherers' runner boundary: a gatherer that
-raises costs only its own fact, which becomes `Unavailable` naming the exception, and every check
-that needs it reports `error`.
+The hardware inventory comes first (it names the host, and the wipe gatherer needs its disks),
+then the others in turn. They run one after another on purpose: on 2 cores, running them in
+threads measured no faster (0.55-0.62 s against 0.59 s) and cost 2-6 MB more peak RSS, and the
+run's worst case is bounded by each slow source's own timeout either way. This is the gatherers'
+runner boundary: a gatherer that raises costs only its own fact, which becomes `Unavailable`
+naming the exception, and every check that needs it reports `error`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.config import AgentConfig
@@ -20,8 +20,6 @@ from inventory.runner import Runner
 
 # (runner, config, facts gathered so far) → the fact
 Gatherer = Callable[[Runner, AgentConfig, HostFacts], Any]
-
-MAX_PARALLEL = 4
 
 
 def _hardware(runner: Runner, config: AgentConfig, facts: HostFacts) -> Any:
@@ -109,14 +107,6 @@ def _guarded(name: str, runner: Runner, config: AgentConfig, facts: HostFacts) -
 def gather(runner: Runner, config: AgentConfig, needs: Iterable[str]) -> HostFacts:
     """Gather the hardware inventory (always: it names the host) and every needed fact."""
     facts = HostFacts()
-    facts.hardware = _guarded("hardware", runner, config, facts)
-    rest = sorted(set(needs) - {"hardware"})
-    if len(rest) <= 1:
-        for name in rest:
-            setattr(facts, name, _guarded(name, runner, config, facts))
-        return facts
-    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="gather") as pool:
-        futures = {name: pool.submit(_guarded, name, runner, config, facts) for name in rest}
-    for name, future in futures.items():
-        setattr(facts, name, future.result())
+    for name in ["hardware", *sorted(set(needs) - {"hardware"})]:
+        setattr(facts, name, _guarded(name, runner, config, facts))
     return facts

@@ -128,3 +128,50 @@ def test_checks_lists_every_check_with_its_clauses():
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert TPM_CHECKS | {"host.secure_boot"} <= set(lines)
     assert "MNDS 6.1.1" in lines["tpm.present"]
+
+
+def test_backup_recency_end_to_end(tmp_path):
+    """Config → typed sources → the path gatherer → backup.rpo and backup.offsite, per source."""
+    import time
+
+    fresh, stale = tmp_path / "fresh", tmp_path / "stale"
+    for folder, minutes in ((fresh, 5), (stale, 20)):
+        folder.mkdir()
+        dump = folder / "his-db.tar"
+        dump.write_bytes(b"dump")
+        moment = time.time() - minutes * 60
+        os.utime(dump, (moment, moment))
+    cfg = config(
+        tmp_path,
+        f"""
+site: dc1
+backups:
+  - {{name: pacs-export, kind: path, glob: "{fresh}/*.tar", rpo_minutes: 15, site: dc2}}
+  - {{name: his-db-dump, kind: path, glob: "{stale}/*.tar", site: dc1}}
+checks: {{only: ['backup.*']}}
+""",
+    )
+    proc = agent("run", "--config", cfg, "--format", "json", "--no-push")
+    assert proc.returncode == 1, proc.stderr
+    results = {(r["check_id"], r["target"]): r for r in json.loads(proc.stdout)["results"]}
+    assert results["backup.rpo", "pacs-export"]["status"] == "pass"
+    stale_result = results["backup.rpo", "his-db-dump"]
+    assert stale_result["status"] == "fail"
+    assert stale_result["evidence"]["rpo_seconds"] == 900
+    assert 1190 < stale_result["evidence"]["age_seconds"] < 1300
+    assert results["backup.offsite", "dc1"]["status"] == "pass"
+    assert "MNDS 7.2.4.3" in stale_result["clauses"]
+
+
+def test_missing_backup_password_file_is_a_config_error(tmp_path):
+    cfg = config(
+        tmp_path,
+        "backups:\n  - {name: r, kind: restic, repository: /srv/restic,"
+        " password_file: /etc/medsec/none.pass}\n",
+    )
+    proc = agent("run", "--config", cfg)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"medsec-agent: {cfg}: backups[0].password_file: /etc/medsec/none.pass does not exist"
+        " (value: '/etc/medsec/none.pass')\n"
+    )

@@ -1,0 +1,142 @@
+"""The collector's domain records, shared by the store, the API and the CLI.
+
+The store returns these (never ORM rows); the API renders them; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Role(enum.StrEnum):
+    """Who may do what. Each role includes the rights of the ones below it."""
+
+    AUDITOR = "auditor"  # reads hosts, reports, results, the audit log
+    OPERATOR = "operator"  # also starts scans
+    ADMIN = "admin"  # also manages agents and users
+
+    def allows(self, needed: Role) -> bool:
+        order = [Role.AUDITOR, Role.OPERATOR, Role.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+class SignatureAlg(enum.StrEnum):
+    ED25519 = "ed25519"
+    SM2_SM3 = "sm2-sm3"  # SM2 signature over SM3 (GB/T 32918), for `crypto: sm`
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    name: str
+    alg: SignatureAlg | None
+    """None until the agent has enrolled."""
+    public_key_pem: str | None
+    """The agent's signing key (SubjectPublicKeyInfo PEM), registered at enrolment."""
+    enrolled_at: datetime | None
+    revoked_at: datetime | None
+    last_seen_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.enrolled_at is not None and self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of an API request: a user (with a role) or an agent."""
+
+    kind: str  # "user" | "agent"
+    name: str
+    role: Role | None  # agents have no role: they may only post their own reports
+    agent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    report_id: str
+    host_id: str
+    duplicate: bool
+    """True when the same report (same id, same bytes, same agent) was already stored."""
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    id: str
+    hostname: str
+    agent: str
+    last_report_id: str
+    last_report_at: datetime
+    counts: dict[str, int]
+    """Result counts of the latest report by status."""
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    report_id: str
+    host_id: str
+    agent: str
+    generated_at: datetime
+    received_at: datetime
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    report_id: str
+    host_id: str
+    hostname: str
+    check_id: str
+    status: str
+    target: str | None
+    message: str
+    generated_at: datetime
+    clauses: tuple[str, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor: str
+    """User or agent name, or "-" for an unauthenticated request."""
+    role: str
+    """The actor's role, "agent", or "-"."""
+    action: str
+    """e.g. "POST /api/v1/reports" or "cli users add"."""
+    source: str
+    """Client address, or "cli"."""
+    outcome: str
+    """HTTP status code and error code, e.g. "201" or "403 forbidden"."""
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    total: int
+    limit: int
+    offset: int

@@ -15,6 +15,8 @@ DEBS=(
   systemd-journal-remote                       # tests write real journal files with it
   hdparm nvme-cli sg3-utils                    # erasure capability of disks
   lynis                                        # the baseline in benchmarks/agent_run.py
+  nmap apache2 libapache2-mod-security2 modsecurity-crs nginx   # the hospital-in-a-box lab
+  snmpd snmp openssh-server openssh-client curl               # lab services and probes
 )
 
 missing=()
@@ -24,8 +26,16 @@ done
 if ((${#missing[@]})); then
   echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Daemons (apache2, nginx, snmpd, sshd) must not start system-wide on install: the lab runs
+  # its own copies inside network namespaces. policy-rc.d says so for the install only.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 PY=${PYTHON:-python3}

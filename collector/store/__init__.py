@@ -13,3 +13,25 @@ Contract (the API and the CLI depend on it; every method is one transaction):
 """
 
 from __future__ import annotations
+
+from collector.store.store import (
+    AgentExists,
+    EnrollmentInvalid,
+    NotFound,
+    ReplayedReport,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UserExists,
+)
+
+__all__ = [
+    "AgentExists",
+    "EnrollmentInvalid",
+    "NotFound",
+    "ReplayedReport",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UserExists",
+]

@@ -1,0 +1,176 @@
+"""The audit log's hash chain: how an entry's hash is computed, how a sequence of stored entries
+is checked against it and against the recorded head, and the group commit that lets many threads
+append without queueing one transaction each behind the head row's lock.
+
+entry.hash = sha256(prev_hash + canonical(seq, at, actor, role, action, source, outcome)), with
+`prev_hash` the previous entry's hash (64 zeros for the first). The canonical encoding is a compact
+JSON array with `at` in UTC to the microsecond, so no field can bleed into another and the hash
+of a stored entry can be recomputed exactly from what SQLite or PostgreSQL gives back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from collector.models import AuditEntry, AuditVerdict
+from collector.store.schema import GENESIS_HASH
+
+
+def canonical(
+    *, seq: int, at: datetime, actor: str, role: str, action: str, source: str, outcome: str
+) -> str:
+    stamp = at.astimezone(UTC).isoformat(timespec="microseconds")
+    return json.dumps(
+        [seq, stamp, actor, role, action, source, outcome],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def entry_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    source: str,
+    outcome: str,
+) -> str:
+    text = prev_hash + canonical(
+        seq=seq, at=at, actor=actor, role=role, action=action, source=source, outcome=outcome
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def recompute(entry: AuditEntry) -> str:
+    """The hash `entry` should carry, from its own fields and its `prev_hash`."""
+    return entry_hash(
+        entry.prev_hash,
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        role=entry.role,
+        action=entry.action,
+        source=entry.source,
+        outcome=entry.outcome,
+    )
+
+
+def verify_chain(entries: Iterable[AuditEntry], head: tuple[int, str] | None) -> AuditVerdict:
+    """Check `entries` (in seq order, all of them) against each other and the head row.
+
+    Finds an edited entry (its hash no longer matches its fields), an inserted or re-linked one
+    (its prev_hash is not the previous hash), a deleted one (a gap in seq), and a deleted tail
+    (the head records a later entry than the last one present).
+    """
+    if head is None:
+        return AuditVerdict(False, 0, None, "the audit head row is missing")
+    last_seq, last_hash, count = 0, GENESIS_HASH, 0
+    for entry in entries:
+        count += 1
+        bad = _entry_problem(entry, last_seq + 1, last_hash)
+        if bad is not None:
+            return AuditVerdict(False, count, *bad)
+        last_seq, last_hash = entry.seq, entry.hash
+    bad = _head_problem(head, last_seq, last_hash)
+    if bad is not None:
+        return AuditVerdict(False, count, *bad)
+    return AuditVerdict(True, count)
+
+
+def _entry_problem(entry: AuditEntry, expected_seq: int, prev: str) -> tuple[int, str] | None:
+    if entry.seq > expected_seq:
+        return expected_seq, f"entry {expected_seq} is missing (the next entry is {entry.seq})"
+    if entry.seq < expected_seq:
+        return entry.seq, f"entry {entry.seq} is out of order (expected {expected_seq})"
+    if entry.prev_hash != prev:
+        return entry.seq, f"entry {entry.seq} does not link to the entry before it"
+    if recompute(entry) != entry.hash:
+        return entry.seq, f"entry {entry.seq} was altered: its hash does not match its fields"
+    return None
+
+
+def _head_problem(head: tuple[int, str], last_seq: int, last_hash: str) -> tuple[int, str] | None:
+    head_seq, head_hash = head
+    if head_seq > last_seq:
+        return last_seq + 1, (
+            f"entries {last_seq + 1}..{head_seq} are missing"
+            f" (the head records entry {head_seq}, the last present is {last_seq})"
+        )
+    if head_seq < last_seq:
+        return head_seq + 1, f"entry {head_seq + 1} and later are not recorded in the head"
+    if head_hash != last_hash:
+        return max(last_seq, 1), "the head's hash does not match the last entry"
+    return None
+
+
+# ----------------------------------------------------------------------------- group commit
+
+MAX_BATCH = 256
+
+
+@dataclass(eq=False)
+class Pending:
+    """One entry waiting to be appended; `entry` or `error` is set once its batch is done."""
+
+    at: datetime
+    fields: dict[str, str]
+    entry: AuditEntry | None = None
+    error: BaseException | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class GroupCommit:
+    """Appends from many threads of one process, written in batches: one transaction, one lock
+    of the head row and one commit for everything queued meanwhile, so the chain's throughput is
+    not one commit's latency per request. Every caller still returns only after its own entry
+    is committed, and gets that entry (or the batch's error).
+
+    Whoever arrives while no batch is being written leads: it writes the queue, wakes the
+    callers it wrote for, and hands the lead to the first caller still queued.
+    """
+
+    def __init__(self, write: Callable[[list[Pending]], None]) -> None:
+        self._write = write
+        self._mutex = threading.Lock()
+        self._queue: list[Pending] = []
+        self._busy = False
+
+    def submit(self, item: Pending) -> AuditEntry:
+        with self._mutex:
+            self._queue.append(item)
+            leading = not self._busy
+            self._busy = True
+        if not leading:
+            item.wake.wait()
+        if item.entry is None and item.error is None:  # first in, or handed the lead
+            self._lead(item)
+        if item.error is not None:
+            raise item.error
+        if item.entry is None:  # pragma: no cover — _write sets an entry or an error
+            raise RuntimeError("audit batch finished without an entry")
+        return item.entry
+
+    def _lead(self, own: Pending) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        try:
+            self._write(batch)
+        except BaseException as exc:
+            for pending in batch:
+                pending.error = exc
+        with self._mutex:
+            successor = self._queue[0] if self._queue else None
+            self._busy = successor is not None
+        for pending in batch:
+            if pending is not own:
+                pending.wake.set()
+        if successor is not None:
+            successor.wake.set()

@@ -1,0 +1,172 @@
+"""The collector's tables as SQLAlchemy Core metadata: the one description of the schema that the
+store queries and that the Alembic migrations must reproduce (a test compares the two).
+
+Strings are unbounded `Text` except fixed-size hashes and short enumerations, so SQLite and
+PostgreSQL accept and reject the same values; length limits are enforced at the API boundary.
+JSON is `JSONB` on PostgreSQL. Timestamps are `timestamptz` on PostgreSQL; on SQLite, which has
+no time zones, `UTCDateTime` stores UTC and gives back aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+GENESIS_HASH = "0" * 64
+"""`prev_hash` of the first audit entry, and the audit head's hash while the log is empty."""
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that stores UTC and always returns aware UTC datetimes.
+
+    A naive datetime is taken to be UTC already (the contract: "naive/aware datetimes: store UTC,
+    return aware UTC"). On SQLite the stored text then sorts and compares chronologically.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC) if dialect.name != "sqlite" else value
+        value = value.astimezone(UTC)
+        # SQLite's DateTime drops tzinfo when it formats the value; make that explicit.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""Primary keys of the big tables: BIGINT on PostgreSQL, the rowid alias on SQLite."""
+Hash = sa.String(64)
+"""A SHA-256 digest in lower-case hex."""
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("alg", sa.String(16)),
+    sa.Column("public_key_pem", sa.Text),
+    sa.Column("api_token_hash", Hash, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("enrolled_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_seen_at", UTCDateTime),
+)
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id"), nullable=False, index=True),
+    sa.Column("token_hash", Hash, nullable=False, unique=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", Hash, nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("pk", BigId, primary_key=True),
+    sa.Column("report_id", sa.Text, nullable=False, unique=True),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("host_id", sa.Text, nullable=False),
+    sa.Column("generated_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("sha256", Hash, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("counts", JSONType, nullable=False),
+    sa.Index(None, "host_id", "generated_at"),
+)
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("last_report_pk", sa.BigInteger, sa.ForeignKey("reports.pk"), nullable=False),
+    sa.Column("last_report_at", UTCDateTime, nullable=False),
+    sa.Column("inventory", JSONType, nullable=False),
+    sa.Index(None, "last_report_pk"),
+    sa.Index(None, "hostname"),
+)
+
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("pk", BigId, primary_key=True),
+    sa.Column(
+        "report_pk",
+        sa.BigInteger,
+        sa.ForeignKey("reports.pk", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("host_id", sa.Text, nullable=False),
+    sa.Column("check_id", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("evidence", JSONType, nullable=False),
+    sa.Column("clauses", JSONType, nullable=False),
+    sa.Index(None, "check_id", "status"),
+    sa.Index(None, "report_pk"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("prev_hash", Hash, nullable=False),
+    sa.Column("hash", Hash, nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", Hash, nullable=False),
+)
+"""One row (id=1): the last entry's seq and hash; a deleted tail shows as a mismatch with it.
+Appenders lock this row (`FOR UPDATE`), which serialises them across collector processes."""

@@ -120,6 +120,7 @@ def verify(data: bytes, signature: bytes, public_pem: str, alg: Alg) -> None:
     from tongsuopy.crypto import hashes
     from tongsuopy.crypto import serialization as sm_serialization
     from tongsuopy.crypto.asymciphers import ec
+    from tongsuopy.crypto.exceptions import InternalError as SmInternalError
     from tongsuopy.crypto.exceptions import InvalidSignature as SmInvalidSignature
 
     try:
@@ -128,7 +129,8 @@ def verify(data: bytes, signature: bytes, public_pem: str, alg: Alg) -> None:
         raise SignatureInvalid("the registered key is not an SM2 key") from None
     try:
         sm_key.verify(signature, data, ec.ECDSA(hashes.SM3()))
-    except (SmInvalidSignature, ValueError):
+    # Tongsuo reports a malformed (not DER) SM2 signature as an internal error.
+    except (SmInvalidSignature, SmInternalError, ValueError):
         raise SignatureInvalid() from None
 
 
@@ -179,6 +181,8 @@ def open_envelope(body: bytes) -> tuple[Envelope, bytes, bytes]:
     """Parse an envelope: (envelope, report bytes, signature bytes). Nothing is verified yet."""
     try:
         envelope = msgspec.json.decode(body, type=Envelope)
+    except RecursionError:
+        raise EnvelopeError("invalid_envelope", "envelope: nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise EnvelopeError("invalid_envelope", f"envelope: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -244,6 +248,8 @@ def parse_report(report_bytes: bytes) -> Report:
     """Validate a report at the boundary; raises `EnvelopeError("invalid_report", ...)`."""
     try:
         report = msgspec.json.decode(report_bytes, type=Report)
+    except RecursionError:
+        raise EnvelopeError("invalid_report", "report: nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise EnvelopeError("invalid_report", f"report: {exc}") from None
     except msgspec.DecodeError as exc:

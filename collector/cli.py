@@ -1,21 +1,477 @@
-"""`medsec`: the collector's CLI. The service itself is not built yet; this says so plainly."""
+"""`medsec`: set up, run and administer the collector.
+
+Exit codes (a contract): 0 done; 1 a finding (`audit verify` found the log altered); 2 usage,
+settings or database error, one line on stderr naming the problem; 3 internal error (a bug).
+Tokens are printed once, as the LAST line of the output, so scripts can take `tail -n 1`.
+Every administrative action is itself written to the audit log (actor = the OS user, role
+"cli", source "cli"), including the ones that fail.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import pwd
+import re
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
+
+from collector.settings import (
+    CollectorSettings,
+    SettingsError,
+    TlsSettings,
+    check_host,
+    load_settings,
+    parse_listen,
+    render_settings,
+)
+
+if TYPE_CHECKING:
+    from collector.store import Store
+
+PROG = "medsec"
+VERSION = "0.1.0"
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+ROLES = ("admin", "operator", "auditor")
+# The API's rule (collector.app.NAME_PATTERN), repeated so admin commands need not import FastAPI.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class UsageError(Exception):
+    """The command cannot run as asked. The message is the one line the user sees; `code` is
+    what the audit log records as the outcome."""
+
+    def __init__(self, message: str, code: str = "usage_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: scripts grep for it.
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="collector settings (YAML)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="medsec collector: reports, audit log, users, agents.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    init = sub.add_parser("init", help="make DIR/collector.yaml, a TLS pair and the database")
+    init.add_argument("--dir", required=True, type=Path, help="folder for settings, TLS, data")
+    init.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        help="name or address agents use to reach the collector (repeatable)",
+    )
+
+    serve = sub.add_parser("serve", help="run the HTTPS API (migrates the database first)")
+    _config_arg(serve)
+    serve.add_argument("--listen", help="HOST:PORT, overriding the settings' listen")
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    _config_arg(db.add_parser("upgrade", help="apply the schema migrations"))
+
+    users = sub.add_parser("users", help="API users").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    add = users.add_parser("add", help="add a user; prints their API token (last line)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    _config_arg(add)
+    _config_arg(users.add_parser("list", help="list users"))
+    remove = users.add_parser("remove", help="remove a user (their token stops working)")
+    remove.add_argument("name")
+    _config_arg(remove)
+
+    agents = sub.add_parser("agents", help="agents").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    enroll = agents.add_parser("enroll", help="print a one-time enrolment token (last line)")
+    enroll.add_argument("name")
+    _config_arg(enroll)
+    _config_arg(agents.add_parser("list", help="list agents"))
+    revoke = agents.add_parser("revoke", help="revoke an agent (its token stops working)")
+    revoke.add_argument("name")
+    _config_arg(revoke)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    _config_arg(audit.add_parser("verify", help="check the hash chain; exit 1 if altered"))
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _os_user() -> str:
+    """Who ran the command, for the audit log: the effective user, and who used sudo."""
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name} (sudo by {sudo})" if sudo and uid == 0 else name
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise UsageError(
+            f"{what} name {value!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            "invalid_name",
+        )
+    return value
+
+
+def _open_store(settings: CollectorSettings) -> Store:
+    from collector.store import Store
+
+    return Store.open(settings.database)
+
+
+def _audit(store: Store, action: str, outcome: str) -> None:
+    """Record a CLI action. A failure to record is said loudly but does not undo the action."""
+    from collector.store import StoreError
+
+    try:
+        store.append_audit(_os_user(), "cli", f"cli {action}", "cli", outcome, _now())
+    except StoreError as exc:
+        print(f"{PROG}: warning: the audit entry was not written: {exc}", file=sys.stderr)
+
+
+def _with_store(
+    args: argparse.Namespace, action: str, body: Callable[[Store, CollectorSettings], int]
+) -> int:
+    """Run `body` on the configured store and audit it, whatever the outcome."""
+    from collector.store import StoreError, StoreUnavailable
+
+    settings = load_settings(args.config)
+    store = _open_store(settings)
+    try:
+        try:
+            code = body(store, settings)
+        except StoreUnavailable:
+            raise
+        except UsageError as exc:
+            _audit(store, action, f"{EXIT_USAGE} {exc.code}")
+            raise
+        except StoreError as exc:
+            _audit(store, action, f"{EXIT_USAGE} {_error_code(exc)}")
+            raise
+        _audit(store, action, str(code))
+        return code
+    finally:
+        store.close()
+
+
+def _error_code(exc: Exception) -> str:
+    """`UserExists` → `user_exists`: the outcome recorded for a refused CLI action."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from collector.tls import make_self_signed
+
+    folder: Path = args.dir.expanduser().resolve()
+    config = folder / "collector.yaml"
+    if config.exists():
+        raise UsageError(f"{config} already exists; not overwriting it")
+    try:
+        hostnames = [check_host(h) for h in args.hostname]
+    except ValueError as exc:
+        raise UsageError(f"--hostname: {exc}") from None
+    local = socket.gethostname()
+    if local not in hostnames and _is_name(local):
+        hostnames.append(local)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise UsageError(f"cannot create {folder}: {exc.strerror}") from None
+    tls = folder / "tls"
+    cert, key = tls / "cert.pem", tls / "key.pem"
+    make_self_signed(cert, key, hostnames)
+    settings = CollectorSettings(
+        tls=TlsSettings(cert_file=str(cert), key_file=str(key)),
+        database=f"sqlite:///{folder / 'medsec.db'}",
+    )
+    store = _open_store(settings)
+    try:
+        store.upgrade()
+        _audit(store, f"init {folder}", str(EXIT_OK))
+    finally:
+        store.close()
+    try:
+        # O_EXCL: two `medsec init` racing on one folder cannot both write the settings.
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{config} already exists; not overwriting it") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(render_settings(settings))
+    print(f"settings:    {config}")
+    print(f"certificate: {cert}  (give it to agents as their ca_file)")
+    print(f"private key: {key}  (mode 0600)")
+    print(f"database:    {settings.database}")
+    print(f"names:       localhost, 127.0.0.1{''.join(', ' + h for h in hostnames)}")
+    print(f"next: {PROG} serve --config {config}")
+    return EXIT_OK
+
+
+def _is_name(host: str) -> bool:
+    try:
+        check_host(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a busy port is one clear line, not a traceback."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from collector.app import create_app
+    from collector.tls import uvicorn_config
+
+    settings = load_settings(args.config)
+    try:
+        host, port = parse_listen(args.listen) if args.listen else (settings.host, settings.port)
+    except ValueError as exc:
+        raise UsageError(f"--listen: {exc} (value: {args.listen!r})") from None
+    store = _open_store(settings)
+    try:
+        store.upgrade()
+        app = create_app(settings, store)
+        config = uvicorn_config(app, host, port, settings.tls.cert_file, settings.tls.key_file)
+        sock = _listen_socket(host, port)
+        server = uvicorn.Server(config)
+        stopped: list[int] = []
+
+        def note(signum: int, frame: FrameType | None) -> None:
+            stopped.append(signum)
+
+        # uvicorn handles SIGTERM/SIGINT while it runs (graceful: finish requests, then stop) and
+        # re-raises the signal afterwards; these handlers receive it, so the exit is clean (0).
+        previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
+        _audit(store, f"serve {host}:{port}", str(EXIT_OK))
+        where = f"[{host}]" if ":" in host else host
+        print(
+            f"{PROG}: serving https://{where}:{port} (database {settings.database_for_display()})",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if not server.started:
+            raise UsageError(f"the server on {host}:{port} did not start (see the log above)")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    def upgrade(store: Store, settings: CollectorSettings) -> int:
+        store.upgrade()
+        print(f"database {settings.database_for_display()} is at the latest schema")
+        return EXIT_OK
+
+    settings = load_settings(args.config)
+    store = _open_store(settings)
+    try:
+        code = upgrade(store, settings)  # migrate before auditing: the log's table may be new
+        _audit(store, "db upgrade", str(code))
+        return code
+    finally:
+        store.close()
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    from collector.models import Role
+    from collector.store import NotFound, UserExists
+
+    def add(store: Store, _: CollectorSettings) -> int:
+        name = _name(args.name, "user")
+        try:
+            user, token = store.add_user(name, Role(args.role), _now())
+        except UserExists:
+            raise UsageError(f"a user named {name!r} already exists", "user_exists") from None
+        print(f"user {user.name} added with role {user.role.value}")
+        print("API token (shown once; send it as 'Authorization: Bearer TOKEN'):")
+        print(token)
+        return EXIT_OK
+
+    def list_(store: Store, _: CollectorSettings) -> int:
+        rows = [(u.name, u.role.value, _stamp(u.created_at)) for u in store.list_users()]
+        _table(("NAME", "ROLE", "CREATED"), rows)
+        return EXIT_OK
+
+    def remove(store: Store, _: CollectorSettings) -> int:
+        try:
+            store.remove_user(args.name)
+        except NotFound:
+            raise UsageError(f"no user named {args.name!r}", "not_found") from None
+        print(f"user {args.name} removed")
+        return EXIT_OK
+
+    if args.action == "add":
+        return _with_store(args, f"users add {args.name} --role {args.role}", add)
+    if args.action == "remove":
+        return _with_store(args, f"users remove {args.name}", remove)
+    return _with_store(args, "users list", list_)
+
+
+def _cmd_agents(args: argparse.Namespace) -> int:
+    from collector.store import AgentExists, NotFound
+
+    def enroll(store: Store, settings: CollectorSettings) -> int:
+        name = _name(args.name, "agent")
+        ttl = timedelta(minutes=settings.enrollment.token_ttl_minutes)
+        now = _now()
+        try:
+            token = store.create_enrollment(name, ttl, now)
+        except AgentExists:
+            raise UsageError(
+                f"agent {name!r} is enrolled and active; revoke it first to enrol it again",
+                "agent_exists",
+            ) from None
+        print(f"enrolment token for agent {name} (single use; shown once)")
+        minutes = settings.enrollment.token_ttl_minutes
+        print(f"expires {_stamp(now + ttl)} (in {minutes} minutes)")
+        print(token)
+        return EXIT_OK
+
+    def list_(store: Store, _: CollectorSettings) -> int:
+        rows = [
+            (
+                a.name,
+                "revoked" if a.revoked_at else ("active" if a.enrolled_at else "pending"),
+                a.alg.value if a.alg else "-",
+                _stamp(a.enrolled_at),
+                _stamp(a.last_seen_at),
+            )
+            for a in store.list_agents()
+        ]
+        _table(("NAME", "STATE", "ALG", "ENROLLED", "LAST SEEN"), rows)
+        return EXIT_OK
+
+    def revoke(store: Store, _: CollectorSettings) -> int:
+        try:
+            agent = store.revoke_agent(args.name, _now())
+        except NotFound:
+            raise UsageError(f"no agent named {args.name!r}", "not_found") from None
+        print(f"agent {agent.name} revoked at {_stamp(agent.revoked_at)}")
+        return EXIT_OK
+
+    if args.action == "enroll":
+        return _with_store(args, f"agents enroll {args.name}", enroll)
+    if args.action == "revoke":
+        return _with_store(args, f"agents revoke {args.name}", revoke)
+    return _with_store(args, "agents list", list_)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    def verify(store: Store, _: CollectorSettings) -> int:
+        verdict = store.verify_audit()
+        if verdict.ok:
+            print(f"audit log intact: {verdict.entries} entries")
+            return EXIT_OK
+        problem = f": {verdict.problem}" if verdict.problem else ""
+        print(f"audit log altered: first bad entry is seq {verdict.first_bad_seq}{problem}")
+        return EXIT_FINDING
+
+    return _with_store(args, "audit verify", verify)
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "init": _cmd_init,
+    "serve": _cmd_serve,
+    "db": _cmd_db,
+    "users": _cmd_users,
+    "agents": _cmd_agents,
+    "audit": _cmd_audit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["--version"], ["-V"]):
-        print("medsec 0.1.0")
-        return 0
-    print(
-        "medsec: the collector is not built yet; use medsec-agent on each server for now",
-        file=sys.stderr,
-    )
-    return 2
+    args = _parser().parse_args(argv)  # before the heavy imports: --help stays instant
+    from collector.store import StoreError
+    from collector.tls import TlsError
+
+    # Everything the collector writes (database, settings, keys) is for its own user only.
+    os.umask(0o077)
+    try:
+        return _COMMANDS[args.command](args)
+    except (SettingsError, UsageError, TlsError, StoreError) as exc:
+        print(f"{PROG}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `medsec agents list | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # CLI boundary: one line, never a traceback
+        print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -1,0 +1,307 @@
+"""The collector's YAML settings (`collector.yaml`), validated at the boundary.
+
+Any problem — missing file, bad YAML, unknown key, wrong type, an unusable listen address, a TLS
+file that is missing or a private key other users can read, a database URL of another kind — is a
+`SettingsError` whose message is one line naming the file, the key and the offending value. The
+database URL may hold a password, so an error names that key but never echoes its value.
+Relative paths (TLS files, a SQLite database) are taken relative to the settings file's folder,
+so `medsec serve` behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
+MIN_AUDIT_RETENTION_DAYS = 183
+"""MNDS 7.2.3.4 and the Cybersecurity Law: network logs are kept at least six months."""
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+class SettingsError(Exception):
+    """The settings cannot be used. The message is the one line the user sees."""
+
+
+def check_host(host: str) -> str:
+    """`host` if it is an IPv4 or IPv6 address or a DNS name; raises ValueError otherwise."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if re.fullmatch(r"[0-9.]+", host):
+            raise ValueError(f"{host!r} is not a valid IPv4 address") from None
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
+    return host
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as (host, port); raises ValueError naming the problem."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8443")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("the port must be a number between 1 and 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        return host, int(port_text)
+    if ":" in host:
+        raise ValueError("write an IPv6 address in brackets: [::1]:8443")
+    return check_host(host), int(port_text)
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Settings sections are immutable and refuse unknown keys."""
+
+
+class TlsSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    cert_file: str
+    """PEM certificate (chain) the collector presents; agents verify it (their `ca_file`)."""
+    key_file: str
+    """PEM private key of that certificate; must not be readable by other users."""
+
+
+class LimitSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    max_report_bytes: int = 1_048_576
+    """Largest accepted report envelope; a bigger body is refused (413) before it is read."""
+    max_future_skew_seconds: int = 300
+    """How far in the future a report's `generated_at` may be (clock skew) before it is refused."""
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.max_report_bytes <= 64 * 1_048_576:
+            raise ValueError("max_report_bytes: must be between 1024 and 67108864 (64 MiB)")
+        if not 0 <= self.max_future_skew_seconds <= 86_400:
+            raise ValueError("max_future_skew_seconds: must be between 0 and 86400 (a day)")
+
+
+class EnrollmentSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    token_ttl_minutes: int = 60
+    """How long an enrolment token printed by `medsec agents enroll` stays valid."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.token_ttl_minutes <= 10_080:
+            raise ValueError("token_ttl_minutes: must be between 1 and 10080 (a week)")
+
+
+class AuditSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    retention_days: int = MIN_AUDIT_RETENTION_DAYS
+    """How long audit entries are kept; the law asks for at least 183 days."""
+
+    def __post_init__(self) -> None:
+        if not MIN_AUDIT_RETENTION_DAYS <= self.retention_days <= 36_500:
+            raise ValueError(
+                f"retention_days: must be at least {MIN_AUDIT_RETENTION_DAYS} "
+                "(six months, MNDS 7.2.3.4) and at most 36500"
+            )
+
+
+class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    tls: TlsSettings
+    database: str
+    """`sqlite:///PATH` (one hospital) or `postgresql+psycopg://USER@HOST:PORT/DB` (at scale)."""
+    listen: str = DEFAULT_LISTEN
+    """HOST:PORT the HTTPS server binds; loopback unless agents on other hosts must reach it."""
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    enrollment: EnrollmentSettings = msgspec.field(default_factory=EnrollmentSettings)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+
+    def __post_init__(self) -> None:
+        try:
+            parse_listen(self.listen)
+        except ValueError as exc:
+            raise ValueError(f"listen: {exc}") from None
+        if not self.database.startswith(DATABASE_SCHEMES):
+            raise ValueError("database: must start with " + " or ".join(DATABASE_SCHEMES))
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    def database_for_display(self) -> str:
+        """The database URL with any password replaced by `***`, for logs and messages."""
+        return redact_url(self.database)
+
+
+def redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    if "password=" in tail.lower():
+        tail = re.sub(r"(?i)(password=)[^&]*", r"\1***", tail)
+    return f"{scheme}{sep}{netloc}{slash}{tail}"
+
+
+# --------------------------------------------------------------------------- error messages
+
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
+_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
+_FIELD = re.compile(r"^(?P<key>[a-z_]+): (?P<rest>.*)$")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+# Values of these keys may carry a secret: an error names the key but never echoes the value.
+_SECRET_VALUE_KEYS = {"database"}
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at a msgspec path such as `.tls.cert_file`."""
+    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        try:
+            data = data[key] if key else data[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _shown(dotted: str, value: Any) -> str:
+    if dotted.rsplit(".", 1)[-1] in _SECRET_VALUE_KEYS:
+        return " (value not shown: it may hold a secret)"
+    if isinstance(value, dict | list):
+        return ""
+    return f" (value: {value!r})"
+
+
+def _describe(error: msgspec.ValidationError, data: Any) -> str:
+    text = str(error)
+    at = _AT.search(text)
+    path = at.group("path") if at else ""
+    message = text[: at.start()] if at else text
+    dotted = path.lstrip(".")
+    if m := _UNKNOWN.match(message):
+        key = ".".join(p for p in (dotted, m.group("key")) if p)
+        value = _lookup(data, f"{path}.{m.group('key')}")
+        return f"unknown key {key}{_shown(key, value)}"
+    if m := _MISSING.match(message):
+        return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
+    if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
+        # A section's own validation names the field it rejects.
+        path, message = f"{path}.{m.group('key')}", m.group("rest")
+        dotted = path.lstrip(".")
+    return f"{dotted or '(top level)'}: {message}{_shown(dotted, _lookup(data, path))}"
+
+
+# --------------------------------------------------------------------------- files on disk
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _check_tls_files(tls: TlsSettings, source: str) -> None:
+    for key in ("cert_file", "key_file"):
+        path = Path(getattr(tls, key))
+        if not path.is_file():
+            raise SettingsError(
+                f"{source}: tls.{key}: {path} does not exist (value: {str(path)!r})"
+            )
+        if not os.access(path, os.R_OK):
+            raise SettingsError(f"{source}: tls.{key}: {path} is not readable by this user")
+    mode = stat.S_IMODE(Path(tls.key_file).stat().st_mode)
+    if mode & 0o007:
+        raise SettingsError(
+            f"{source}: tls.key_file: {tls.key_file} is accessible to every user "
+            f"(mode {mode:04o}); run chmod 600 on it"
+        )
+
+
+def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSettings:
+    tls = TlsSettings(
+        cert_file=_resolve(base, settings.tls.cert_file),
+        key_file=_resolve(base, settings.tls.key_file),
+    )
+    database = settings.database
+    if database.startswith("sqlite:///"):
+        db_path, query_sep, query = database.removeprefix("sqlite:///").partition("?")
+        if db_path and db_path != ":memory:":
+            database = f"sqlite:///{_resolve(base, db_path)}{query_sep}{query}"
+    return msgspec.structs.replace(settings, tls=tls, database=database)
+
+
+def parse_settings(
+    data: Any, source: str, base_dir: Path, *, check_files: bool = True
+) -> CollectorSettings:
+    """Settings from parsed YAML; relative paths resolved against `base_dir`."""
+    if not isinstance(data, dict):
+        shape = "empty" if data is None else f"a {type(data).__name__}"
+        raise SettingsError(f"{source}: the top level must be a mapping, got {shape}")
+    try:
+        settings = msgspec.convert(data, CollectorSettings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{source}: {_describe(exc, data)}") from None
+    settings = _with_paths_resolved(settings, base_dir)
+    if check_files:
+        _check_tls_files(settings.tls, source)
+    return settings
+
+
+def load_settings(path: Path) -> CollectorSettings:
+    """Read and validate `collector.yaml`; raises `SettingsError` (one line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except IsADirectoryError:
+        raise SettingsError(f"{path}: is a directory, not a settings file") from None
+    except PermissionError:
+        raise SettingsError(f"{path}: permission denied reading the settings") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not UTF-8 text") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 — a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise SettingsError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_settings(data, str(path), path.resolve().parent)
+
+
+def render_settings(settings: CollectorSettings) -> str:
+    """YAML text of `settings`, as `medsec init` writes it (strings JSON-quoted: valid YAML)."""
+
+    def q(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    return (
+        "# medsec collector settings. Unknown keys are refused; relative paths are relative to\n"
+        "# this file's folder.\n"
+        "# HOST:PORT of the HTTPS API; loopback unless agents on other hosts must reach it.\n"
+        f"listen: {q(settings.listen)}\n"
+        "tls:\n"
+        f"  cert_file: {q(settings.tls.cert_file)}\n"
+        f"  key_file: {q(settings.tls.key_file)}  # must not be readable by other users\n"
+        "# sqlite:///PATH for one hospital; postgresql+psycopg://USER@HOST:5432/DB at scale.\n"
+        f"database: {q(settings.database)}\n"
+        "limits:\n"
+        f"  max_report_bytes: {settings.limits.max_report_bytes}\n"
+        f"  max_future_skew_seconds: {settings.limits.max_future_skew_seconds}\n"
+        "enrollment:\n"
+        f"  token_ttl_minutes: {settings.enrollment.token_ttl_minutes}\n"
+        "audit:\n"
+        f"  retention_days: {settings.audit.retention_days}  # at least 183 (MNDS 7.2.3.4)\n"
+    )

@@ -1,7 +1,10 @@
-"""`medsec-agent`: gather facts on this host, evaluate checks, print the report.
+"""`medsec-agent`: gather facts on this host, evaluate checks, print the report, push it.
 
-Exit codes (a contract): 0 nothing failed or errored; 1 at least one `fail` or `error`;
-2 usage or config error, one line on stderr naming the problem; 3 internal error (a bug).
+Exit codes (a contract): 0 nothing failed or errored; 1 at least one `fail` or `error`, or the
+push needs a person (not enrolled, spool full, report rejected: see agent/push.py); 2 usage or
+config error, one line on stderr naming the problem; 3 internal error (a bug). A report that waits
+in the spool because the collector is down keeps the report's exit code, with a loud stderr line.
+`enroll`: 0 enrolled; 1 the collector refused or could not be reached; 2 usage or config error.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import NoReturn
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.gather import gather
-from agent.render import RENDERERS, RenderOptions
+from agent.render import RENDERERS, RenderOptions, render_json
 from agent.report import build_report
 from checks.catalog import CatalogError, builtin_catalogs
 from checks.model import jsonable
@@ -50,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-push", action="store_true", help="print only; do not send to the collector"
     )
+    enroll = sub.add_parser("enroll", help="register this agent with the collector (once)")
+    enroll.add_argument("--config", required=True, type=Path, help="agent config (YAML)")
+    enroll.add_argument("--collector", required=True, help="collector URL, https://HOST:PORT")
+    enroll.add_argument(
+        "--token",
+        required=True,
+        help="one-time enrolment token (medsec agents enroll NAME); '-' reads it from stdin, "
+        "keeping it out of the process list",
+    )
+    enroll.add_argument("--ca-file", help="CA the collector's TLS certificate is verified with")
+    enroll.add_argument("--name", help="agent name (default: this host's name)")
+    enroll.add_argument(
+        "--force", action="store_true", help="replace an existing credential (new key)"
+    )
     facts = sub.add_parser("facts", help="print the gathered facts as JSON")
     facts.add_argument("--config", required=True, type=Path, help="agent config (YAML)")
     sub.add_parser("checks", help="list the checks and the clauses each gives evidence for")
@@ -72,9 +90,40 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     )
     out = RENDERERS[args.format](report, catalogs, RenderOptions(lang=args.lang, color=color))
-    sys.stdout.buffer.write(out)
-    sys.stdout.flush()
-    return report.worst_exit
+    try:
+        sys.stdout.buffer.write(out)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `run | head`: the reader left; the report is still pushed.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.no_push or config.collector is None:
+        return report.worst_exit
+    from agent.push import PushJob, push
+
+    # What is sealed is exactly what the JSON renderer produces, whatever was printed.
+    sealed = render_json(report, catalogs, RenderOptions())
+    job = PushJob.of(config, report.report_id, socket.gethostname(), report.worst_exit)
+    return push(job, sealed)
+
+
+def _cmd_enroll(args: argparse.Namespace, registry: Registry) -> int:
+    from agent.enroll import EnrollError, EnrollRequest, enroll
+
+    config = load_config(args.config, registry)
+    from_stdin = args.token == "-"  # noqa: S105 — "-" is the stdin marker, not a secret
+    token = sys.stdin.readline().strip() if from_stdin else args.token
+    request = EnrollRequest(
+        collector=args.collector,
+        token=token,
+        ca_file=args.ca_file,
+        name=args.name,
+        force=args.force,
+    )
+    try:
+        return enroll(config, str(args.config), request, sys.stdout, sys.stderr)
+    except EnrollError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _cmd_facts(args: argparse.Namespace, registry: Registry) -> int:
@@ -92,7 +141,7 @@ def _cmd_checks(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _cmd_run, "facts": _cmd_facts, "checks": _cmd_checks}
+_COMMANDS = {"run": _cmd_run, "enroll": _cmd_enroll, "facts": _cmd_facts, "checks": _cmd_checks}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

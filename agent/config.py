@@ -2,7 +2,8 @@
 
 Any problem — missing file, bad YAML, unknown key, wrong type, unknown check id or parameter — is a
 `ConfigError` whose message is one line naming the file, the key and the offending value.
-Validated with msgspec (light enough for an agent that must stay under 50 MB).
+Validated with msgspec (light enough for an agent that must stay under 50 MB). The `collector`
+section, the spool and the signature suite say where and how reports are pushed.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import re
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
-import yaml
 
-from checks.facts.backup import BackupSource
-from checks.registry import Registry
-from checks.runner import ParameterError, validate_overrides
+if TYPE_CHECKING:
+    from checks.facts.backup import BackupSource
+    from checks.registry import Registry
+
+# yaml and the check runner are imported where they are used: the process that delivers a report
+# (agent/push.py) needs the config types but neither of them, and starts faster without.
 
 DEFAULT_TCTI = "device:/dev/tpmrm0"
+DEFAULT_CREDENTIAL_FILE = "/etc/medsec/agent.cred"
+DEFAULT_SPOOL_DIR = "/var/lib/medsec/spool"
 TCTI_NAMES = ("device", "swtpm", "mssim", "tabrmd", "libtpms", "cmd")
-
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
@@ -116,6 +120,8 @@ class BackupConfig(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("glob: must be an absolute path pattern")
 
     def source(self) -> BackupSource:
+        from checks.facts.backup import BackupSource
+
         return BackupSource(
             name=self.name,
             kind=self.kind,
@@ -149,6 +155,57 @@ class LogsConfig(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("min_retention_days: must be between 1 and 3650")
 
 
+def check_collector_url(url: str) -> str:
+    """The collector's base URL without a trailing slash; ValueError names what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        # The bearer token and the reports must never travel in clear text.
+        raise ValueError("must be an https:// URL (http is refused)")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user or password")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 — raises ValueError for a port out of range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return url.rstrip("/")
+
+
+class CollectorConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    url: str
+    """Base URL of the collector, https only: https://collector.example:8443."""
+    ca_file: str
+    """PEM file of the CA (or the self-signed certificate) the collector's TLS is verified with."""
+    credential_file: str = DEFAULT_CREDENTIAL_FILE
+    """Written by `medsec-agent enroll` (mode 0600): the API token and the agent's signing key."""
+    timeout_seconds: float = 10.0
+    """Connect/read timeout of one attempt."""
+    retries: int = 3
+    """Attempts per report (exponential backoff with jitter between them) before it is spooled."""
+
+    def __post_init__(self) -> None:
+        try:
+            check_collector_url(self.url)
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        for key in ("ca_file", "credential_file"):
+            if not os.path.isabs(getattr(self, key)):
+                raise ValueError(f"{key}: must be an absolute path")
+        if not os.path.isfile(self.ca_file):
+            raise ValueError(f"ca_file: {self.ca_file} does not exist")
+        if not 0 < self.timeout_seconds <= 300:
+            raise ValueError("timeout_seconds: must be between 0 and 300")
+        if not 1 <= self.retries <= 10:
+            raise ValueError("retries: must be between 1 and 10")
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+
 class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
     site: str | None = None
     """Where this host stands (data centre), e.g. dc1; compared with backup copies' sites."""
@@ -159,6 +216,14 @@ class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
     backup_timeout_seconds: float = 20.0
     """How long one backup source may take before it reports `error` instead of stalling."""
     checks: ChecksConfig = msgspec.field(default_factory=ChecksConfig)
+    collector: CollectorConfig | None = None
+    """Where `run` pushes its report; None: the report is only printed."""
+    spool_dir: str = DEFAULT_SPOOL_DIR
+    """Reports the collector has not taken yet (encrypted at rest), and rejected/ beside them."""
+    spool_max_mb: int = 50
+    """The spool never grows past this; a report that would not fit is refused loudly."""
+    crypto: Literal["ed25519", "sm"] = "ed25519"
+    """Report signatures: Ed25519, or SM2 over SM3 (GB/T 32918) with `sm`."""
 
     def __post_init__(self) -> None:
         names = [b.name for b in self.backups]
@@ -167,6 +232,15 @@ class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError(f"backups: the name {dup!r} is used twice")
         if not 0 < self.backup_timeout_seconds <= 600:
             raise ValueError("backup_timeout_seconds: must be between 0 and 600")
+        if not os.path.isabs(self.spool_dir):
+            raise ValueError("spool_dir: must be an absolute path")
+        if not 1 <= self.spool_max_mb <= 102_400:
+            raise ValueError("spool_max_mb: must be between 1 and 102400")
+
+    @property
+    def signature_alg(self) -> Literal["ed25519", "sm2-sm3"]:
+        """The envelope algorithm (checks.envelope) `crypto` selects."""
+        return "sm2-sm3" if self.crypto == "sm" else "ed25519"
 
     def check_overrides(self) -> dict[str, dict[str, Any]]:
         """Section settings as check parameters; `checks.parameters` wins where both are set."""
@@ -228,12 +302,16 @@ _SECRET_VALUE_KEYS = {"dsn"}
 def _shown(dotted: str, value: Any) -> str:
     if dotted.rsplit(".", 1)[-1] in _SECRET_VALUE_KEYS:
         return " (value not shown: it may hold a secret)"
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
+        return " (value not shown: it may hold a password)"
     if isinstance(value, dict | list):
         return ""
     return f" (value: {value!r})"
 
 
 def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
+    from checks.runner import ParameterError, validate_overrides
+
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -262,6 +340,9 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
 
 
 def load_config(path: Path, registry: Registry) -> AgentConfig:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -273,7 +354,7 @@ def load_config(path: Path, registry: Registry) -> AgentConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 — a safe loader
+        data = yaml.load(text, Loader=loader)  # noqa: S506 — a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

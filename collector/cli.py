@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=_Parser
     )
     _config_arg(audit.add_parser("verify", help="check the hash chain; exit 1 if altered"))
+    from collector.lab.cli import add_lab_parser
+
+    add_lab_parser(sub)
     return parser
 
 
@@ -429,6 +432,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return _with_store(args, "audit verify", verify)
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from collector.lab.cli import run_lab
+
+    return run_lab(args)
+
+
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
@@ -442,6 +451,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "users": _cmd_users,
     "agents": _cmd_agents,
     "audit": _cmd_audit,
+    "lab": _cmd_lab,
 }
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from collector.lab import topology as t
 from collector.lab.lab import Lab, LabError, LabStatus, default_prefix
@@ -59,11 +60,9 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("fault_state", metavar="on|off", choices=("on", "off"))
 
 
-def add_lab_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def add_lab_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     """Add `lab` with its commands; dispatch with `run_lab(args)` when `args.lab_command` is set."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "lab", help="the hospital-in-a-box lab", description="the hospital-in-a-box lab"
     )
     _add_commands(parser)

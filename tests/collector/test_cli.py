@@ -419,3 +419,15 @@ def test_unreachable_database_is_one_line_without_the_password(collector_dir: Pa
         done = medsec(*args, "--config", config)
         assert_usage_error(done, "database unavailable")
         assert "hunter2secret" not in done.err
+
+
+def test_lab_commands_are_part_of_medsec(tmp_path: Path) -> None:
+    """`medsec lab` reaches the lab; an absent lab is reported as such, exit 1, nothing made."""
+    env = {**_env(), "MEDSEC_LAB_PREFIX": "mcli-", "MEDSEC_LAB_DIR": str(tmp_path / "lab")}
+    done = subprocess.run(
+        [MEDSEC, "lab", "status"], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert done.returncode == 1
+    assert "lab 'mcli-'" in done.stdout
+    assert "absent" in done.stdout
+    assert not (tmp_path / "lab").exists()

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from checks.configtext import describe
+
 if TYPE_CHECKING:
     from checks.facts.backup import BackupSource
     from checks.registry import Registry
@@ -260,53 +262,8 @@ class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
         return derived
 
 
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
-_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
-_FIELD = re.compile(r"^(?P<key>[a-z_]+): (?P<rest>.*)$")
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-
-
-def _lookup(data: Any, path: str) -> Any:
-    """The value at a msgspec path such as `.checks.disabled[0]`."""
-    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        try:
-            data = data[key] if key else data[int(index)]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _describe(error: msgspec.ValidationError, data: Any) -> str:
-    text = str(error)
-    at = _AT.search(text)
-    path = at.group("path") if at else ""
-    message = text[: at.start()] if at else text
-    dotted = path.lstrip(".")
-    if m := _UNKNOWN.match(message):
-        key = ".".join(p for p in (dotted, m.group("key")) if p)
-        value = _lookup(data, f"{path}.{m.group('key')}")
-        return f"unknown key {key}{_shown(key, value)}"
-    if m := _MISSING.match(message):
-        return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
-    if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
-        # A section's own validation names the field it rejects.
-        path, message = f"{path}.{m.group('key')}", m.group("rest")
-        dotted = path.lstrip(".")
-    return f"{dotted or '(top level)'}: {message}{_shown(dotted, _lookup(data, path))}"
-
-
 # Values of these keys may carry a secret: an error names the key but never echoes the value.
 _SECRET_VALUE_KEYS = {"dsn"}
-
-
-def _shown(dotted: str, value: Any) -> str:
-    if dotted.rsplit(".", 1)[-1] in _SECRET_VALUE_KEYS:
-        return " (value not shown: it may hold a secret)"
-    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
-        return " (value not shown: it may hold a password)"
-    if isinstance(value, dict | list):
-        return ""
-    return f" (value: {value!r})"
 
 
 def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
@@ -319,7 +276,7 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
     try:
         config = msgspec.convert(data, AgentConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc, data)}") from None
+        raise ConfigError(f"{source}: {describe(exc, data, _SECRET_VALUE_KEYS)}") from None
     for pattern in config.checks.only or ():
         if not any(fnmatchcase(i, pattern) for i in registry.ids()):
             raise ConfigError(f"{source}: checks.only: {pattern!r} matches no check")

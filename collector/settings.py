@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 import yaml
 
+from checks.configtext import describe
+
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
 MIN_AUDIT_RETENTION_DAYS = 183
@@ -159,49 +161,8 @@ def redact_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- error messages
 
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
-_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
-_FIELD = re.compile(r"^(?P<key>[a-z_]+): (?P<rest>.*)$")
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 # Values of these keys may carry a secret: an error names the key but never echoes the value.
 _SECRET_VALUE_KEYS = {"database"}
-
-
-def _lookup(data: Any, path: str) -> Any:
-    """The value at a msgspec path such as `.tls.cert_file`."""
-    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        try:
-            data = data[key] if key else data[int(index)]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _shown(dotted: str, value: Any) -> str:
-    if dotted.rsplit(".", 1)[-1] in _SECRET_VALUE_KEYS:
-        return " (value not shown: it may hold a secret)"
-    if isinstance(value, dict | list):
-        return ""
-    return f" (value: {value!r})"
-
-
-def _describe(error: msgspec.ValidationError, data: Any) -> str:
-    text = str(error)
-    at = _AT.search(text)
-    path = at.group("path") if at else ""
-    message = text[: at.start()] if at else text
-    dotted = path.lstrip(".")
-    if m := _UNKNOWN.match(message):
-        key = ".".join(p for p in (dotted, m.group("key")) if p)
-        value = _lookup(data, f"{path}.{m.group('key')}")
-        return f"unknown key {key}{_shown(key, value)}"
-    if m := _MISSING.match(message):
-        return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
-    if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
-        # A section's own validation names the field it rejects.
-        path, message = f"{path}.{m.group('key')}", m.group("rest")
-        dotted = path.lstrip(".")
-    return f"{dotted or '(top level)'}: {message}{_shown(dotted, _lookup(data, path))}"
 
 
 # --------------------------------------------------------------------------- files on disk
@@ -252,7 +213,7 @@ def parse_settings(
     try:
         settings = msgspec.convert(data, CollectorSettings)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"{source}: {_describe(exc, data)}") from None
+        raise SettingsError(f"{source}: {describe(exc, data, _SECRET_VALUE_KEYS)}") from None
     settings = _with_paths_resolved(settings, base_dir)
     if check_files:
         _check_tls_files(settings.tls, source)

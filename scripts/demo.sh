@@ -1,8 +1,73 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: run the agent on this host and print its report.
+# The main job on the embedded default: a collector on SQLite on this host, this host's agent
+# enrolled with it, one agent run that prints the report and pushes it, and the collector's view
+# of the host as an auditor sees it. State lives in var/demo (kept between runs: the collector's
+# database accumulates the runs).
 # Exit code is the agent's: 0 all passed, 1 something failed or could not be checked, 2 bad config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/medsec-agent run --config "${MEDSEC_AGENT_CONFIG:-examples/agent.yaml}" \
-  --format "${MEDSEC_FORMAT:-table}" --lang "${MEDSEC_LANG:-en}" --no-push
+
+BIN=.venv/bin
+DEMO=${MEDSEC_DEMO_DIR:-$PWD/var/demo}
+mkdir -p "$DEMO"
+chmod 700 "$DEMO"
+
+if [ ! -f "$DEMO/collector/collector.yaml" ]; then
+  "$BIN/medsec" init --dir "$DEMO/collector" >/dev/null
+fi
+CONF="$DEMO/collector/collector.yaml"
+# Keep the port between runs (the agent's credential names the collector's URL).
+PORT=$(cat "$DEMO/port" 2>/dev/null || true)
+if [ -z "$PORT" ] || [ "$PORT" -lt 1024 ] || ! "$BIN/python" -c 'import socket,sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+  PORT=$("$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "$PORT" >"$DEMO/port"
+fi
+URL="https://127.0.0.1:$PORT"
+CA="$DEMO/collector/tls/cert.pem"
+
+"$BIN/medsec" serve --config "$CONF" --listen "127.0.0.1:$PORT" >"$DEMO/collector.log" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -fsS --cacert "$CA" "$URL/healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+cat >"$DEMO/agent.yaml" <<EOF
+site: dc1
+collector:
+  url: $URL
+  ca_file: $CA
+  credential_file: $DEMO/agent.cred
+spool_dir: $DEMO/spool
+EOF
+
+# Enrol once; later runs reuse the credential. If it names another URL (the port was taken),
+# the old enrolment is revoked and the agent enrols again.
+AGENT_NAME=$(hostname)
+if ! grep -q "\"$URL\"" "$DEMO/agent.cred" 2>/dev/null; then
+  "$BIN/medsec" agents revoke "$AGENT_NAME" --config "$CONF" >/dev/null 2>&1 || true
+  "$BIN/medsec" agents enroll "$AGENT_NAME" --config "$CONF" | tail -n 1 |
+    "$BIN/medsec-agent" enroll --config "$DEMO/agent.yaml" --collector "$URL" --token - \
+      --ca-file "$CA" --name "$AGENT_NAME" --force
+fi
+
+set +e
+"$BIN/medsec-agent" run --config "$DEMO/agent.yaml" --format "${MEDSEC_FORMAT:-table}" \
+  --lang "${MEDSEC_LANG:-en}"
+AGENT_EXIT=$?
+set -e
+
+TOKEN=$("$BIN/medsec" users add "auditor-$(date +%s%N)" --role auditor --config "$CONF" | tail -n 1)
+echo
+echo "collector $URL, as an auditor sees it (GET /api/v1/hosts):"
+curl -fsS --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$URL/api/v1/hosts" |
+  "$BIN/python" -c '
+import json, sys
+page = json.load(sys.stdin)
+for h in page["items"]:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(h["counts"].items()) if v)
+    print(f"  {h['"'"'hostname'"'"']}  last report {h['"'"'last_report_at'"'"']}  {counts}")
+print(f"  {page['"'"'total'"'"']} host(s)")'
+exit "$AGENT_EXIT"

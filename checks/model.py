@@ -11,7 +11,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F")
 
 
 class Status(enum.StrEnum):
@@ -50,6 +52,17 @@ class Outcome:
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
+
+
+def require(value: object, kind: type[F]) -> F:
+    """A fact a check declared in `needs=`, typed for the check's body.
+
+    The runner reports a missing or unavailable needed fact as `error` before the check runs, so
+    anything else reaching here is a programming error, raised as such.
+    """
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__} facts, got {type(value).__name__}")
+    return value
 
 
 def passed(

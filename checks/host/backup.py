@@ -27,18 +27,15 @@ from checks.facts.backup import (
     RecoveryPoint,
     ResticSnapshots,
 )
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 FUTURE_TOLERANCE_S = 300
 """A recovery point this far ahead of the agent's clock is still taken at face value."""
 
 
-def _backups(facts: HostFacts) -> BackupFacts:
-    backups = facts.backups
-    if not isinstance(backups, BackupFacts):  # the runner reports a missing fact before us
-        raise TypeError("backup facts missing")
-    return backups
+def _backups(facts: Any) -> BackupFacts:
+    return require(facts.backups, BackupFacts)
 
 
 def rfc3339(value: datetime) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.facts import HardwareFacts, HostFacts
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 
@@ -17,9 +17,7 @@ from checks.registry import check
     needs=("hardware",),
 )
 def secure_boot(facts: HostFacts) -> Iterator[Outcome]:
-    hw = facts.hardware
-    if not isinstance(hw, HardwareFacts):  # the runner already reported a missing fact
-        raise TypeError("hardware facts missing")
+    hw = require(facts.hardware, HardwareFacts)
     evidence = {"boot_mode": hw.boot_mode}
     if hw.boot_mode == "legacy":
         yield failed("legacy BIOS boot: no Secure Boot verification of the boot loader", evidence)

@@ -10,15 +10,12 @@ from typing import Any
 
 from checks.facts import HostFacts
 from checks.facts.crypto import SM_ALGORITHMS, CryptoFacts, KernelCryptoFacts, OpenSslFacts
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 
-def _crypto(facts: HostFacts) -> CryptoFacts:
-    crypto = facts.crypto
-    if not isinstance(crypto, CryptoFacts):  # the runner reports a missing fact before calling us
-        raise TypeError("crypto facts missing")
-    return crypto
+def _crypto(facts: Any) -> CryptoFacts:
+    return require(facts.crypto, CryptoFacts)
 
 
 def _required(required: list[str]) -> list[str]:

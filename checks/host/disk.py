@@ -11,18 +11,15 @@ from typing import Any
 
 from checks.facts import HostFacts
 from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, Mount, Swap, containing_mount
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 BASE_MOUNTS = ("/", "/var", "/home", "/srv", "/opt")
 """Checked by default when they are mount points (else their data is on `/`, checked anyway)."""
 
 
-def _disk(facts: HostFacts) -> DiskFacts:
-    disk = facts.disk
-    if not isinstance(disk, DiskFacts):  # the runner reports a missing fact before calling us
-        raise TypeError("disk facts missing")
-    return disk
+def _disk(facts: Any) -> DiskFacts:
+    return require(facts.disk, DiskFacts)
 
 
 def _no_volumes(facts: HostFacts) -> str | None:

@@ -12,17 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from checks.facts.firewall import FirewallFacts, InputChain
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 _PROTOCOLS = (("IPv4", "ip", "default_ipv4"), ("IPv6", "ip6", "default_ipv6"))
 
 
 def _firewall(facts: Any) -> FirewallFacts:
-    firewall = facts.firewall
-    if not isinstance(firewall, FirewallFacts):  # the runner reports a missing fact first
-        raise TypeError("firewall facts missing")
-    return firewall
+    return require(facts.firewall, FirewallFacts)
 
 
 def _name(chain: InputChain) -> str:

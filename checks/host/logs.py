@@ -14,7 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
-from checks.model import Outcome, Severity, Unavailable, errored, failed, not_applicable, passed
+from checks.model import (
+    Outcome,
+    Severity,
+    Unavailable,
+    errored,
+    failed,
+    not_applicable,
+    passed,
+    require,
+)
 from checks.registry import check
 
 # Ports the daemons use when the configuration names none, to compare with "host:port" entries.
@@ -22,10 +31,7 @@ _DEFAULT_PORTS = {"rsyslog": 514, "syslog-ng": 514, "audisp-remote": 60}
 
 
 def _logs(facts: Any) -> LogFacts:
-    logs = facts.logs
-    if not isinstance(logs, LogFacts):  # the runner reports a missing fact before calling us
-        raise TypeError("log facts missing")
-    return logs
+    return require(facts.logs, LogFacts)
 
 
 def _days(value: float) -> str:

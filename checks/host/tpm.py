@@ -5,17 +5,15 @@ and dictionary-attack protection is not tripped. Pure functions of `TpmFacts`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from checks.facts import HostFacts, TpmFacts
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed
+from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 
-def _tpm(facts: HostFacts) -> TpmFacts:
-    tpm = facts.tpm
-    if not isinstance(tpm, TpmFacts):  # the runner reports a missing fact before calling us
-        raise TypeError("TPM facts missing")
-    return tpm
+def _tpm(facts: Any) -> TpmFacts:
+    return require(facts.tpm, TpmFacts)
 
 
 def _needs_tpm2(facts: HostFacts) -> str | None:

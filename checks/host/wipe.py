@@ -24,6 +24,7 @@ from checks.model import (
     jsonable,
     not_applicable,
     passed,
+    require,
 )
 from checks.registry import check
 
@@ -46,11 +47,8 @@ class _Methods:
     unknown: list[str] = field(default_factory=list)
 
 
-def _wipe(facts: HostFacts) -> WipeFacts:
-    wipe = facts.wipe
-    if not isinstance(wipe, WipeFacts):  # the runner reports a missing fact before calling us
-        raise TypeError("wipe facts missing")
-    return wipe
+def _wipe(facts: Any) -> WipeFacts:
+    return require(facts.wipe, WipeFacts)
 
 
 def crypto_erasable_disks(facts: HostFacts, configured: list[str]) -> set[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from collector.settings import (
     CollectorSettings,
@@ -113,8 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_arg(audit.add_parser("verify", help="check the hash chain; exit 1 if altered"))
     from collector.lab.cli import add_lab_parser
+    from collector.scan.cli import add_scan_parser
 
     add_lab_parser(sub)
+    add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     return parser
 
 
@@ -438,6 +440,13 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return run_lab(args)
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from collector.scan.cli import run_scan
+
+    # --store sends the scan's results to the collector's store: not wired yet (issue 5).
+    return run_scan(args)
+
+
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
@@ -452,6 +461,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "agents": _cmd_agents,
     "audit": _cmd_audit,
     "lab": _cmd_lab,
+    "scan": _cmd_scan,
 }
 
 

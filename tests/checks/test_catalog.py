@@ -8,26 +8,35 @@ import pytest
 
 from checks.catalog import CatalogError, builtin_catalogs, load_catalog
 from checks.model import Status
+from checks.net import network_registry
 from checks.registry import builtin_registry
-from tests.checks.all_cases import ALL_CASES as CASES
+from tests.checks import cases_net
+from tests.checks.all_cases import ALL_CASES
+
+# Host checks (the agent's registry) and network checks (the collector's) share the catalogs.
+CASES = {**ALL_CASES, **cases_net.CASES}
+
+
+def all_check_ids() -> list[str]:
+    return builtin_registry().ids() + network_registry().ids()
+
 
 STANDARDS = Path(__file__).resolve().parents[2] / "checks" / "standards"
 
 
 def test_every_check_is_mapped_to_a_clause():
     catalogs = builtin_catalogs()
-    unmapped = [c for c in builtin_registry().ids() if not catalogs.clause_ids(c)]
+    unmapped = [c for c in all_check_ids() if not catalogs.clause_ids(c)]
     assert unmapped == []
 
 
 def test_every_mapped_check_exists():
-    registry = builtin_registry()
-    assert sorted(builtin_catalogs().mapped_check_ids() - set(registry.ids())) == []
+    assert sorted(builtin_catalogs().mapped_check_ids() - set(all_check_ids())) == []
 
 
 def test_every_check_has_pass_and_fail_cases():
     missing = []
-    for check_id in builtin_registry().ids():
+    for check_id in all_check_ids():
         statuses = {status for _, _, status, _ in CASES.get(check_id, [])}
         if not {Status.PASS, Status.FAIL} <= statuses:
             missing.append(check_id)
@@ -103,3 +112,15 @@ def test_unknown_key_in_catalog_is_rejected(tmp_path):
     )
     with pytest.raises(CatalogError, match="colour"):
         load_catalog(bad)
+
+
+def test_network_checks_stay_out_of_the_agent():
+    assert not [c for c in builtin_registry().ids() if c.startswith("net.")]
+    assert set(network_registry().ids()) == {
+        "net.segmentation",
+        "net.internet_isolation",
+        "net.border_firewall",
+        "net.waf",
+        "net.ztna_coverage",
+        "net.tls_floor",
+    }

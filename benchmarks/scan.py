@@ -1,0 +1,169 @@
+"""Wall time of `medsec scan` over the lab, beside bare nmap commands over the same targets and
+ports from the same vantages, in the same run.
+
+Run (root): `.venv/bin/python benchmarks/scan.py [--runs N]`. It builds its own lab (namespace
+prefix `bn<pid>-`, addresses 198.18.0.0/15 only) and removes it at the end. Each run measures:
+
+- medsec: `collector.scan.scan()` with every vantage at once — the nmap phase (until the last
+  vantage is done) and the whole scan (with the HTTP, TLS and SNMP probes after it);
+- bare, concurrent: the very nmap commands the scanner builds (`ip netns exec NS nmap ...`;
+  for the SSH vantage, OpenSSH's `ssh` running nmap on the vantage host), all started at once,
+  output thrown away: the floor medsec's nmap phase is compared with;
+- bare, alone: the same commands one after another: the slowest one, and their sum.
+
+Targets (issue): medsec's nmap phase ≤ 1.2 × bare concurrent; all vantages together about as
+long as the slowest one alone, not the sum of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector.lab import Lab, LabUnavailable  # noqa: E402
+from collector.scan.nmap import build_argv  # noqa: E402
+from collector.scan.runner import ProgressEvent, nmap_options, scan  # noqa: E402
+from collector.scan.zones import NetnsVantageConfig, SshVantageConfig, Zones, load_zones  # noqa: E402
+from tests.collector.lab_zones import write_lab_zones  # noqa: E402
+
+CONFINE = ("198.18.0.0/15",)
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def bare_commands(zones: Zones, privileged: dict[str, bool]) -> dict[str, list[str]]:
+    """Per vantage zone, the nmap command the scanner runs there, as a plain command line."""
+    ip, ssh = shutil.which("ip", path=PATH), shutil.which("ssh", path=PATH)
+    if ip is None or ssh is None:
+        raise SystemExit("benchmarks/scan.py needs iproute2 and openssh-client")
+    options = nmap_options(zones)
+    ports = zones.port_set()
+    commands = {}
+    for zone in zones.zones:
+        vantage = zone.vantage
+        if vantage is None:
+            continue
+        root = privileged[zone.name]
+        kinds = ["syn", "udp"] if root else ["connect"]
+        targets = [c for z in zones.zones if z.name != zone.name for c in z.cidrs]
+        nmap = vantage.nmap if isinstance(vantage, SshVantageConfig) else "/usr/bin/nmap"
+        argv = build_argv(nmap=nmap, scans=kinds, ports=ports, targets=targets,
+                          scope=zones.scope(CONFINE), options=options)  # fmt: skip
+        if isinstance(vantage, NetnsVantageConfig):
+            commands[zone.name] = [ip, "netns", "exec", vantage.netns, *argv]
+        elif isinstance(vantage, SshVantageConfig):
+            prefix = [ip, "netns", "exec", vantage.via_netns] if vantage.via_netns else []
+            commands[zone.name] = [
+                *prefix, ssh, "-F", "/dev/null", "-i", vantage.key_file,
+                "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={vantage.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                "-p", str(vantage.port), f"{vantage.user}@{vantage.host}", shlex.join(argv),
+            ]  # fmt: skip
+        else:
+            commands[zone.name] = argv
+    return commands
+
+
+def run_concurrently(commands: dict[str, list[str]]) -> tuple[float, dict[str, float]]:
+    started = time.perf_counter()
+    running = {
+        zone: subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for zone, argv in commands.items()
+    }
+    each = {}
+    for zone, process in running.items():
+        if process.wait(timeout=600) != 0:
+            raise SystemExit(f"bare nmap from {zone} failed: {shlex.join(commands[zone])}")
+        each[zone] = time.perf_counter() - started
+    return max(each.values()), each
+
+
+def run_alone(commands: dict[str, list[str]]) -> dict[str, float]:
+    each = {}
+    for zone, argv in commands.items():
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                       timeout=600)  # fmt: skip
+        each[zone] = time.perf_counter() - started
+    return each
+
+
+def run_medsec(zones: Zones) -> tuple[float, float, dict[str, bool]]:
+    marks: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def progress(event: ProgressEvent) -> None:
+        if event.phase == "probes" and "nmap" not in marks:
+            marks["nmap"] = time.perf_counter() - started
+
+    facts = asyncio.run(scan(zones, progress=progress, confine=CONFINE))
+    total = time.perf_counter() - started
+    bad = [f"{r.zone}: {r.message}" for r in facts.runs if r.status != "ok"]
+    if bad:
+        raise SystemExit("medsec scan did not finish cleanly: " + "; ".join(bad))
+    return marks["nmap"], total, {r.zone: bool(r.privileged) for r in facts.runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("benchmarks/scan.py needs root (network namespaces)", file=sys.stderr)
+        return 2
+    folder = tempfile.mkdtemp(prefix="medsec-bench-scan-")
+    os.chmod(folder, 0o755)  # noqa: S103 — the lab's daemons read it as other users
+    lab = Lab(Path(folder) / "lab", f"bn{os.getpid() % 10000}-")
+    try:
+        lab.up()
+    except LabUnavailable as exc:
+        print(f"the lab cannot be built here: {exc}", file=sys.stderr)
+        return 2
+    try:
+        zones = load_zones(write_lab_zones(lab, Path(folder) / "zones"), confine=CONFINE)
+        rows = []
+        for number in range(1, args.runs + 1):
+            nmap_phase, total, privileged = run_medsec(zones)
+            commands = bare_commands(zones, privileged)
+            together, _ = run_concurrently(commands)
+            alone = run_alone(commands)
+            rows.append((nmap_phase, total, together, max(alone.values()), sum(alone.values())))
+            print(
+                f"run {number}: medsec nmap phase {nmap_phase:.2f} s (whole scan {total:.2f} s); "
+                f"bare nmap all at once {together:.2f} s; alone: slowest {max(alone.values()):.2f}"
+                f" s, sum {sum(alone.values()):.2f} s "
+                f"({', '.join(f'{z} {t:.2f}' for z, t in alone.items())})"
+            )
+        median = [statistics.median(column) for column in zip(*rows, strict=True)]
+        nmap_phase, total, together, slowest, summed = median
+        print()
+        print(f"{'median of ' + str(args.runs) + ' runs':<34}{'seconds':>9}")
+        print(f"{'medsec scan, nmap phase':<34}{nmap_phase:>9.2f}")
+        print(f"{'medsec scan, with probes':<34}{total:>9.2f}")
+        print(f"{'bare nmap, all vantages at once':<34}{together:>9.2f}")
+        print(f"{'bare nmap, slowest vantage alone':<34}{slowest:>9.2f}")
+        print(f"{'bare nmap, sum of vantages alone':<34}{summed:>9.2f}")
+        print()
+        ratio = nmap_phase / together
+        print(f"medsec / bare (same vantages, at once): {ratio:.2f} (target <= 1.2)")
+        print(f"medsec / slowest vantage alone: {nmap_phase / slowest:.2f}; "
+              f"/ sum of vantages: {nmap_phase / summed:.2f}")  # fmt: skip
+        return 0 if ratio <= 1.2 else 1
+    finally:
+        lab.down()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

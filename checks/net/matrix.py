@@ -1,0 +1,148 @@
+"""Reading the reachability matrix: zone pairs with their cells, whether a pair was measured
+completely, which hosts are live, and how many hops an answer crossed. Shared by the network
+checks; pure functions of `NetFacts`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from checks.facts.network import (
+    REACHABLE_STATES,
+    MatrixCell,
+    NetFacts,
+    PortObservation,
+    VantageRun,
+    ZoneFacts,
+)
+from checks.model import Unavailable
+
+_INITIAL_TTLS = (32, 64, 128, 255)
+MAX_LINES = 10
+"""Evidence lists are cut after this many lines (the count says how many there were)."""
+
+
+def matrix(facts: NetFacts) -> tuple[MatrixCell, ...]:
+    cells = facts.matrix
+    if isinstance(cells, Unavailable):  # the runner reports an unavailable need before us
+        raise TypeError(f"matrix unavailable: {cells.reason}")
+    return cells
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One ordered zone pair as measured from the source zone's vantage."""
+
+    source: ZoneFacts
+    target: ZoneFacts
+    run: VantageRun | None
+    cells: tuple[MatrixCell, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.source.name}->{self.target.name}"
+
+    @property
+    def measured(self) -> bool:
+        return self.source.vantage is not None and self.run is not None
+
+    @property
+    def incomplete(self) -> str | None:
+        """Why the pair was not measured completely; None when it was."""
+        run = self.run
+        if self.source.vantage is None or run is None:
+            return f"zone {self.source.name} has no vantage"
+        if run.status in {"error", "cancelled"}:
+            return f"the vantage in {self.source.name} failed: {run.message}"
+        if run.status == "timeout":
+            return f"the vantage in {self.source.name} ran out of time: {run.message}"
+        unfinished = [h for h in run.unfinished_hosts if _in_zone(h, self.target)]
+        if unfinished:
+            return (
+                f"{len(unfinished)} hosts of {self.target.name} were not finished "
+                f"(--host-timeout): {', '.join(unfinished[:5])}"
+            )
+        if not self.cells:
+            return f"no result from {self.source.name} toward {self.target.name}"
+        return None
+
+    @property
+    def unscanned(self) -> tuple[str, ...]:
+        return self.run.unscanned if self.run is not None else ()
+
+    def observations(self) -> Iterator[PortObservation]:
+        for cell in self.cells:
+            yield from cell.observations
+
+    def reachable(self) -> list[PortObservation]:
+        return [o for o in self.observations() if o.state in REACHABLE_STATES]
+
+    @property
+    def probes(self) -> int:
+        return sum(c.probed for c in self.cells)
+
+    @property
+    def silent(self) -> int:
+        return sum(c.silent for c in self.cells)
+
+
+def _in_zone(address: str, zone: ZoneFacts) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(c) for c in zone.cidrs)
+
+
+def pairs(facts: NetFacts) -> list[Pair]:
+    """Every ordered pair of distinct zones, in zones-file order."""
+    cells = matrix(facts)
+    found = []
+    for source in facts.zones:
+        for target in facts.zones:
+            if source.name == target.name:
+                continue
+            found.append(
+                Pair(
+                    source=source,
+                    target=target,
+                    run=facts.run(source.name),
+                    cells=tuple(
+                        c for c in cells if c.source == source.name and c.target == target.name
+                    ),
+                )
+            )
+    return found
+
+
+def pair(facts: NetFacts, source: str, target: str) -> Pair:
+    for candidate in pairs(facts):
+        if candidate.source.name == source and candidate.target.name == target:
+            return candidate
+    raise KeyError(f"{source}->{target}")
+
+
+def live_hosts(facts: NetFacts) -> dict[str, set[str]]:
+    """Addresses that answered (open or closed) from any vantage: address -> source zones."""
+    live: dict[str, set[str]] = {}
+    for cell in matrix(facts):
+        for observation in cell.reachable:
+            live.setdefault(observation.address, set()).add(cell.source)
+    return live
+
+
+def hops(ttl: int) -> int | None:
+    """Hops an answer crossed, from its TTL and the usual initial TTLs (64, 128, 255, 32)."""
+    if ttl <= 0:
+        return None
+    initial = next((i for i in _INITIAL_TTLS if ttl <= i), 255)
+    return initial - ttl
+
+
+def lines(observations: Iterable[PortObservation]) -> list[str]:
+    return [o.line() for o in observations]
+
+
+def cut(items: list[str]) -> list[str]:
+    if len(items) <= MAX_LINES:
+        return items
+    return [*items[:MAX_LINES], f"... and {len(items) - MAX_LINES} more"]

@@ -1,0 +1,7 @@
+"""Network scans of a hospital's zones (`medsec scan`): the zones file (`zones`), nmap run from a
+vantage inside each zone and its XML parsed with reasons kept (`nmap`, `vantage`), HTTP/TLS/SNMP
+probes (`probe_cli`), one scan of everything at once (`runner.scan() -> NetFacts`) and the
+command line (`cli`). The checks over the facts live in `checks.net`.
+
+Nothing is imported here: `medsec` starts without loading paramiko, pysnmp or asyncio machinery.
+"""

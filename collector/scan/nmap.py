@@ -1,0 +1,523 @@
+"""nmap as a subprocess: the argument list, an asyncio runner that streams and parses nmap's XML
+as it arrives (progress, cancellation, per-vantage timeout, partial results), and the parser.
+
+The XML is parsed here rather than by python-nmap, which drops `reason_ttl`, `extraports` and
+timed-out hosts and only hands results over when nmap exits. Every port keeps nmap's state,
+reason and reason TTL; ports nmap folds into `<extraports>` are expanded from `<extrareasons
+ports=...>`; a host that hit `--host-timeout` is marked `timed_out`. Output cut short (nmap
+killed) still yields every host completed until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+from xml.parsers import expat  # nmap's own output; expat fetches no external entity
+
+from collector.scan.zones import PortSpec, Scope
+
+ScanKind = Literal["syn", "connect", "udp", "ack"]
+SCAN_FLAGS: dict[ScanKind, str] = {"syn": "-sS", "connect": "-sT", "udp": "-sU", "ack": "-sA"}
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+BASE_ENV = {"PATH": SYSTEM_PATH, "LC_ALL": "C", "LANG": "C"}
+_KILL_GRACE = 2.0
+
+ProgressCallback = Callable[[float, str], None]
+"""(fraction done 0..1, what nmap is doing)."""
+
+
+class NmapError(Exception):
+    """nmap could not be run or its output could not be read; the message is one line."""
+
+
+class NmapPort(NamedTuple):
+    """`<port>`: one port of one host, or one port folded into `<extraports>`."""
+
+    proto: Literal["tcp", "udp"]
+    port: int
+    state: str
+    reason: str
+    reason_ttl: int
+
+
+@dataclass(frozen=True)
+class NmapHost:
+    """`<host>`: one target as nmap finished it."""
+
+    address: str
+    status: str
+    """`<status state>`: up (always, with -Pn), down, unknown."""
+    status_reason: str
+    timed_out: bool
+    """`timedout="true"`: nmap gave up on it at --host-timeout; its ports are missing."""
+    ports: tuple[NmapPort, ...]
+
+
+@dataclass(frozen=True)
+class NmapRun:
+    """One nmap run's XML document."""
+
+    args: str
+    version: str
+    scan_types: tuple[str, ...]
+    """`<scaninfo type>`: syn, connect, udp, ack."""
+    hosts: tuple[NmapHost, ...]
+    finished: bool
+    """`<runstats><finished>` was seen: the document is complete."""
+    exit_status: str | None = None
+    """`finished exit`: success or error."""
+    error_message: str | None = None
+    """`finished errormsg`, when nmap reported one."""
+    elapsed: float | None = None
+
+
+@dataclass
+class _Progress:
+    total_hosts: int
+    done: int = 0
+    last: float = 0.0
+
+
+@dataclass
+class _Host:
+    """The host being read."""
+
+    attributes: dict[str, str]
+    address: str = ""
+    status: str = ""
+    status_reason: str = ""
+    ports: list[NmapPort] = field(default_factory=list)
+
+
+class NmapXmlParser:
+    """Incremental parser: feed nmap's stdout as it comes, `close()` for the run so far.
+
+    Built on expat's callbacks, keeping only what the scan needs: every element of interest
+    carries its data in attributes, so no tree is built (four scans of a few thousand hosts end
+    at once, and parsing is what stands between nmap's last line and the result).
+    """
+
+    def __init__(
+        self, *, total_hosts: int = 0, on_progress: ProgressCallback | None = None
+    ) -> None:
+        self._expat = expat.ParserCreate()
+        self._expat.StartElementHandler = self._start
+        self._expat.EndElementHandler = self._end
+        self._hosts: list[NmapHost] = []
+        self._host: _Host | None = None
+        self._port: tuple[Literal["tcp", "udp"], int] | None = None
+        self._extra_state = ""
+        self._scan_types: list[str] = []
+        self._args = ""
+        self._version = ""
+        self._finished: dict[str, str] | None = None
+        self._broken: str | None = None
+        self._progress = _Progress(total_hosts)
+        self._on_progress = on_progress
+
+    @property
+    def hosts_done(self) -> int:
+        return len(self._hosts)
+
+    def feed(self, data: bytes) -> None:
+        if self._broken is not None:
+            return
+        try:
+            self._expat.Parse(data, False)
+        except expat.ExpatError as exc:
+            # Keep what was parsed; the run is reported unfinished with the reason.
+            self._broken = str(exc)
+
+    def close(self) -> NmapRun:
+        if self._broken is None:
+            with contextlib.suppress(expat.ExpatError):
+                self._expat.Parse(b"", True)
+        finished = self._finished
+        return NmapRun(
+            args=self._args,
+            version=self._version,
+            scan_types=tuple(self._scan_types),
+            hosts=tuple(self._hosts),
+            finished=finished is not None,
+            exit_status=finished.get("exit") if finished else None,
+            error_message=finished.get("errormsg") if finished else None,
+            elapsed=float(finished["elapsed"]) if finished and "elapsed" in finished else None,
+        )
+
+    def _start(self, name: str, attributes: dict[str, str]) -> None:
+        host = self._host
+        # The common elements first: a port and its state, for every port of every host.
+        if name == "state":
+            if host is not None and self._port is not None:
+                proto, number = self._port
+                ttl = attributes.get("reason_ttl", "0")
+                host.ports.append(
+                    NmapPort(
+                        proto,
+                        number,
+                        attributes.get("state", ""),
+                        attributes.get("reason", ""),
+                        int(ttl) if ttl.isdigit() else 0,
+                    )
+                )
+        elif name == "port":
+            protocol, portid = attributes.get("protocol"), attributes.get("portid", "")
+            if protocol in {"tcp", "udp"} and portid.isdigit():
+                self._port = ("tcp" if protocol == "tcp" else "udp", int(portid))
+        elif name == "host":
+            self._host = _Host(attributes)
+        elif host is not None:
+            self._host_part(host, name, attributes)
+        elif name == "taskprogress":
+            self._report(attributes)
+        elif name == "scaninfo":
+            self._scan_types.append(attributes.get("type", ""))
+        elif name == "finished":
+            self._finished = dict(attributes)
+        elif name == "nmaprun":
+            self._args = attributes.get("args", "")
+            self._version = attributes.get("version", "")
+
+    def _host_part(self, host: _Host, name: str, attributes: dict[str, str]) -> None:
+        if name == "status":
+            host.status = attributes.get("state", "")
+            host.status_reason = attributes.get("reason", "")
+        elif name == "address":
+            if attributes.get("addrtype") == "ipv4" or not host.address:
+                host.address = attributes.get("addr", "")
+        elif name == "extraports":
+            self._extra_state = attributes.get("state", "")
+        elif name == "extrareasons":
+            proto, ports = attributes.get("proto", "tcp"), attributes.get("ports", "")
+            if proto in {"tcp", "udp"} and ports:
+                kind: Literal["tcp", "udp"] = "tcp" if proto == "tcp" else "udp"
+                reason = attributes.get("reason", "")
+                host.ports.extend(
+                    NmapPort(kind, number, self._extra_state, reason, 0)
+                    for number in _expand(ports)
+                )
+
+    def _end(self, name: str) -> None:
+        if name == "port":
+            self._port = None
+        elif name == "host" and self._host is not None:
+            host, self._host = self._host, None
+            host.ports.sort()
+            self._hosts.append(
+                NmapHost(
+                    address=host.address,
+                    status=host.status,
+                    status_reason=host.status_reason,
+                    timed_out=host.attributes.get("timedout") == "true",
+                    ports=tuple(host.ports),
+                )
+            )
+            self._progress.done += 1
+            self._report(None)
+
+    def _report(self, task: dict[str, str] | None) -> None:
+        if self._on_progress is None:
+            return
+        total = max(self._progress.total_hosts, 1)
+        done = min(self._progress.done, total)
+        fraction = done / total
+        note = f"{done}/{total} hosts"
+        if task is not None:
+            with contextlib.suppress(ValueError):
+                percent = float(task.get("percent", "0"))
+                # The task covers the current host group (at most what is left).
+                fraction += (total - done) / total * percent / 100 * 0.99
+                note = f"{task.get('task', 'scan')} {percent:.0f}%, {note}"
+        fraction = max(self._progress.last, min(fraction, 1.0))
+        self._progress.last = fraction
+        self._on_progress(fraction, note)
+
+
+def _expand(ports: str) -> Iterable[int]:
+    for raw in ports.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        yield from range(int(low), int(high or low) + 1)
+
+
+def parse_nmap_xml(data: bytes | str) -> NmapRun:
+    """Parse a whole (or cut short) nmap XML document."""
+    parser = NmapXmlParser()
+    parser.feed(data.encode() if isinstance(data, str) else data)
+    return parser.close()
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NmapOptions:
+    """Timing and politeness, from the zones file's `scan` section."""
+
+    timing: int = 4
+    max_retries: int = 1
+    min_rate: int | None = 3000
+    max_rate: int | None = None
+    min_hostgroup: int = 1024
+    max_rtt_timeout_ms: int | None = None
+    host_timeout_seconds: float = 60.0
+    stats_every: str = "1s"
+
+
+def port_argument(ports: Sequence[PortSpec], scans: Sequence[ScanKind]) -> str:
+    """`-p` value: `T:22,80,U:161`; only the protocols the scans cover."""
+    tcp = sorted({p.port for p in ports if p.proto == "tcp"})
+    udp = sorted({p.port for p in ports if p.proto == "udp"})
+    parts = []
+    if tcp and any(s in {"syn", "connect", "ack"} for s in scans):
+        parts.append("T:" + ",".join(str(p) for p in tcp))
+    if udp and "udp" in scans:
+        parts.append("U:" + ",".join(str(p) for p in udp))
+    if not parts:
+        raise NmapError("no port to scan for these scan types")
+    return ",".join(parts)
+
+
+def count_hosts(targets: Iterable[str]) -> int:
+    return sum(ipaddress.ip_network(t, strict=False).num_addresses for t in targets)
+
+
+def build_argv(
+    *,
+    nmap: str,
+    scans: Sequence[ScanKind],
+    ports: Sequence[PortSpec],
+    targets: Sequence[str],
+    scope: Scope,
+    options: NmapOptions,
+) -> list[str]:
+    """nmap's argument list. Every target is checked against the scope first: a target outside
+    the declared CIDRs (or the confinement) raises ScopeError and nothing runs."""
+    if not targets:
+        raise NmapError("no target to scan")
+    for target in targets:
+        scope.check(target, "nmap target")
+    if not scans or len({s for s in scans if s != "udp"}) > 1:
+        raise NmapError(f"one TCP scan type per run (and optionally udp), not {list(scans)}")
+    argv = [nmap, "-n", "-Pn", "--reason", "-oX", "-", "--stats-every", options.stats_every]
+    argv += [SCAN_FLAGS[s] for s in scans]
+    argv += ["-p", port_argument(ports, scans)]
+    argv += [f"-T{options.timing}", "--max-retries", str(options.max_retries)]
+    argv += ["--host-timeout", f"{options.host_timeout_seconds:g}s"]
+    argv += ["--min-hostgroup", str(options.min_hostgroup)]
+    if options.min_rate is not None:
+        argv += ["--min-rate", str(options.min_rate)]
+    if options.max_rate is not None:
+        argv += ["--max-rate", str(options.max_rate)]
+    if options.max_rtt_timeout_ms is not None:
+        argv += ["--max-rtt-timeout", f"{options.max_rtt_timeout_ms}ms"]
+    argv += ["--", *targets]
+    return argv
+
+
+def nmap_binary() -> str:
+    found = shutil.which("nmap", path=SYSTEM_PATH)
+    if found is None:
+        raise NmapError("nmap is not installed (Debian package nmap)")
+    return found
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NmapResult:
+    """How one nmap run ended, with whatever it produced."""
+
+    argv: tuple[str, ...]
+    run: NmapRun
+    status: Literal["ok", "timeout", "error", "cancelled"]
+    message: str
+    seconds: float
+    stderr: str = ""
+    returncode: int | None = None
+    command: str = ""
+    """The command as run (for remote vantages, the remote command line)."""
+
+    @property
+    def timed_out_hosts(self) -> tuple[str, ...]:
+        return tuple(h.address for h in self.run.hosts if h.timed_out)
+
+
+@dataclass
+class _Tail:
+    """The last lines of stderr, for the one-line error message."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, data: bytes) -> None:
+        for raw in data.decode("utf-8", "replace").splitlines():
+            line = raw.strip()
+            if line:
+                self.lines = [*self.lines[-19:], line]
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def problem(self) -> str:
+        """The last line that is not one of nmap's warnings."""
+        meaningful = [x for x in self.lines if not x.startswith("Warning:")]
+        return (meaningful or self.lines or ["no output on stderr"])[-1]
+
+
+def finish(
+    argv: Sequence[str],
+    parser: NmapXmlParser,
+    *,
+    returncode: int | None,
+    stderr: str,
+    problem: str,
+    started: float,
+    timed_out: bool = False,
+    cancelled: bool = False,
+    command: str = "",
+) -> NmapResult:
+    """Turn an ended nmap process into an NmapResult (shared by local and remote runners)."""
+    run = parser.close()
+    seconds = round(time.monotonic() - started, 3)
+    status: Literal["ok", "timeout", "error", "cancelled"]
+    if cancelled:
+        status, message = "cancelled", "cancelled"
+    elif timed_out:
+        status = "timeout"
+        message = (
+            f"nmap stopped after {seconds:.0f} s (vantage timeout); {len(run.hosts)} hosts done"
+        )
+    elif returncode == 0 and run.finished and run.exit_status != "error":
+        status, message = "ok", f"{len(run.hosts)} hosts in {seconds:.1f} s"
+    else:
+        status = "error"
+        detail = run.error_message or problem
+        message = f"nmap exited {returncode}: {detail}"
+    return NmapResult(
+        argv=tuple(argv),
+        run=run,
+        status=status,
+        message=message,
+        seconds=seconds,
+        stderr=stderr,
+        returncode=returncode,
+        command=command or shlex.join(argv),
+    )
+
+
+Process = asyncio.subprocess.Process
+
+
+async def _terminate(process: Process) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), _KILL_GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def spawn(argv: Sequence[str], *, stdin: int = asyncio.subprocess.DEVNULL) -> Process:
+    """Start a program with piped output. A cancellation that arrives while it is starting
+    waits for the start and stops the program, so nothing is left running unowned."""
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            stdin=stdin,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=BASE_ENV,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(starting)
+    except OSError as exc:
+        raise NmapError(f"{argv[0]}: cannot run: {exc.strerror or exc}") from exc
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            process = await starting
+            await _terminate(process)
+            await process.communicate()
+        raise
+
+
+async def run_nmap_process(
+    argv: Sequence[str],
+    *,
+    nmap_argv: Sequence[str] | None = None,
+    timeout: float,
+    total_hosts: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> NmapResult:
+    """Run nmap (argv may be prefixed, e.g. `ip netns exec NS`), parse its XML as it streams.
+
+    On timeout nmap is stopped and the hosts it finished are kept (status `timeout`). When the
+    calling task is cancelled nmap is stopped too, and the cancellation goes on.
+    """
+    started = time.monotonic()
+    parser = NmapXmlParser(total_hosts=total_hosts, on_progress=on_progress)
+    tail = _Tail()
+    process = await spawn(argv)
+
+    async def pump_stdout() -> None:
+        assert process.stdout is not None  # noqa: S101
+        while chunk := await process.stdout.read(65536):
+            parser.feed(chunk)
+
+    async def pump_stderr() -> None:
+        assert process.stderr is not None  # noqa: S101
+        while chunk := await process.stderr.read(65536):
+            tail.add(chunk)
+
+    pumps = asyncio.gather(pump_stdout(), pump_stderr(), process.wait())
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.shield(pumps), timeout)
+    except TimeoutError:
+        timed_out = True
+        await _terminate(process)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pumps, _KILL_GRACE)
+    except asyncio.CancelledError:
+        await _terminate(process)
+        # Read the pipes to their end (nmap is gone) so their transports close cleanly.
+        try:
+            await asyncio.wait_for(pumps, _KILL_GRACE)
+        except (TimeoutError, Exception):
+            pumps.cancel()
+        raise
+    return finish(
+        nmap_argv or argv,
+        parser,
+        returncode=process.returncode,
+        stderr=tail.text(),
+        problem=tail.problem(),
+        started=started,
+        timed_out=timed_out,
+        command=shlex.join(argv),
+    )
+
+
+def environment() -> dict[str, str]:
+    """The environment nmap and the probes run with (LC_ALL=C, system PATH only)."""
+    return dict(BASE_ENV)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0

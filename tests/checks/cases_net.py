@@ -1,0 +1,494 @@
+"""Recorded network facts for the six `net.*` checks, with the status each must produce under
+the checks' default parameters (same shape as tests/checks/cases.py).
+
+The clean facts are the hospital lab as `collector.scan` measured it (collector/lab: internet,
+dmz, his, office; the policy of collector/lab/zones.yaml); each variant changes what one fault
+changes. A network check yields one result per zone pair, app, system or service: a case's
+status and words must appear on at least one result (test_net_checks.py says exactly how).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from checks.facts.network import (
+    AttackExchange,
+    CriticalSystem,
+    GatewayProbe,
+    HttpExchange,
+    MatrixCell,
+    NetFacts,
+    PolicyRule,
+    PortObservation,
+    SnmpIdentity,
+    TlsService,
+    TlsVersionResult,
+    VantageRun,
+    WebAppProbe,
+    ZoneFacts,
+)
+from checks.model import Status, Unavailable
+
+ZONES = (
+    ZoneFacts("internet", ("198.18.0.0/24",), False, True, False, "netns:lab-internet"),
+    ZoneFacts("dmz", ("198.18.1.0/24",), False, False, False, "netns:lab-dmz"),
+    ZoneFacts("his", ("198.18.2.0/24",), True, False, False, "netns:lab-his"),
+    ZoneFacts("office", ("198.18.3.0/24",), False, False, True, "ssh:probe@198.18.3.5"),
+)
+VANTAGE = {z.name: str(z.vantage) for z in ZONES}
+POLICY = (
+    PolicyRule("internet", "dmz", "tcp", 80),
+    PolicyRule("internet", "dmz", "tcp", 443),
+    PolicyRule("office", "dmz", "tcp", 80),
+    PolicyRule("office", "dmz", "tcp", 443),
+    PolicyRule("dmz", "his", "tcp", 5432),
+    PolicyRule("dmz", "his", "tcp", 8443),
+)
+PORTS = ("tcp/22", "tcp/80", "tcp/443", "tcp/5432", "tcp/8443", "udp/161")
+HOSTS = {
+    "dmz": ("198.18.1.10", "198.18.1.11", "198.18.1.30"),
+    "his": ("198.18.2.10", "198.18.2.20"),
+    "office": ("198.18.3.5",),
+    "internet": ("198.18.0.10",),
+}
+LISTENING = {
+    ("198.18.1.10", 80),
+    ("198.18.1.11", 80),
+    ("198.18.1.30", 443),
+    ("198.18.2.10", 5432),
+    ("198.18.2.20", 8443),
+}
+ALLOWED = {(r.source, r.target, f"{r.proto}/{r.port}") for r in POLICY}
+
+
+def _kind(source: str, proto: str) -> Any:
+    if proto == "udp":
+        return "udp"
+    return "connect" if source == "office" else "syn"
+
+
+def observation(  # noqa: PLR0917 — reads like the nmap line it stands for
+    source: str, target: str, address: str, spec: str, state: str, reason: str, ttl: int = 63
+) -> PortObservation:
+    proto, port = spec.split("/")
+    kind = _kind(source, proto)
+    return PortObservation(
+        source=source,
+        target=target,
+        address=address,
+        proto="tcp" if proto == "tcp" else "udp",
+        port=int(port),
+        state=state,
+        reason=reason,
+        reason_ttl=0 if kind == "connect" else ttl,
+        vantage=VANTAGE[source],
+        scan=kind,
+    )
+
+
+def _answer(source: str, target: str, address: str, spec: str, open_all: bool) -> Any:
+    """What a host answers when the router lets the probe through (None: it does not)."""
+    proto, port = spec.split("/")
+    through = open_all or (source, target, spec) in ALLOWED
+    if not through:
+        return None
+    if proto == "udp":
+        return observation(source, target, address, spec, "closed", "port-unreach")
+    if (address, int(port)) in LISTENING:
+        return observation(source, target, address, spec, "open", "syn-ack")
+    reason = "conn-refused" if _kind(source, proto) == "connect" else "reset"
+    return observation(source, target, address, spec, "closed", reason)
+
+
+def matrix(opened: set[tuple[str, str]] = frozenset()) -> tuple[MatrixCell, ...]:  # type: ignore[assignment]
+    """Cells of every pair over PORTS; `opened` pairs let every TCP probe through."""
+    cells = []
+    for source in ZONES:
+        for target in ZONES:
+            if source.name == target.name:
+                continue
+            for spec in PORTS:
+                if source.name == "office" and spec.startswith("udp"):
+                    continue  # an unprivileged SSH vantage cannot scan UDP
+                found = []
+                for address in HOSTS[target.name]:
+                    open_all = (source.name, target.name) in opened and spec.startswith("tcp")
+                    answer = _answer(source.name, target.name, address, spec, open_all)
+                    if answer is not None:
+                        found.append(answer)
+                proto, port = spec.split("/")
+                cells.append(
+                    MatrixCell(
+                        source=source.name,
+                        target=target.name,
+                        proto="tcp" if proto == "tcp" else "udp",
+                        port=int(port),
+                        vantage=VANTAGE[source.name],
+                        scan=_kind(source.name, proto),
+                        probed=256,
+                        silent=256 - len(found),
+                        observations=tuple(found),
+                    )
+                )
+    return tuple(cells)
+
+
+def run(zone: str, **changes: Any) -> VantageRun:
+    base = VantageRun(
+        zone=zone,
+        vantage=VANTAGE[zone],
+        privileged=zone != "office",
+        commands=(f"nmap -n -Pn --reason -oX - ... ({zone})",),
+        status="ok",
+        message="1024 hosts in 3.9 s",
+        seconds=3.9,
+        targets=tuple(c for z in ZONES if z.name != zone for c in z.cidrs),
+        unscanned=("udp/161: unprivileged vantage (UDP needs raw sockets)",)
+        if zone == "office"
+        else (),
+    )
+    return replace(base, **changes)
+
+
+def exchange(
+    url: str,
+    status: int | None,
+    server: str | None,
+    body: str = "",
+    *,
+    reason: str = "",
+    error: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> HttpExchange:
+    default = {200: "OK", 400: "Bad Request", 403: "Forbidden", 406: "Not Acceptable"}
+    return HttpExchange(
+        url=url,
+        method="GET",
+        status=status,
+        reason=reason or default.get(status or 0, ""),
+        headers=((("Server", server),) if server else ()) + headers,
+        body=body,
+        error=error,
+        seconds=0.01,
+    )
+
+
+PORTAL = "http://198.18.1.10/"
+XSS = "q=%3Cscript%3Ealert(%22XSS%22)%3C%2Fscript%3E"
+SQLI = "id=1%27%20OR%20%271%27%3D%271%27%20UNION%20SELECT%20NULL%2CNULL--"
+LFI = "file=..%2F..%2F..%2F..%2Fetc%2Fpasswd"
+BLOCK_PAGE = (
+    "<!DOCTYPE html><html><head><title>Request blocked</title></head><body><h1>Request blocked"
+    "</h1><p>The web application firewall rejected this request.</p></body></html>"
+)
+APP_PAGE = "<html><head><title>Patient portal</title></head><body>...</body></html>"
+
+
+def attacks(
+    status: int | None, server: str | None, body: str, **extra: Any
+) -> tuple[AttackExchange, ...]:
+    return tuple(
+        AttackExchange(kind, query, exchange(f"{PORTAL}?{query}", status, server, body, **extra))
+        for kind, query in (("xss", XSS), ("sqli", SQLI), ("lfi", LFI))
+    )
+
+
+def portal(**changes: Any) -> WebAppProbe:
+    base = WebAppProbe(
+        name="portal",
+        url=PORTAL,
+        zone="dmz",
+        require_waf=True,
+        vantage_zone="internet",
+        vantage=VANTAGE["internet"],
+        baseline=exchange(PORTAL, 200, "PatientPortal/2.3", APP_PAGE),
+        attacks=attacks(403, "HospitalWAF", BLOCK_PAGE),
+    )
+    return replace(base, **changes)
+
+
+BOOKING = WebAppProbe(
+    name="booking",
+    url="http://198.18.1.11/",
+    zone="dmz",
+    require_waf=False,
+    vantage_zone=None,
+    vantage=None,
+    baseline=None,
+)
+
+HIS_WEB = CriticalSystem("his-web", "198.18.2.20", ("tcp/8443",), "his", "https://198.18.1.30/")
+NGINX_400 = (
+    "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n<body>\r\n"
+    "<center><h1>400 Bad Request</h1></center>\r\n<center>No required SSL certificate was sent"
+    "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def gateway(**changes: Any) -> GatewayProbe:
+    base = GatewayProbe(
+        system="his-web",
+        gateway_url="https://198.18.1.30/",
+        vantage_zone="internet",
+        vantage=VANTAGE["internet"],
+        handshake=True,
+        tls_version="TLSv1.3",
+        handshake_error=None,
+        anonymous=exchange("https://198.18.1.30/", 400, "nginx", NGINX_400),
+        authenticated=exchange(
+            "https://198.18.1.30/", 200, "HIS-Web/5.1", "<title>Hospital information system</title>"
+        ),
+    )
+    return replace(base, **changes)
+
+
+def versions(**accepted: str) -> tuple[TlsVersionResult, ...]:
+    modern = {"TLSv1.2": "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384",
+              "TLSv1.3": "TLSv1.3 TLS_AES_256_GCM_SHA384"}  # fmt: skip
+    refusals = {
+        "SSLv3": "alert 40",
+        "TLSv1": "TLS: TLSV1_ALERT_PROTOCOL_VERSION",
+        "TLSv1.1": "TLS: TLSV1_ALERT_PROTOCOL_VERSION",
+    }
+    found = []
+    for version in ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
+        key = version.replace(".", "_")
+        if key in accepted:
+            found.append(TlsVersionResult(version, "accepted", accepted[key]))
+        elif version in modern:
+            found.append(TlsVersionResult(version, "accepted", modern[version]))
+        else:
+            found.append(TlsVersionResult(version, "refused", refusals[version]))
+    return tuple(found)
+
+
+def tls_service(address: str, port: int, zone: str, **accepted: str) -> TlsService:
+    return TlsService(address, port, zone, "internet", VANTAGE["internet"], versions(**accepted))
+
+
+SONICWALL = SnmpIdentity(
+    host="198.18.4.1",
+    version="3",
+    sys_descr="SonicWALL TZ 210 (SonicOS Enhanced 5.9.1.6-5o)",
+    sys_object_id="1.3.6.1.4.1.8741.1",
+    sys_name="border-fw-01",
+    vantage="netns:lab-mgmt",
+)
+NET_SNMP = SnmpIdentity(
+    host="198.18.4.1",
+    version="2c",
+    sys_descr="Linux gw 6.1.0-18-amd64 #1 SMP Debian 6.1.76-1 x86_64",
+    sys_object_id="1.3.6.1.4.1.8072.3.2.10",
+    sys_name="gw",
+    vantage="netns:lab-mgmt",
+)
+
+CLEAN = NetFacts(
+    zones=ZONES,
+    policy=POLICY,
+    ports=PORTS,
+    runs=tuple(run(z.name) for z in ZONES),
+    matrix=matrix(),
+    ack=(),
+    web_apps=(portal(), BOOKING),
+    critical_systems=(HIS_WEB,),
+    gateways=(gateway(),),
+    tls=(tls_service("198.18.1.30", 443, "dmz"), tls_service("198.18.2.20", 8443, "his")),
+    tls_probed=5,
+    snmp=SONICWALL,
+    started_at="2026-11-28T12:00:00Z",
+    seconds=4.8,
+)
+
+
+def with_open(*pairs: tuple[str, str]) -> NetFacts:
+    return replace(CLEAN, matrix=matrix(set(pairs)))
+
+
+def with_cells(*extra: PortObservation) -> NetFacts:
+    """CLEAN plus answers added to their cells (a port the router now lets through)."""
+    cells = []
+    for cell in matrix():
+        added = tuple(
+            o
+            for o in extra
+            if (o.source, o.target, o.proto, o.port)
+            == (cell.source, cell.target, cell.proto, cell.port)
+        )
+        cells.append(
+            replace(cell, observations=cell.observations + added, silent=cell.silent - len(added))
+        )
+    return replace(CLEAN, matrix=tuple(cells))
+
+
+ZTNA_BYPASS = with_cells(
+    observation("internet", "his", "198.18.2.20", "tcp/8443", "open", "syn-ack"),
+    observation("office", "his", "198.18.2.20", "tcp/8443", "open", "syn-ack"),
+)
+OUTBOUND = with_cells(observation("his", "internet", "198.18.0.10", "tcp/443", "closed", "reset"))
+
+# A flat network: dmz and his on one segment, nothing between them, no firewall agent.
+FLAT = replace(
+    with_open(("dmz", "his")),
+    matrix=tuple(
+        replace(c, observations=tuple(replace(o, reason_ttl=64) for o in c.observations))
+        if (c.source, c.target) == ("dmz", "his")
+        else c
+        for c in matrix({("dmz", "his")})
+    ),
+    ack=tuple(
+        observation("dmz", "his", address, spec, "unfiltered", "reset", ttl=64)
+        for address in HOSTS["his"]
+        for spec in PORTS
+        if spec.startswith("tcp")
+    ),
+    snmp=NET_SNMP,
+)
+ACK_FILTERED = replace(
+    with_open(("dmz", "his")),
+    ack=tuple(
+        replace(
+            observation("dmz", "his", address, spec, "filtered", "no-response"),
+            reason_ttl=0,
+            scan="ack",
+        )
+        for address in HOSTS["his"]
+        for spec in PORTS
+        if spec.startswith("tcp")
+    ),
+    snmp=None,
+)
+PROHIBITED = replace(
+    with_cells(
+        observation("dmz", "his", "198.18.2.10", "tcp/22", "filtered", "admin-prohibited", ttl=64)
+    ),
+    snmp=None,
+)
+OFFICE_FAILED = replace(
+    CLEAN,
+    runs=tuple(
+        run(
+            z.name, status="error", message="ssh:probe@198.18.3.5: cannot connect: No route to host"
+        )
+        if z.name == "office"
+        else run(z.name)
+        for z in ZONES
+    ),
+    matrix=tuple(c for c in matrix() if c.source != "office"),
+)
+HOST_TIMEOUT = replace(
+    CLEAN,
+    runs=tuple(
+        run(z.name, status="partial", unfinished_hosts=("198.18.2.20",))
+        if z.name == "internet"
+        else run(z.name)
+        for z in ZONES
+    ),
+)
+
+CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
+    "net.segmentation": [
+        ("clean", CLEAN, Status.PASS, "no port outside the policy is open"),
+        ("office-his-open", with_open(("office", "his")), Status.FAIL,
+         "office->his: tcp/5432, tcp/8443 open but not allowed by the policy (allowed: nothing); "
+         "office -> his 198.18.2.10 tcp/5432 open "
+         "(syn-ack; connect scan from ssh:probe@198.18.3.5)"),
+        ("ztna-bypass", ZTNA_BYPASS, Status.FAIL,
+         "internet->his: tcp/8443 open but not allowed by the policy (allowed: nothing); "
+         "internet -> his 198.18.2.20 tcp/8443 open (syn-ack ttl 63"),
+        ("vantage down", OFFICE_FAILED, Status.ERROR, "office->dmz: could not measure completely: "
+         "the vantage in office failed: ssh:probe@198.18.3.5: cannot connect"),
+        ("host timeout", HOST_TIMEOUT, Status.ERROR,
+         "internet->his: could not measure completely: 1 hosts of his were not finished"),
+        ("no vantage", replace(CLEAN, zones=(*ZONES[:3], replace(ZONES[3], vantage=None))),
+         Status.NOT_APPLICABLE, "office->internet: zone office has no vantage"),
+    ],
+    "net.internet_isolation": [
+        ("clean", CLEAN, Status.PASS, "his and internet do not reach each other"),
+        ("inbound", ZTNA_BYPASS, Status.FAIL,
+         "his is reachable from internet: internet -> his 198.18.2.20 tcp/8443 open"),
+        ("outbound", OUTBOUND, Status.FAIL,
+         "his has a path out to internet: his -> internet 198.18.0.10 tcp/443 closed (reset"),
+        ("internet vantage down", replace(
+            CLEAN,
+            runs=tuple(run(z.name, status="timeout", message="nmap stopped after 600 s")
+                       if z.name == "internet" else run(z.name) for z in ZONES),
+        ), Status.ERROR, "inbound: the vantage in internet ran out of time"),
+        ("no critical zone", replace(CLEAN, zones=tuple(replace(z, critical=False) for z in ZONES)),
+         Status.NOT_APPLICABLE, "no zone is marked critical"),
+    ],
+    "net.border_firewall": [
+        ("clean", CLEAN, Status.PASS,
+         "dmz->his: filtered: 6 probes to live hosts dropped (dmz->his 198.18.2.10 tcp/22: "
+         "no answer, while 198.18.2.10 answers other ports from dmz)"),
+        ("all answered, stateful ACK filter", ACK_FILTERED, Status.PASS,
+         "dmz->his: filtered: unsolicited ACKs dropped, a stateful filter"),
+        ("icmp admin-prohibited", PROHIBITED, Status.PASS, "ICMP admin-prohibited"),
+        ("all answered, routed via a firewall", with_open(("office", "his")), Status.PASS,
+         "office->his: every probe answered (no filtering seen on this path: see "
+         "net.segmentation), but the path is routed through the boundary firewall SonicWALL"),
+        ("flat segment", FLAT, Status.FAIL,
+         "dmz->his: nothing filters: every probe to 2 live hosts answered"),
+        ("routed, not a firewall", replace(with_open(("office", "his")), snmp=NET_SNMP),
+         Status.FAIL, "and the boundary device is not a known firewall (Linux gw"),
+        ("vantage down, nothing seen", replace(
+            OFFICE_FAILED, matrix=tuple(c for c in matrix() if c.source != "office")),
+         Status.ERROR, "office->dmz: could not measure: the vantage in office failed"),
+    ],
+    "net.waf": [
+        ("blocked, product unnamed", CLEAN, Status.PASS,
+         "3 attack requests (xss, sqli, lfi) blocked (403 Forbidden) by a WAF (product not "
+         "identified; blocks answered by HospitalWAF)"),
+        ("ModSecurity named", replace(CLEAN, web_apps=(portal(attacks=attacks(
+            406, "Apache", "<html>This error was generated by Mod_Security</html>")),)),
+         Status.PASS, "by ModSecurity"),
+        ("SafeLine named", replace(CLEAN, web_apps=(portal(attacks=attacks(
+            403, "SafeLine", "<html><!-- event_id: 4f1c2e --></html>")),)),
+         Status.PASS, "by Chaitin SafeLine"),
+        ("connection cut", replace(CLEAN, web_apps=(portal(attacks=attacks(
+            None, None, "", error="connection reset")),)),
+         Status.PASS, "blocked (connection cut (connection reset))"),
+        ("waf-bypass", replace(CLEAN, web_apps=(portal(attacks=attacks(
+            200, "PatientPortal/2.3", APP_PAGE)),)),
+         Status.FAIL, "portal: xss, sqli, lfi attack requests were answered like ordinary ones"),
+        ("baseline refused", replace(CLEAN, web_apps=(portal(baseline=exchange(
+            PORTAL, 403, "HospitalWAF", BLOCK_PAGE)),)),
+         Status.ERROR, "the ordinary request to http://198.18.1.10/ did not succeed"),
+        ("no waf required", replace(CLEAN, web_apps=(BOOKING,)), Status.NOT_APPLICABLE,
+         "booking: require_waf is false"),
+    ],
+    "net.ztna_coverage": [
+        ("clean", CLEAN, Status.PASS, "his-web: dark from every user and internet zone"),
+        ("ztna-bypass", ZTNA_BYPASS, Status.FAIL,
+         "his-web: reachable directly, bypassing the ZTNA gateway: internet -> his 198.18.2.20 "
+         "tcp/8443 open"),
+        ("gateway lets anyone in", replace(CLEAN, gateways=(gateway(anonymous=exchange(
+            "https://198.18.1.30/", 200, "HIS-Web/5.1")),)),
+         Status.FAIL, "lets a client without credentials through (200 OK"),
+        ("not published", replace(CLEAN, critical_systems=(replace(HIS_WEB, ztna_gateway=None),),
+                                  gateways=()),
+         Status.FAIL, "his-web: not published through a ZTNA gateway"),
+        ("office unmeasured", OFFICE_FAILED, Status.ERROR,
+         "his-web: could not measure every user and internet zone: office"),
+    ],
+    "net.tls_floor": [
+        ("clean", CLEAN, Status.PASS, "198.18.1.30:443 (dmz) refuses SSLv3, TLSv1, TLSv1.1"),
+        ("tls10", replace(CLEAN, tls=(tls_service("198.18.1.30", 443, "dmz",
+                                                  TLSv1="TLSv1 ECDHE-ECDSA-AES256-SHA"),)),
+         Status.FAIL, "198.18.1.30:443 (dmz) accepts TLSv1 (TLSv1 ECDHE-ECDSA-AES256-SHA)"),
+        ("sslv3", replace(CLEAN, tls=(tls_service("198.18.2.20", 8443, "his",
+                                                  SSLv3="ServerHello 3.0"),)),
+         Status.FAIL, "accepts SSLv3"),
+        ("untested", replace(CLEAN, tls=(replace(
+            tls_service("198.18.1.30", 443, "dmz"),
+            versions=tuple(TlsVersionResult(v.version, "untested", "this client cannot offer it")
+                           if v.version == "TLSv1.1" else v
+                           for v in versions())),)),
+         Status.ERROR, "could not test TLSv1.1"),
+        ("no tls", replace(CLEAN, tls=(), tls_probed=3), Status.NOT_APPLICABLE,
+         "no TLS service found (3 open TCP endpoints"),
+        ("probes failed", replace(CLEAN, tls=Unavailable("TLS probes failed: internet: no answer")),
+         Status.ERROR, "tls unavailable: TLS probes failed"),
+    ],
+}  # fmt: skip

@@ -1,0 +1,253 @@
+"""The scanner against the hospital-in-a-box lab, built for real once for this module (its own
+namespace prefix): the clean lab passes every network check; each fault the lab can inject makes
+exactly the checks it breaks fail, with evidence naming the cause; cancelling a scan stops every
+nmap; nothing is scanned outside the confinement. Needs root and network namespaces (skips with
+the reason otherwise); every probe stays inside the lab's namespaces, on 198.18.0.0/15.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from checks.catalog import builtin_catalogs
+from checks.envelope import parse_report
+from checks.model import Status
+from checks.net import network_registry
+from checks.runner import evaluate
+from collector.lab import Lab, LabUnavailable
+from collector.lab.lab import processes_in
+from collector.scan.cli import main as scan_main
+from collector.scan.cli import results_to_report
+from collector.scan.runner import ProgressEvent, scan
+from collector.scan.vantage import SshVantage, VantageError
+from collector.scan.zones import SshVantageConfig, Zones, load_zones
+from tests.collector.lab_zones import write_lab_zones
+
+CONFINE = ("198.18.0.0/15",)
+CLI = (sys.executable, "-m", "collector.scan.cli")
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    folder = tempfile.mkdtemp(prefix="medsec-scan-lab-")
+    os.chmod(folder, 0o755)  # noqa: S103 — the lab's daemons run as other users and read it
+    the_lab = Lab(folder, f"s{os.getpid() % 100000}-")
+    started = time.monotonic()
+    try:
+        the_lab.up()
+    except LabUnavailable as exc:
+        os.rmdir(folder)
+        pytest.skip(f"the lab cannot be built here: {exc}")
+    print(f"lab up in {time.monotonic() - started:.2f} s")
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+        assert not [n for n in os.listdir("/run/netns") if n.startswith(the_lab.prefix)]
+
+
+@pytest.fixture(scope="module")
+def zones_file(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_lab_zones(lab, tmp_path_factory.mktemp("scan-zones"))
+
+
+@pytest.fixture(scope="module")
+def zones(zones_file: Path) -> Zones:
+    return load_zones(zones_file, confine=CONFINE)
+
+
+def test_the_clean_lab_passes_every_check(zones_file: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [*CLI, "--zones", str(zones_file), "--format", "json", "--confine", ",".join(CONFINE)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    print(f"medsec scan of the clean lab: {time.monotonic() - started:.2f} s")
+    assert done.returncode == 0, done.stderr + done.stdout[-3000:]
+    document = json.loads(done.stdout)
+    assert document["schema"] == "medsec.scan/v1"
+    bad = [r for r in document["results"] if r["status"] not in {"pass", "not_applicable"}]
+    assert bad == []
+    assert {r["check_id"] for r in document["results"]} == set(network_registry().ids())
+    statuses = {(r["check_id"], r["target"]): r["status"] for r in document["results"]}
+    assert statuses[("net.waf", "booking")] == "not_applicable"  # require_waf: false
+    assert len([k for k in statuses if k[0] == "net.segmentation"]) == 20  # 5 zones, ordered
+    runs = {r["zone"]: r for r in document["runs"]}
+    assert runs["office"]["vantage"] == "ssh:probe@198.18.3.5"
+    assert runs["office"]["privileged"] is False  # the probe user: a connect scan, no UDP
+    assert runs["office"]["unscanned"] == ["udp/161: unprivileged vantage (UDP needs raw sockets)"]
+    assert all(r["status"] == "ok" for r in runs.values())
+    # All vantages at once: the whole scan takes about as long as the slowest, not the sum.
+    assert document["seconds"] < 0.6 * sum(r["seconds"] for r in runs.values())
+    matrix = {(m["from"], m["to"], m["port"]): m for m in document["matrix"]}
+    web = matrix[("internet", "dmz", "tcp/80")]
+    assert (web["state"], web["reason"]) == ("open", "syn-ack")
+    assert {"address": "198.18.1.10", "state": "open", "reason": "syn-ack",
+            "reason_ttl": 63} in web["answers"]  # fmt: skip
+    assert matrix[("office", "his", "tcp/8443")]["state"] == "filtered"
+    results = {(r["check_id"], r["target"]): r for r in document["results"]}
+    waf = results[("net.waf", "portal")]
+    assert waf["evidence"]["answered_blocks"] == ["HospitalWAF"]
+    ztna = results[("net.ztna_coverage", "his-web")]
+    assert "No required SSL certificate was sent" in ztna["message"]
+    assert "published with a client certificate: 200 OK" in ztna["message"]
+    border = results[("net.border_firewall", "office->his")]
+    assert border["evidence"]["device"]["sys_object_id"] == "1.3.6.1.4.1.8741.1"
+    assert border["evidence"]["device"]["role"] == "firewall"
+
+
+FAULTS = [
+    (
+        "office-his-open",
+        # Every TCP port from office to his: his-web's port too, so ZTNA is bypassed as well.
+        {"net.segmentation": "office->his: tcp/5432, tcp/8443 open but not allowed",
+         "net.ztna_coverage": "his-web: reachable directly, bypassing the ZTNA gateway: "
+                              "office -> his 198.18.2.20 tcp/8443 open"},
+    ),
+    (
+        "waf-bypass",
+        {"net.waf": "portal: xss, sqli, lfi attack requests were answered like ordinary ones"},
+    ),
+    (
+        "ztna-bypass",
+        # his-web straight from office and internet: outside the policy, and the internet in.
+        {"net.ztna_coverage": "his-web: reachable directly, bypassing the ZTNA gateway",
+         "net.segmentation": "internet->his: tcp/8443 open but not allowed by the policy",
+         "net.internet_isolation": "his is reachable from internet: internet -> his "
+                                   "198.18.2.20 tcp/8443 open"},
+    ),
+    (
+        "tls10",
+        {"net.tls_floor": "198.18.1.30:443 (dmz) accepts TLSv1 (TLSv1 "},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "expected"), FAULTS, ids=[f for f, _ in FAULTS])
+def test_each_fault_fails_exactly_the_checks_it_breaks(
+    lab: Lab, zones: Zones, fault: str, expected: dict[str, str]
+) -> None:
+    lab.fault(fault, True)
+    try:
+        started = time.monotonic()
+        facts = asyncio.run(scan(zones, confine=CONFINE))
+        print(f"scan with {fault}: {time.monotonic() - started:.2f} s")
+    finally:
+        lab.fault(fault, False)
+    results = evaluate(network_registry(), facts)
+    failing = {r.check_id for r in results if r.status is Status.FAIL}
+    assert failing == set(expected), [(r.check_id, r.target, r.message) for r in results
+                                      if r.status is Status.FAIL]  # fmt: skip
+    assert [r for r in results if r.status is Status.ERROR] == []
+    for check_id, words in expected.items():
+        messages = [
+            r.message for r in results if r.check_id == check_id and r.status is Status.FAIL
+        ]
+        assert any(words in m for m in messages), messages
+    if fault == "office-his-open":
+        # The router still filters that path: lone ACKs are dropped, the firewall says who it is.
+        border = next(r for r in results if r.check_id == "net.border_firewall"
+                      and r.target == "office->his")  # fmt: skip
+        assert border.status is Status.PASS
+        assert "SonicWALL" in border.message
+        report = results_to_report(facts, results, builtin_catalogs(), zones_file="zones.yaml")
+        parsed = parse_report(json.dumps(report).encode())
+        assert parsed.schema == "medsec.report/v1"
+        assert parsed.host.id.startswith("scan:")
+        assert {r.status for r in parsed.results} >= {"pass", "fail"}
+
+
+def _nmaps_in(lab: Lab) -> list[int]:
+    namespaces = [lab.netns(z) for z in ("internet", "dmz", "his", "office", "mgmt")]
+    found = []
+    for pid in processes_in(namespaces):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if command.endswith(b"nmap"):
+            found.append(pid)
+    return found
+
+
+def test_cancelling_a_scan_stops_every_nmap(lab: Lab, zones: Zones) -> None:
+    events: list[ProgressEvent] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(scan(zones, progress=events.append, confine=CONFINE))
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if len(_nmaps_in(lab)) == 5:  # every vantage's, the SSH one's too
+                break
+        assert len(_nmaps_in(lab)) == 5, "not every vantage started nmap"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 10  # the SSH vantage's nmap dies on its closed channel
+    while _nmaps_in(lab) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _nmaps_in(lab) == []
+    assert not [e for e in events if e.phase == "done"]
+
+
+def test_nothing_outside_the_confinement_is_scanned(
+    zones_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = yaml.safe_load(zones_file.read_text(encoding="utf-8"))
+    data["zones"].append({"name": "guests", "cidrs": ["10.77.0.0/24"]})
+    wider = tmp_path / "zones.yaml"
+    wider.write_text(yaml.safe_dump(data), encoding="utf-8")
+    code = scan_main(["--zones", str(wider), "--confine", "198.18.0.0/15", "--no-progress"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.strip().endswith(
+        "zones[5].cidrs[0]: 10.77.0.0/24 is outside the confinement 198.18.0.0/15: refused"
+    )
+    assert error.count("\n") == 1
+
+
+def _other_key() -> str:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+@pytest.mark.parametrize(
+    ("known", "words"),
+    [
+        (False, "not found in known_hosts"),
+        # The right address with another key: a man in the middle, or a rebuilt host.
+        (True, "host key does not match"),
+    ],
+)
+def test_the_ssh_vantage_refuses_an_unknown_host_key(
+    zones: Zones, tmp_path: Path, known: bool, words: str
+) -> None:
+    office = zones.zone("office").vantage
+    assert isinstance(office, SshVantageConfig)
+    path = tmp_path / "known_hosts"
+    path.write_text(f"{office.host} {_other_key()}\n" if known else "", encoding="utf-8")
+    vantage = SshVantage("office", msgspec.structs.replace(office, known_hosts=str(path)))
+    with pytest.raises(VantageError, match=words):
+        asyncio.run(vantage.privileged())

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a collector on SQLite on this host, this host's agent
-# enrolled with it, one agent run that prints the report and pushes it, and the collector's view
-# of the host as an auditor sees it. State lives in var/demo (kept between runs: the collector's
-# database accumulates the runs).
+# enrolled with it, one agent run that prints the report and pushes it, the collector's view of
+# the host as an auditor sees it, then the hospital-in-a-box lab built from network namespaces
+# and scanned zone by zone (set MEDSEC_DEMO_LAB=0 to skip; it needs root). State lives in var/demo
+# (kept between runs: the collector's database accumulates the runs); the lab is removed after.
 # Exit code is the agent's: 0 all passed, 1 something failed or could not be checked, 2 bad config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,4 +71,14 @@ for h in page["items"]:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(h["counts"].items()) if v)
     print(f"  {h['"'"'hostname'"'"']}  last report {h['"'"'last_report_at'"'"']}  {counts}")
 print(f"  {page['"'"'total'"'"']} host(s)")'
+
+if [ "${MEDSEC_DEMO_LAB:-1}" = 1 ]; then
+  export MEDSEC_LAB_PREFIX=demo- MEDSEC_LAB_DIR="$DEMO/lab"
+  chmod 755 "$DEMO"   # lab daemons (sshd as probe, apache as www-data) read their files here
+  trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; "$BIN/medsec" lab down >/dev/null 2>&1 || true' EXIT
+  echo
+  "$BIN/medsec" lab up
+  echo "scanning the lab from inside each zone (medsec scan --zones $DEMO/lab/zones.yaml):"
+  "$BIN/medsec" scan --zones "$DEMO/lab/zones.yaml" --format table || true
+fi
 exit "$AGENT_EXIT"

@@ -33,6 +33,8 @@ def lookup(data: Any, path: str) -> Any:
 def _shown(dotted: str, value: Any, secret_keys: Collection[str]) -> str:
     if dotted.rsplit(".", 1)[-1] in secret_keys:
         return " (value not shown: it may hold a secret)"
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
+        return " (value not shown: it may hold a password)"
     if isinstance(value, dict | list):
         return ""
     return f" (value: {value!r})"

@@ -17,7 +17,7 @@ from checks.facts.network import (
     VantageRun,
     ZoneFacts,
 )
-from checks.model import Unavailable
+from checks.model import require
 
 _INITIAL_TTLS = (32, 64, 128, 255)
 MAX_LINES = 10
@@ -25,9 +25,7 @@ MAX_LINES = 10
 
 
 def matrix(facts: NetFacts) -> tuple[MatrixCell, ...]:
-    cells = facts.matrix
-    if isinstance(cells, Unavailable):  # the runner reports an unavailable need before us
-        raise TypeError(f"matrix unavailable: {cells.reason}")
+    cells: tuple[MatrixCell, ...] = require(facts.matrix, tuple)
     return cells
 
 

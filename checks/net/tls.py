@@ -13,19 +13,17 @@ from checks.facts.network import NetFacts, TlsService
 from checks.model import (
     Outcome,
     Severity,
-    Unavailable,
     errored,
     failed,
     not_applicable,
     passed,
+    require,
 )
 from checks.registry import check
 
 
 def _services(facts: NetFacts) -> tuple[TlsService, ...]:
-    services = facts.tls
-    if isinstance(services, Unavailable):
-        raise TypeError(f"TLS facts unavailable: {services.reason}")
+    services: tuple[TlsService, ...] = require(facts.tls, tuple)
     return services
 
 

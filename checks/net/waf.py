@@ -19,11 +19,11 @@ from checks.facts.network import AttackExchange, HttpExchange, NetFacts, WebAppP
 from checks.model import (
     Outcome,
     Severity,
-    Unavailable,
     errored,
     failed,
     not_applicable,
     passed,
+    require,
 )
 from checks.registry import check
 
@@ -111,9 +111,7 @@ def _blocked(baseline: HttpExchange, attack: AttackExchange) -> str | None:
 
 
 def _app(facts: NetFacts) -> tuple[WebAppProbe, ...]:
-    apps = facts.web_apps
-    if isinstance(apps, Unavailable):
-        raise TypeError(f"web apps unavailable: {apps.reason}")
+    apps: tuple[WebAppProbe, ...] = require(facts.web_apps, tuple)
     return apps
 
 

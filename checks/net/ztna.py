@@ -20,11 +20,11 @@ from checks.model import (
     Outcome,
     Severity,
     Status,
-    Unavailable,
     errored,
     failed,
     not_applicable,
     passed,
+    require,
 )
 from checks.net.matrix import cut, lines, pair
 from checks.registry import check
@@ -35,9 +35,7 @@ _CERT_TEXT = ("certificate", "ssl", "unauthorized", "forbidden", "authentication
 
 
 def _gateways(facts: NetFacts) -> dict[str, GatewayProbe]:
-    gateways = facts.gateways
-    if isinstance(gateways, Unavailable):
-        raise TypeError(f"gateways unavailable: {gateways.reason}")
+    gateways: tuple[GatewayProbe, ...] = require(facts.gateways, tuple)
     return {g.system: g for g in gateways}
 
 

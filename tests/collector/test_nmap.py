@@ -357,7 +357,7 @@ class _App(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def web() -> Iterator[int]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield int(server.server_address[1])

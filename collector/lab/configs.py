@@ -157,9 +157,24 @@ def check_zones(zones_text: str) -> None:
         raise LabConfigError(f"zones file: zones must be {expected}, found {declared}")
 
 
-def render_zones(zones_text: str, prefix: str, paths: LabPaths) -> str:
-    """The zones file for one running lab: prefixed namespace names, absolute LAB/ paths."""
+def render_zones(
+    zones_text: str, prefix: str, paths: LabPaths, extras: Mapping[str, Any] | None = None
+) -> str:
+    """The zones file for one running lab: prefixed namespace names, absolute LAB/ paths, and
+    `extras` — the SNMP section, the gateway client certificate for each critical system with a
+    ZTNA gateway, and scan timing merged into `scan`."""
     document = _load_yaml(zones_text)
+    extras = extras or {}
+    if "snmp" in extras:
+        document.setdefault("snmp", dict(extras["snmp"]))
+    for system in document.get("critical_systems") or []:
+        if isinstance(system, dict) and system.get("ztna_gateway") and "client_cert_file" in extras:
+            system.setdefault("client_cert_file", extras["client_cert_file"])
+            system.setdefault("client_key_file", extras["client_key_file"])
+    if "scan" in extras:
+        scan = document.setdefault("scan", {})
+        for key, value in extras["scan"].items():
+            scan.setdefault(key, value)
     for entry in document.get("zones") or []:
         vantage = entry.get("vantage") if isinstance(entry, dict) else None
         if not isinstance(vantage, dict):

@@ -505,12 +505,36 @@ class Lab:
         return " | ".join(tails) or "no log output"
 
     def _write_zones_and_secrets(self, zones_text: str, secrets: SnmpSecrets) -> None:
-        self.paths.zones.write_text(render_zones(zones_text, self.prefix, self.paths))
         document = secrets.as_json(self.netns("mgmt"), t.PERSONAS[self.persona])
         fd = os.open(self.paths.snmp_secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2)
             handle.write("\n")
+        # The zones file a scan of this lab needs, complete: the router's SNMP v3 credentials
+        # (secrets in their own 0600 files, never in the zones file), the gateway's client
+        # certificate, and lab-speed timing (answers come in microseconds).
+        secret_dir = self.paths.root / "secrets"
+        secret_dir.mkdir(mode=0o700, exist_ok=True)
+        v3 = document["v3"]
+        for name, value in (("snmp-auth", v3["auth_password"]), ("snmp-priv", v3["priv_password"])):
+            fd = os.open(secret_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(value + "\n")
+        extras = {
+            "snmp": {
+                "host": document["address"],
+                "version": "3",
+                "user": v3["user"],
+                "auth_key_file": str(secret_dir / "snmp-auth"),
+                "priv_key_file": str(secret_dir / "snmp-priv"),
+                "auth_protocol": v3["auth_protocol"].lower(),
+                "priv_protocol": v3["priv_protocol"].lower(),
+            },
+            "client_cert_file": str(self.paths.client_cert),
+            "client_key_file": str(self.paths.client_key),
+            "scan": dict(t.LAB_SCAN_TIMING),
+        }
+        self.paths.zones.write_text(render_zones(zones_text, self.prefix, self.paths, extras))
 
     # --- down --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from collector.settings import (
     CollectorSettings,
@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     from collector.scan.cli import add_scan_parser
 
     add_lab_parser(sub)
-    add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
     return parser
 
 
@@ -440,11 +441,40 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return run_lab(args)
 
 
+SCANNER_AGENT = "medsec-scanner"
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
     from collector.scan.cli import run_scan
 
-    # --store sends the scan's results to the collector's store: not wired yet (issue 5).
-    return run_scan(args)
+    if not args.store:
+        return run_scan(args)
+    if args.config is None:
+        raise UsageError("--store needs --config (the collector settings)", "usage")
+
+    def scan_and_store(store: Store, _: CollectorSettings) -> int:
+        return run_scan(args, store=lambda report: _store_scan(store, report))
+
+    return _with_store(args, f"scan --zones {args.zones} --store", scan_and_store)
+
+
+def _store_scan(store: Store, report: dict[str, Any]) -> None:
+    """Store a scan's results like a report, submitted by the collector's own scanner identity
+    (created on first use: a scan has no agent, and the store records who sent each report)."""
+    import json
+
+    from checks.envelope import generate_private_key, parse_report, public_key_pem
+
+    scanner = next((a for a in store.list_agents() if a.name == SCANNER_AGENT and a.active), None)
+    if scanner is None:
+        key = generate_private_key("ed25519")  # never used to sign: the scan is local
+        token = store.create_enrollment(SCANNER_AGENT, timedelta(minutes=1), _now())
+        scanner, _ = store.redeem_enrollment(
+            token, SCANNER_AGENT, "ed25519", public_key_pem(key, "ed25519"), _now()
+        )
+    body = json.dumps(report, ensure_ascii=False).encode("utf-8")
+    outcome = store.ingest(scanner, parse_report(body), body, _now())
+    print(f"stored as report {outcome.report_id} (host {outcome.host_id})", file=sys.stderr)
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:

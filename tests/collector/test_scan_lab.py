@@ -251,3 +251,56 @@ def test_the_ssh_vantage_refuses_an_unknown_host_key(
     vantage = SshVantage("office", msgspec.structs.replace(office, known_hosts=str(path)))
     with pytest.raises(VantageError, match=words):
         asyncio.run(vantage.privileged())
+
+
+def test_scan_results_are_stored_in_the_collector(zones_file: Path, tmp_path: Path) -> None:
+    """`medsec scan --store --config F` keeps the results as a report of the collector's own
+    scanner identity, queryable like an agent's, with their clauses."""
+    from collector.store import Store
+
+    medsec = str(Path(sys.executable).parent / "medsec")
+    subprocess.run(
+        [medsec, "init", "--dir", str(tmp_path / "c")], check=True, capture_output=True, timeout=120
+    )
+    config = str(tmp_path / "c" / "collector.yaml")
+    done = subprocess.run(
+        [
+            medsec,
+            "scan",
+            "--zones",
+            str(zones_file),
+            "--format",
+            "json",
+            "--store",
+            "--config",
+            config,
+            "--confine",
+            ",".join(CONFINE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stored as report" in done.stderr
+    store = Store.open(f"sqlite:///{tmp_path / 'c' / 'medsec.db'}")
+    try:
+        hosts = store.list_hosts(10, 0).items
+        assert [h.agent for h in hosts] == ["medsec-scanner"]
+        ztna = store.query_results("net.ztna_coverage", None, 10, 0).items
+        assert {r.target for r in ztna} == {"his-web", "coverage"}
+        assert all("MNDS 6.1.2" in r.clauses for r in ztna)
+        audit = [e.action for e in store.audit_entries(100, 0).items]
+        assert any(a.startswith("cli scan --zones") for a in audit)
+    finally:
+        store.close()
+    refused = subprocess.run(
+        [medsec, "scan", "--zones", str(zones_file), "--store"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr == "medsec: --store needs --config (the collector settings)\n"

@@ -148,7 +148,7 @@ def valid_public_key(public_pem: str, alg: Alg) -> bool:
 
         sm_key = sm_serialization.load_pem_public_key(public_pem.encode("ascii"))
         return isinstance(sm_key, ec.EllipticCurvePublicKey) and sm_key.curve.name == "SM2"
-    except Exception:
+    except Exception:  # untrusted input: whatever the parsers raise, it is not a usable key
         return False
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from checks.configtext import describe
+from checks.configtext import ConfigFileError, describe, read_yaml
 
 if TYPE_CHECKING:
     from checks.facts.backup import BackupSource
@@ -297,24 +297,8 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
 
 
 def load_config(path: Path, registry: Registry) -> AgentConfig:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied reading the config") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 — a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        data = read_yaml(path, "config", "the config")
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_config(data, str(path), registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -58,3 +59,32 @@ def describe(error: msgspec.ValidationError, data: Any, secret_keys: Collection[
         dotted = path.lstrip(".")
     shown = _shown(dotted, lookup(data, path), secret_keys)
     return f"{dotted or '(top level)'}: {message}{shown}"
+
+
+class ConfigFileError(ValueError):
+    """A config file could not be read as YAML; the message is one line naming the file."""
+
+
+def read_yaml(path: Path, kind: str, noun: str) -> Any:
+    """Read `path` as YAML (libyaml when present). `kind` names the file in "<kind> file not
+    found", `noun` in "permission denied reading <noun>". Raises `ConfigFileError`."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: {kind} file not found") from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"{path}: is a directory, not a {kind} file") from None
+    except PermissionError:
+        raise ConfigFileError(f"{path}: permission denied reading {noun}") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not UTF-8 text") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 — a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigFileError(f"{path}: invalid YAML{where}: {problem}") from None

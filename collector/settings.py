@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
-from checks.configtext import describe
+from checks.configtext import ConfigFileError, describe, read_yaml
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
 MIN_AUDIT_RETENTION_DAYS = 183
 """MNDS 7.2.3.4 and the Cybersecurity Law: network logs are kept at least six months."""
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -223,22 +221,9 @@ def parse_settings(
 def load_settings(path: Path) -> CollectorSettings:
     """Read and validate `collector.yaml`; raises `SettingsError` (one line)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SettingsError(f"{path}: settings file not found") from None
-    except IsADirectoryError:
-        raise SettingsError(f"{path}: is a directory, not a settings file") from None
-    except PermissionError:
-        raise SettingsError(f"{path}: permission denied reading the settings") from None
-    except UnicodeDecodeError:
-        raise SettingsError(f"{path}: not UTF-8 text") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 — a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SettingsError(f"{path}: invalid YAML{where}: {problem}") from None
+        data = read_yaml(path, "settings", "the settings")
+    except ConfigFileError as exc:
+        raise SettingsError(str(exc)) from None
     return parse_settings(data, str(path), path.resolve().parent)
 
 

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
-import yaml
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from checks.configtext import ConfigFileError, read_yaml
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PORT = re.compile(r"^(tcp|udp)/(\d{1,5})$")
 _NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -678,20 +678,7 @@ def load_zones(path: str | os.PathLike[str], *, confine: Sequence[str] | None = 
     """Read and validate a zones file; every problem is one-line `ZonesError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ZonesError(f"{path}: zones file not found") from None
-    except IsADirectoryError:
-        raise ZonesError(f"{path}: is a directory, not a zones file") from None
-    except PermissionError:
-        raise ZonesError(f"{path}: permission denied reading the zones file") from None
-    except UnicodeDecodeError:
-        raise ZonesError(f"{path}: not UTF-8 text") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 — a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ZonesError(f"{path}: invalid YAML{where}: {problem}") from None
+        data = read_yaml(path, "zones", "the zones file")
+    except ConfigFileError as exc:
+        raise ZonesError(str(exc)) from None
     return parse_zones(data, str(path), confine=confine)

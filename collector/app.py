@@ -2,8 +2,9 @@
 
 Owns authentication (bearer tokens → a user with a role, or an agent), authorisation per route,
 the report ingest pipeline, JSON errors with stable codes, the body-size limit, one audit entry
-per request and the Prometheus metrics. Storage is the `Store`'s business; its methods are
-synchronous, so they run in the thread pool and never block the event loop.
+per request and the Prometheus metrics. Storage is the `Store`'s business: reads run in the
+thread pool; reports and audit entries are queued for the store's group commit and awaited, so
+concurrent requests share one transaction and the event loop never waits on the database.
 
 Ingest checks run in a fixed order, cheapest and least trusting first (the order is a contract):
 size → token → envelope → agent and algorithm → signature → report schema → clock skew → store.
@@ -11,10 +12,13 @@ size → token → envelope → agent and algorithm → signature → report sch
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime, and
 # the role aliases (Auditor, Admin, ...) are local to the functions that register the routes.
+import asyncio
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, NoReturn, TypeVar
@@ -39,6 +43,7 @@ from collector.models import (
     Agent,
     AuditEntry,
     HostSummary,
+    IngestOutcome,
     Page,
     Principal,
     ReportSummary,
@@ -48,9 +53,12 @@ from collector.models import (
 )
 from collector.settings import CollectorSettings
 from collector.store import (
+    AgentRevoked,
+    AuditNote,
     EnrollmentInvalid,
     NotFound,
     ReplayedReport,
+    StaleCredential,
     Store,
     StoreError,
     StoreUnavailable,
@@ -75,6 +83,8 @@ MAX_OTHER_BODY_BYTES = 65_536
 UNAUDITED_PATHS = frozenset({"/healthz"})
 """Liveness probes (every few seconds from a load balancer) carry no identity and no data."""
 _STATE_PRINCIPAL = "medsec.principal"
+_STATE_AUDITED = "medsec.audited"
+"""Set once the request's audit entry is committed with its report (`AuditNote`)."""
 _RESULT_STATUSES = Literal["pass", "fail", "error", "not_applicable", "manual"]
 
 
@@ -483,20 +493,15 @@ class AuditMiddleware:
     async def _record(
         self, scope: Scope, state: dict[str, Any], status: int, code: str | None, seconds: float
     ) -> None:
-        principal: Principal | None = state.get(_STATE_PRINCIPAL)
-        actor = principal.name if principal else "-"
-        role = "-"
-        if principal is not None:
-            role = "agent" if principal.kind == "agent" else str(principal.role or "-")
-        client = scope.get("client")
-        source = str(client[0]) if client else "-"
-        outcome = f"{status} {code}" if code else str(status)
-        action = f"{scope['method']} {_path(scope)}"
+        actor, role, action, source = _who(scope)
+        outcome = _outcome_text(status, code)
         if scope["method"] == "POST" and scope["path"] == REPORTS_PATH:
             self.metrics.observe_ingest(status, code, seconds)
+        if state.get(_STATE_AUDITED):
+            return
         try:
-            await run_in_threadpool(
-                self.store.append_audit, actor, role, action, source, outcome, self.clock()
+            await asyncio.wrap_future(
+                self.store.submit_audit(actor, role, action, source, outcome, self.clock())
             )
         except Exception as exc:  # the request is answered anyway; the operator must see this
             logger.error(
@@ -508,6 +513,22 @@ class AuditMiddleware:
                 source,
                 outcome,
             )
+
+
+def _who(scope: Scope) -> tuple[str, str, str, str]:
+    """The audit entry's actor, role, action and source for a request."""
+    principal: Principal | None = _state(scope).get(_STATE_PRINCIPAL)
+    actor = principal.name if principal else "-"
+    role = "-"
+    if principal is not None:
+        role = "agent" if principal.kind == "agent" else str(principal.role or "-")
+    client = scope.get("client")
+    source = str(client[0]) if client else "-"
+    return actor, role, f"{scope['method']} {_path(scope)}", source
+
+
+def _outcome_text(status: int, code: str | None) -> str:
+    return f"{status} {code}" if code else str(status)
 
 
 def _path(scope: Scope) -> str:
@@ -630,21 +651,100 @@ class _Auth:
         return dependency
 
 
+def _refusal(exc: StoreError) -> ApiError:
+    """The answer to a report the store refused after every check had passed."""
+    if isinstance(exc, ReplayedReport):
+        return ApiError(
+            409, "replayed_report", "this report id was already received with other content"
+        )
+    if isinstance(exc, AgentRevoked):
+        return ApiError(401, "agent_revoked", "this agent was revoked", _CHALLENGE)
+    return ApiError(401, "unauthenticated", "an agent token is required", _CHALLENGE)
+
+
+def _ingest_outcome_text(outcome: object) -> str:
+    """The audit outcome of a report request, as the middleware would write it (`AuditNote`)."""
+    if isinstance(outcome, IngestOutcome):
+        return _outcome_text(200 if outcome.duplicate else 201, None)
+    if isinstance(outcome, StoreError):
+        refusal = _refusal(outcome)
+        return _outcome_text(refusal.status, refusal.code)
+    return _outcome_text(500, "internal_error")  # pragma: no cover — the store gives no other
+
+
+class AgentCache:
+    """Agent token → agent, so that a report's authentication and signature check need no
+    database read. Safe to keep for long: the store re-checks, in the transaction that stores the
+    report, that the agent is still enrolled with that key and token (`StaleCredential`,
+    `AgentRevoked`); a stale entry costs a rejected report's signature check, never a stored one.
+    Unknown tokens are not kept. Bounded: least recently used first out."""
+
+    def __init__(self, store: Store, ttl_seconds: float = 900.0, size: int = 50_000) -> None:
+        self.store = store
+        self.ttl = ttl_seconds
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Agent]] = OrderedDict()
+
+    async def get(self, token: str) -> Agent | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(token)
+            if cached is not None and now - cached[0] < self.ttl:
+                self._entries.move_to_end(token)
+                return cached[1]
+        agent = await run_in_threadpool(self.store.agent_by_token, token)
+        with self._lock:
+            if agent is None or agent.revoked_at is not None:
+                self._entries.pop(token, None)
+            else:
+                self._entries[token] = (now, agent)
+                self._entries.move_to_end(token)
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return agent
+
+
 class _Ingest:
-    """The report pipeline, in the contract's order; synchronous (runs in the thread pool)."""
+    """The report pipeline, in the contract's order. The checks are quick CPU work done on the
+    event loop; the write is queued for the store's group commit and awaited."""
 
     def __init__(self, settings: CollectorSettings, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self.agents = AgentCache(store)
         self.max_skew = timedelta(seconds=settings.limits.max_future_skew_seconds)
 
-    def __call__(self, request: Request, token: str | None, body: bytes) -> tuple[int, IngestOut]:
-        agent = self.store.agent_by_token(token) if token and token.startswith("msa_") else None
-        if agent is None or agent.public_key_pem is None or agent.alg is None:
+    async def __call__(
+        self, request: Request, token: str | None, body: bytes
+    ) -> tuple[int, IngestOutcome]:
+        if not token or not token.startswith("msa_"):
+            _unauthenticated("an agent token is required")
+        agent = await self.agents.get(token)
+        if agent is None:
             _unauthenticated("an agent token is required")
         _set_principal(request, _agent_principal(agent))
         if agent.revoked_at is not None:
             raise ApiError(401, "agent_revoked", "this agent was revoked", _CHALLENGE)
+        report, report_bytes = self.check(agent, body)
+        actor, role, action, source = _who(request.scope)
+        note = AuditNote(actor, role, action, source, self.clock(), _ingest_outcome_text)
+        try:
+            outcome = await asyncio.wrap_future(
+                self.store.submit_ingest(
+                    agent, report, report_bytes, self.clock(), token=token, audit=note
+                )
+            )
+        except (ReplayedReport, AgentRevoked, StaleCredential) as exc:
+            _state(request.scope)[_STATE_AUDITED] = True
+            raise _refusal(exc) from None
+        _state(request.scope)[_STATE_AUDITED] = True
+        return (200 if outcome.duplicate else 201), outcome
+
+    def check(self, agent: Agent, body: bytes) -> tuple[env.Report, bytes]:
+        """Envelope → agent and algorithm → signature → report schema → clock skew."""
+        if agent.public_key_pem is None or agent.alg is None:  # enrolment never completed
+            _unauthenticated("an agent token is required")
         try:
             envelope, report_bytes, signature = env.open_envelope(body)
         except env.EnvelopeError as exc:
@@ -674,24 +774,14 @@ class _Ingest:
             raise ApiError(400, "invalid_report", str(exc)) from None
         except RecursionError:  # msgspec's depth limit on a deeply nested inventory or evidence
             raise ApiError(400, "invalid_report", "report: nested too deeply") from None
-        now = self.clock()
-        if report.generated_at > now + self.max_skew:
+        if report.generated_at > self.clock() + self.max_skew:
             raise ApiError(
                 400,
                 "report_from_future",
                 f"generated_at is more than {int(self.max_skew.total_seconds())} s ahead of the "
                 "collector's clock",
             )
-        try:
-            outcome = self.store.ingest(agent, report, report_bytes, now)
-        except ReplayedReport:
-            raise ApiError(
-                409, "replayed_report", "this report id was already received with other content"
-            ) from None
-        out = IngestOut(
-            report_id=outcome.report_id, host_id=outcome.host_id, duplicate=outcome.duplicate
-        )
-        return (200 if outcome.duplicate else 201), out
+        return report, report_bytes
 
 
 def _agent_routes(app: FastAPI, settings: CollectorSettings, store: Store, clock: Clock) -> None:
@@ -751,7 +841,10 @@ def _agent_routes(app: FastAPI, settings: CollectorSettings, store: Store, clock
     async def post_report(request: Request, credentials: Credentials) -> JSONResponse:
         """Ingest one signed report (a `medsec.envelope/v1` document) with the agent's token."""
         body = await request.body()  # the body-limit middleware has bounded it already
-        status, out = await run_in_threadpool(ingest, request, _token(credentials), body)
+        status, outcome = await ingest(request, _token(credentials), body)
+        out = IngestOut(
+            report_id=outcome.report_id, host_id=outcome.host_id, duplicate=outcome.duplicate
+        )
         return JSONResponse(out.model_dump(), status_code=status)
 
 

@@ -6,7 +6,9 @@ Contract (the API and the CLI depend on it; every method is one transaction):
 - tokens (enrolment, user API, agent API) are random, shown once, stored only as SHA-256 hashes;
 - `ingest` stores the report, its results and the host's latest inventory atomically: a crash
   mid-write leaves nothing; the same report twice is stored once (`duplicate=True`); the same
-  report id with other bytes or from another agent raises `ReplayedReport`;
+  report id with other bytes or from another agent raises `ReplayedReport`; reports and audit
+  entries that arrive together share one transaction and one commit (`batch.GroupWriter`), and
+  each caller hears of its own outcome only after that commit;
 - the audit log is append-only and hash-chained (each entry's hash covers the previous hash);
   `verify_audit` finds an edited, inserted or deleted entry; appends from several collector
   processes on one PostgreSQL are serialised so the chain never forks.
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 from collector.store.store import (
     AgentExists,
+    AgentRevoked,
+    AuditNote,
     EnrollmentInvalid,
     NotFound,
     ReplayedReport,
+    StaleCredential,
     Store,
     StoreError,
     StoreUnavailable,
@@ -27,9 +32,12 @@ from collector.store.store import (
 
 __all__ = [
     "AgentExists",
+    "AgentRevoked",
+    "AuditNote",
     "EnrollmentInvalid",
     "NotFound",
     "ReplayedReport",
+    "StaleCredential",
     "Store",
     "StoreError",
     "StoreUnavailable",

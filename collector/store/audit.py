@@ -1,6 +1,6 @@
 """The audit log's hash chain: how an entry's hash is computed, how a sequence of stored entries
-is checked against it and against the recorded head, and the group commit that lets many threads
-append without queueing one transaction each behind the head row's lock.
+is checked against it and against the recorded head. Entries are appended in batches by the store's
+group commit (`collector.store.batch`), one lock of the head row per batch.
 
 entry.hash = sha256(prev_hash + canonical(seq, at, actor, role, action, source, outcome)), with
 `prev_hash` the previous entry's hash (64 zeros for the first). The canonical encoding is a compact
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from collector.models import AuditEntry, AuditVerdict
@@ -112,65 +110,3 @@ def _head_problem(head: tuple[int, str], last_seq: int, last_hash: str) -> tuple
 
 
 # ----------------------------------------------------------------------------- group commit
-
-MAX_BATCH = 256
-
-
-@dataclass(eq=False)
-class Pending:
-    """One entry waiting to be appended; `entry` or `error` is set once its batch is done."""
-
-    at: datetime
-    fields: dict[str, str]
-    entry: AuditEntry | None = None
-    error: BaseException | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
-
-
-class GroupCommit:
-    """Appends from many threads of one process, written in batches: one transaction, one lock
-    of the head row and one commit for everything queued meanwhile, so the chain's throughput is
-    not one commit's latency per request. Every caller still returns only after its own entry
-    is committed, and gets that entry (or the batch's error).
-
-    Whoever arrives while no batch is being written leads: it writes the queue, wakes the
-    callers it wrote for, and hands the lead to the first caller still queued.
-    """
-
-    def __init__(self, write: Callable[[list[Pending]], None]) -> None:
-        self._write = write
-        self._mutex = threading.Lock()
-        self._queue: list[Pending] = []
-        self._busy = False
-
-    def submit(self, item: Pending) -> AuditEntry:
-        with self._mutex:
-            self._queue.append(item)
-            leading = not self._busy
-            self._busy = True
-        if not leading:
-            item.wake.wait()
-        if item.entry is None and item.error is None:  # first in, or handed the lead
-            self._lead(item)
-        if item.error is not None:
-            raise item.error
-        if item.entry is None:  # pragma: no cover — _write sets an entry or an error
-            raise RuntimeError("audit batch finished without an entry")
-        return item.entry
-
-    def _lead(self, own: Pending) -> None:
-        with self._mutex:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-        try:
-            self._write(batch)
-        except BaseException as exc:
-            for pending in batch:
-                pending.error = exc
-        with self._mutex:
-            successor = self._queue[0] if self._queue else None
-            self._busy = successor is not None
-        for pending in batch:
-            if pending is not own:
-                pending.wake.set()
-        if successor is not None:
-            successor.wake.set()

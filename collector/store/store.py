@@ -10,10 +10,13 @@ Database errors that mean "unreachable" become `StoreUnavailable` with one line 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,7 +40,7 @@ from collector.models import (
     SignatureAlg,
     User,
 )
-from collector.store import audit
+from collector.store import audit, batch
 from collector.store.schema import (
     agents,
     audit_head,
@@ -56,6 +59,8 @@ _UPGRADE_LOCK = 0x6D6564736563  # "medsec": one migrator at a time on a shared P
 _SQLITE_BUSY_MS = 30_000
 _PG_CONNECT_TIMEOUT_S = 10
 _MAX_ROWS = 2**62
+
+logger = logging.getLogger("medsec.collector.store")
 
 
 class StoreError(Exception):
@@ -80,6 +85,15 @@ class AgentExists(StoreError):
 
 class ReplayedReport(StoreError):
     """A report id already stored with other bytes or by another agent."""
+
+
+class AgentRevoked(StoreError):
+    """The agent was revoked after its request was authenticated; its report is not stored."""
+
+
+class StaleCredential(StoreError):
+    """The token or key a report was checked with no longer belongs to its agent (re-enrolled
+    meanwhile); the report is not stored."""
 
 
 class EnrollmentInvalid(StoreError):
@@ -283,6 +297,15 @@ _TOUCH_AGENT = (
     .values(last_seen_at=sa.bindparam("seen", type_=agents.c.last_seen_at.type))
 )
 
+# Locked in id order by every batch: a revocation waits for the batch's commit (so a report is
+# stored only if its agent was still enrolled then), and two collectors never deadlock on them.
+_LOCK_AGENTS = (
+    sa.select(agents.c.id, agents.c.revoked_at, agents.c.public_key_pem, agents.c.api_token_hash)
+    .where(agents.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(agents.c.id)
+    .with_for_update()
+)
+
 _LOCK_HEAD = (
     sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 )
@@ -306,8 +329,8 @@ SELECT r.pk, r.host_id, e.value ->> 'check_id', e.value ->> 'status', e.value ->
 FROM reports AS r
 CROSS JOIN LATERAL jsonb_array_elements(CAST(r.body AS jsonb) -> 'results')
     WITH ORDINALITY AS e(value, n)
-WHERE r.pk = :report_pk
-ORDER BY e.n
+WHERE r.pk = ANY(:report_pks)
+ORDER BY r.pk, e.n
 """
 
 
@@ -320,7 +343,7 @@ class _Statements:
         self.insert_report = (
             insert(reports)
             .on_conflict_do_nothing(index_elements=[reports.c.report_id])
-            .returning(reports.c.pk)
+            .returning(reports.c.pk, reports.c.report_id)
         )
         self.results_from_body = sa.text(_RESULTS_FROM_BODY) if dialect == "postgresql" else None
         host = insert(hosts)
@@ -338,6 +361,107 @@ class _Statements:
         )
 
 
+@dataclass(eq=False)
+class _IngestJob:
+    agent: Agent
+    report: Report
+    report_bytes: bytes
+    now: datetime
+    token_hash: str | None
+    digest: str
+    audit: AuditNote | None
+    future: Future[IngestOutcome] = field(default_factory=Future)
+    has_nul: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Parsed strings hold U+0000 only where the bytes had that escape, which PostgreSQL
+        # cannot store: then (rarely) the values are cleaned and the rows built in Python.
+        self.has_nul = b"\\u0000" in self.report_bytes
+
+    @property
+    def generated_at(self) -> datetime:
+        return _utc(self.report.generated_at)
+
+    def clean(self, value: Any) -> Any:
+        return _strip_nul(value) if self.has_nul else value
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "report_id": self.report.report_id,
+            "agent_id": self.agent.id,
+            "host_id": self.report.host.id,
+            "generated_at": self.generated_at,
+            "received_at": self.now,
+            "sha256": self.digest,
+            "body": self.report_bytes.decode("utf-8"),
+            "counts": dict(Counter(result.status for result in self.report.results)),
+        }
+
+    def host_row(self, report_pk: int) -> dict[str, Any]:
+        return {
+            "id": self.report.host.id,
+            "hostname": self.clean(self.report.host.hostname),
+            "agent_id": self.agent.id,
+            "last_report_pk": report_pk,
+            "last_report_at": self.generated_at,
+            "inventory": self.clean(self.report.inventory),
+        }
+
+
+@dataclass(eq=False)
+class _AuditJob:
+    at: datetime
+    fields: dict[str, str]
+    future: Future[AuditEntry] = field(default_factory=Future)
+
+
+_Job = _IngestJob | _AuditJob
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """The audit entry of the request that submits a report, written in the report's own
+    transaction once its outcome is known: `outcome` turns the outcome (an `IngestOutcome`, or
+    the `StoreError` the caller will get) into the entry's outcome text."""
+
+    actor: str
+    role: str
+    action: str
+    source: str
+    at: datetime
+    outcome: Callable[[object], str]
+
+    def entry(self, outcome: object) -> _AuditJob:
+        return _audit_job(
+            self.actor, self.role, self.action, self.source, self.outcome(outcome), self.at
+        )
+
+
+def _audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's order
+    actor: str, role: str, action: str, source: str, outcome: str, at: datetime
+) -> _AuditJob:
+    fields = {
+        "actor": _text(actor),
+        "role": _text(role),
+        "action": _text(action),
+        "source": _text(source),
+        "outcome": _text(outcome),
+    }
+    # The hash covers the microsecond UTC text; store exactly that instant.
+    return _AuditJob(_utc(at), fields)
+
+
+def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | None:
+    """Why the agent may no longer store this report (its row locked at commit), or None."""
+    if enrolled is None or enrolled.public_key_pem != job.agent.public_key_pem:
+        return StaleCredential("the agent's key changed since this report was checked")
+    if job.token_hash is not None and enrolled.api_token_hash != job.token_hash:
+        return StaleCredential("the agent's token changed since this report was checked")
+    if enrolled.revoked_at is not None:
+        return AgentRevoked(f"agent {job.agent.name!r} was revoked")
+    return None
+
+
 # ----------------------------------------------------------------------------- the store
 
 
@@ -349,7 +473,7 @@ class Store:
         self._password = password
         self._dialect = engine.dialect.name
         self._sql = _Statements(self._dialect)
-        self._audit = audit.GroupCommit(self._write_audit)
+        self._writer = batch.GroupWriter(self._write_batch, "medsec-store-writer")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -402,6 +526,8 @@ class Store:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        """Write what is queued, then release the connections."""
+        self._writer.close()
         self._engine.dispose()
 
     def ping(self) -> bool:
@@ -606,68 +732,142 @@ class Store:
     # -- reports -----------------------------------------------------------------------------
 
     def ingest(
-        self, agent: Agent, report: Report, report_bytes: bytes, now: datetime
+        self,
+        agent: Agent,
+        report: Report,
+        report_bytes: bytes,
+        now: datetime,
+        *,
+        token: str | None = None,
+        audit: AuditNote | None = None,
     ) -> IngestOutcome:
-        """Store a verified report in one transaction: the report row (its exact bytes), its
-        results, the host's latest inventory (when this report is its newest) and the agent's
-        last sighting. `report` must be `report_bytes` parsed (the API parses, then calls this).
+        """`submit_ingest`, waiting for the outcome."""
+        return self.submit_ingest(
+            agent, report, report_bytes, now, token=token, audit=audit
+        ).result()
+
+    def submit_ingest(
+        self,
+        agent: Agent,
+        report: Report,
+        report_bytes: bytes,
+        now: datetime,
+        *,
+        token: str | None = None,
+        audit: AuditNote | None = None,
+    ) -> Future[IngestOutcome]:
+        """Queue a verified report for the next group commit; the future settles once it is
+        committed. Atomic per report: its row (its exact bytes), its results, the host's latest
+        inventory (when this report is its newest) and the agent's last sighting, or nothing.
+        `report` must be `report_bytes` parsed (the API parses, then calls this).
 
         The same report again (same id, bytes and agent) → `duplicate=True`, nothing written;
-        the same id with other bytes or from another agent → `ReplayedReport`."""
-        now = _utc(now)
-        digest = hashlib.sha256(report_bytes).hexdigest()
-        generated_at = _utc(report.generated_at)
-        host_id = report.host.id
-        # Parsed strings hold U+0000 only where the bytes had that escape, which PostgreSQL
-        # cannot store: then (rarely) the values are cleaned and the rows built here.
-        has_nul = b"\\u0000" in report_bytes
-        clean: Any = _strip_nul if has_nul else (lambda value: value)
-        from_body = None if has_nul else self._sql.results_from_body
-        with self._tx(write=True) as conn:
-            report_pk = conn.execute(
-                self._sql.insert_report,
-                {
-                    "report_id": report.report_id,
-                    "agent_id": agent.id,
-                    "host_id": host_id,
-                    "generated_at": generated_at,
-                    "received_at": now,
-                    "sha256": digest,
-                    "body": report_bytes.decode("utf-8"),
-                    "counts": dict(Counter(result.status for result in report.results)),
-                },
-            ).scalar()
-            if report_pk is None:
-                stored = conn.execute(
-                    sa.select(reports.c.agent_id, reports.c.sha256, reports.c.host_id).where(
-                        reports.c.report_id == report.report_id
-                    )
-                ).one()
-                if stored.agent_id == agent.id and stored.sha256 == digest:
-                    return IngestOutcome(report.report_id, stored.host_id, duplicate=True)
-                raise ReplayedReport(f"report {report.report_id} was already received")
-            if from_body is not None:
-                added = conn.execute(from_body, {"report_pk": report_pk}).rowcount
-                if added != len(report.results):
-                    raise ValueError("the parsed report does not match its bytes")
-            elif report.results:
-                conn.execute(
-                    sa.insert(results),
-                    [_result_params(report_pk, host_id, r, clean) for r in report.results],
-                )
+        the same id with other bytes or from another agent → `ReplayedReport`. The agent must
+        still be enrolled with the key in `agent` (and, when given, hold `token`) at commit:
+        `AgentRevoked` or `StaleCredential` otherwise, so a cached credential is safe to use.
+        With `audit`, the request's audit entry is written in the same transaction."""
+        job = _IngestJob(
+            agent,
+            report,
+            report_bytes,
+            _utc(now),
+            None if token is None else hash_token(token),
+            hashlib.sha256(report_bytes).hexdigest(),
+            audit,
+        )
+        self._writer.submit(job)
+        return job.future
+
+    def _ingest_batch(
+        self, conn: sa.Connection, jobs: list[_IngestJob]
+    ) -> list[tuple[_Job, object]]:
+        """Write the batch's reports in a few statements; returns each job's outcome or error."""
+        settled: list[tuple[_Job, object]] = []
+        ids = sorted({job.agent.id for job in jobs})
+        enrolled = {row.id: row for row in conn.execute(_LOCK_AGENTS, {"ids": ids})}
+        accepted: list[_IngestJob] = []
+        for job in jobs:
+            problem = _credential_problem(job, enrolled.get(job.agent.id))
+            if problem is None:
+                accepted.append(job)
+            else:
+                settled.append((job, problem))
+        if not accepted:
+            return settled
+        returned = conn.execute(self._sql.insert_report, [job.row() for job in accepted])
+        pks = {row.report_id: row.pk for row in returned}
+        new: list[tuple[_IngestJob, int]] = []
+        again: list[_IngestJob] = []
+        for job in accepted:
+            pk = pks.pop(job.report.report_id, None)  # pop: a second copy in this batch is "again"
+            if pk is None:
+                again.append(job)
+            else:
+                new.append((job, pk))
+        settled += self._stored_before(conn, again)
+        self._insert_results(conn, new)
+        newest: dict[str, tuple[_IngestJob, int]] = {}
+        for job, pk in new:
+            best = newest.get(job.report.host.id)
+            if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
+                newest[job.report.host.id] = (job, pk)
+        if newest:  # in host order: concurrent collectors lock host rows in the same order
             conn.execute(
                 self._sql.upsert_host,
-                {
-                    "id": host_id,
-                    "hostname": clean(report.host.hostname),
-                    "agent_id": agent.id,
-                    "last_report_pk": report_pk,
-                    "last_report_at": generated_at,
-                    "inventory": clean(report.inventory),
-                },
+                [job.host_row(pk) for job, pk in (newest[host] for host in sorted(newest))],
             )
-            conn.execute(_TOUCH_AGENT, {"agent_pk": agent.id, "seen": now})
-        return IngestOutcome(report.report_id, host_id, duplicate=False)
+        seen: dict[int, datetime] = {}
+        for job, _ in new:
+            seen[job.agent.id] = max(job.now, seen.get(job.agent.id, job.now))
+        if seen:
+            conn.execute(
+                _TOUCH_AGENT, [{"agent_pk": a, "seen": at} for a, at in sorted(seen.items())]
+            )
+        settled += [
+            (job, IngestOutcome(job.report.report_id, job.report.host.id, duplicate=False))
+            for job, _ in new
+        ]
+        return settled
+
+    def _stored_before(
+        self, conn: sa.Connection, jobs: list[_IngestJob]
+    ) -> list[tuple[_Job, object]]:
+        """Reports whose id is stored already: the same report again, or a replay."""
+        if not jobs:
+            return []
+        stored = {
+            row.report_id: row
+            for row in conn.execute(
+                sa.select(
+                    reports.c.report_id, reports.c.agent_id, reports.c.sha256, reports.c.host_id
+                ).where(reports.c.report_id.in_({job.report.report_id for job in jobs}))
+            )
+        }
+        settled: list[tuple[_Job, object]] = []
+        for job in jobs:
+            row = stored[job.report.report_id]
+            if row.agent_id == job.agent.id and row.sha256 == job.digest:
+                outcome: object = IngestOutcome(job.report.report_id, row.host_id, duplicate=True)
+            else:
+                outcome = ReplayedReport(f"report {job.report.report_id} was already received")
+            settled.append((job, outcome))
+        return settled
+
+    def _insert_results(self, conn: sa.Connection, new: list[tuple[_IngestJob, int]]) -> None:
+        unpack = self._sql.results_from_body
+        from_body = [(job, pk) for job, pk in new if unpack is not None and not job.has_nul]
+        if unpack is not None and from_body:
+            added = conn.execute(unpack, {"report_pks": [pk for _, pk in from_body]}).rowcount
+            if added != sum(len(job.report.results) for job, _ in from_body):
+                raise ValueError("a parsed report does not match its bytes")
+        built = [
+            _result_params(pk, job.report.host.id, result, job.clean)
+            for job, pk in new
+            if unpack is None or job.has_nul
+            for result in job.report.results
+        ]
+        if built:
+            conn.execute(sa.insert(results), built)
 
     def list_hosts(self, limit: int, offset: int) -> Page[HostSummary]:
         """Hosts by hostname, each with its newest report's id, time and counts."""
@@ -764,38 +964,73 @@ class Store:
     def append_audit(  # noqa: PLR0917 — the contract's signature; the API calls it positionally
         self, actor: str, role: str, action: str, source: str, outcome: str, now: datetime
     ) -> AuditEntry:
-        """Append one entry to the hash chain and return it once committed. Concurrent appends
-        in this process share a transaction (`audit.GroupCommit`); across processes the head row
-        is locked for each transaction, so the chain never forks."""
-        fields = {
-            "actor": _text(actor),
-            "role": _text(role),
-            "action": _text(action),
-            "source": _text(source),
-            "outcome": _text(outcome),
-        }
-        # The hash covers the microsecond UTC text; store exactly that instant.
-        return self._audit.submit(audit.Pending(_utc(now), fields))
+        """`submit_audit`, waiting for the committed entry."""
+        return self.submit_audit(actor, role, action, source, outcome, now).result()
 
-    def _write_audit(self, batch: list[audit.Pending]) -> None:
+    def submit_audit(  # noqa: PLR0917 — as append_audit
+        self, actor: str, role: str, action: str, source: str, outcome: str, now: datetime
+    ) -> Future[AuditEntry]:
+        """Queue one entry for the hash chain; the future gives it once committed. Concurrent
+        entries (and reports) share a transaction; across processes the head row is locked for
+        each transaction, so the chain never forks."""
+        job = _audit_job(actor, role, action, source, outcome, now)
+        self._writer.submit(job)
+        return job.future
+
+    def _audit_batch(self, conn: sa.Connection, jobs: list[_AuditJob]) -> list[tuple[_Job, object]]:
+        head = conn.execute(_LOCK_HEAD).first()
+        if head is None:
+            raise StoreError("the audit head row is missing: run `medsec db upgrade`")
+        seq, prev = int(head.seq), str(head.hash)
         rows: list[dict[str, Any]] = []
-        with self._tx(write=True) as conn:
-            head = conn.execute(_LOCK_HEAD).first()
-            if head is None:
-                raise StoreError("the audit head row is missing: run `medsec db upgrade`")
-            seq, prev = int(head.seq), str(head.hash)
-            for pending in batch:
-                seq += 1
-                digest = audit.entry_hash(prev, seq=seq, at=pending.at, **pending.fields)
-                rows.append(
-                    {"seq": seq, "at": pending.at, "prev_hash": prev, "hash": digest}
-                    | pending.fields
-                )
-                prev = digest
-            conn.execute(_INSERT_ENTRY, rows)
-            conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
-        for pending, row in zip(batch, rows, strict=True):
-            pending.entry = AuditEntry(**row)
+        for job in jobs:
+            seq += 1
+            digest = audit.entry_hash(prev, seq=seq, at=job.at, **job.fields)
+            rows.append({"seq": seq, "at": job.at, "prev_hash": prev, "hash": digest} | job.fields)
+            prev = digest
+        conn.execute(_INSERT_ENTRY, rows)
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+        return [(job, AuditEntry(**row)) for job, row in zip(jobs, rows, strict=True)]
+
+    # -- group commit ------------------------------------------------------------------------
+
+    def _write_batch(self, jobs: Sequence[batch.Job]) -> None:
+        """One transaction for the queued reports, then the queued audit entries (the head row
+        is locked last, so for as short a time as possible). Outcomes are given out only after
+        the commit. If the transaction fails for one job's data, each job is retried alone, so
+        that job fails and the others are stored; an unreachable database fails them all."""
+        ingests = [job for job in jobs if isinstance(job, _IngestJob)]
+        audits = [job for job in jobs if isinstance(job, _AuditJob)]
+        try:
+            with self._tx(write=True) as conn:
+                settled = self._ingest_batch(conn, ingests) if ingests else []
+                # Each report's own request entry, now that its outcome is known: in the same
+                # transaction, so a stored report is never missing from the log.
+                audits += [
+                    job.audit.entry(outcome)
+                    for job, outcome in settled
+                    if isinstance(job, _IngestJob) and job.audit is not None
+                ]
+                if audits:
+                    settled += self._audit_batch(conn, audits)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if len(jobs) == 1:
+                raise
+            logger.warning("a batch of %d failed (%s); writing its jobs one by one", len(jobs), exc)
+            for job in jobs:
+                try:
+                    self._write_batch([job])
+                except Exception as alone:  # that job's caller gets it
+                    job.future.set_exception(alone)
+            return
+        for job, outcome in settled:
+            future: Future[Any] = job.future
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         """Entries oldest first (seq order), so pages stay put while the log grows."""

@@ -12,7 +12,7 @@ import socket
 import ssl
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -690,10 +690,12 @@ class _FailingStore(Store):
             raise RuntimeError("boom: a bug in the read path /secret/path")
         return super().list_hosts(limit, offset)
 
-    def append_audit(self, *args: Any, **kwargs: Any) -> Any:
+    def submit_audit(self, *args: Any, **kwargs: Any) -> Any:
         if self.fail_audit:
-            raise StoreError("disk full")
-        return super().append_audit(*args, **kwargs)
+            failed: Future[Any] = Future()
+            failed.set_exception(StoreError("disk full"))
+            return failed
+        return super().submit_audit(*args, **kwargs)
 
 
 def test_an_unexpected_error_is_a_json_500_and_still_audited(

@@ -736,12 +736,25 @@ def test_migrations_create_the_schema_once_without_drift(empty_url: str) -> None
         assert store.verify_audit().entries == 1
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0001",)
+                ("0002",)
             ]
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
             assert compare_metadata(context, metadata) == []
+            if engine.dialect.name == "postgresql":  # large values are compressed with LZ4
+                methods = conn.execute(
+                    sa.text(
+                        "SELECT attrelid::regclass::text, attname, attcompression"
+                        " FROM pg_attribute WHERE attname IN ('body', 'inventory', 'evidence')"
+                        " AND attrelid::regclass::text IN ('reports', 'hosts', 'results')"
+                    )
+                ).all()
+                assert sorted(methods) == [
+                    ("hosts", "inventory", "l"),
+                    ("reports", "body", "l"),
+                    ("results", "evidence", "l"),
+                ]
     finally:
         store.close()
         engine.dispose()

@@ -318,6 +318,34 @@ def test_revoked_agent_is_refused(
     assert_error(admin.post("/api/v1/agents/nobody/revoke"), 404, "not_found")
 
 
+def test_revocation_and_re_enrolment_take_effect_on_an_agent_already_seen(
+    api_server: Server, agent_report_template: dict[str, Any]
+) -> None:
+    """The API keeps agents' credentials after their first report; a revocation, or a new key
+    and token from re-enrolment, must still refuse the very next report, and store nothing."""
+    server = api_server
+    agent = enrol(server, "his-db-01")
+    client = server.client(agent.token)
+    first = client.post("/api/v1/reports", content=agent.seal(make_report(agent_report_template)))
+    assert first.status_code == 201, first.text
+    admin = server.client(server.user(Role.ADMIN, "root"))
+    assert admin.post("/api/v1/agents/his-db-01/revoke").status_code == 200
+    refused = client.post("/api/v1/reports", content=agent.seal(make_report(agent_report_template)))
+    assert_error(refused, 401, "agent_revoked")
+    again = enrol(server, "his-db-01")  # a new key pair and token for the same name
+    stale = client.post("/api/v1/reports", content=agent.seal(make_report(agent_report_template)))
+    assert_error(stale, 401, "unauthenticated")
+    hosts = admin.get("/api/v1/hosts").json()["items"]
+    reports = admin.get(f"/api/v1/hosts/{hosts[0]['id']}/reports").json()
+    assert [r["report_id"] for r in reports["items"]] == [first.json()["report_id"]]
+    fresh = server.client(again.token).post(
+        "/api/v1/reports", content=again.seal(make_report(agent_report_template))
+    )
+    assert fresh.status_code == 201, fresh.text
+    outcomes = [e[4] for e in audit_of(server.store, 20) if e[2] == "POST /api/v1/reports"]
+    assert outcomes == ["201", "401 agent_revoked", "401 unauthenticated", "201"]
+
+
 @pytest.mark.parametrize(
     ("token", "code"),
     [(None, "unauthenticated"), ("msa_unknown", "unauthenticated"), ("msu_x", "unauthenticated")],

@@ -348,6 +348,59 @@ def test_concurrent_copies_of_a_report_are_stored_once(store: Store, raw: sa.Eng
     assert (count(raw, "reports"), count(raw, "results")) == (1, 40)
 
 
+class _PoisonedStore(Store):
+    """The real store, made to fail the way one report's bad data would fail its transaction
+    (any report from host "poison"), and able to hold its writer until a batch has queued."""
+
+    hold: threading.Event
+    batches: list[int]
+
+    def _ingest_batch(self, conn: sa.Connection, jobs: list[Any]) -> Any:
+        self.hold.wait(timeout=30)
+        self.batches.append(len(jobs))
+        if any(job.report.host.hostname == "poison" for job in jobs):
+            raise RuntimeError("boom: this report's data breaks the transaction")
+        return super()._ingest_batch(conn, jobs)
+
+
+def test_reports_queued_together_share_a_transaction_and_a_bad_one_fails_alone(
+    store_url: str, raw: sa.Engine
+) -> None:
+    """Reports that arrive while the writer is busy are written in one transaction; if one of
+    them breaks it, that one fails and every other report of the batch is still stored."""
+    store = _PoisonedStore.open(store_url)
+    store.hold = threading.Event()
+    store.batches = []
+    try:
+        agent, _ = enrol(store, "his-db-01")
+        first = store.submit_ingest(agent, parse_report(data := make_report("h0")), data, NOW)
+        names = ["h1", "h2", "poison", "h3", "h4"]
+        queued = [(make_report(name), name) for name in names]
+        futures = [store.submit_ingest(agent, parse_report(d), d, NOW) for d, _ in queued]
+        entry = store.submit_audit("alice", "auditor", "GET /api/v1/hosts", "::1", "200", NOW)
+        store.hold.set()
+        assert first.result(timeout=30).duplicate is False
+        outcomes = {}
+        for (_, name), future in zip(queued, futures, strict=True):
+            try:
+                outcomes[name] = future.result(timeout=30).duplicate
+            except RuntimeError as exc:
+                outcomes[name] = str(exc)
+        assert entry.result(timeout=30).outcome == "200"
+    finally:
+        store.close()
+    assert store.batches[:2] == [1, 5]  # the five queued reports were tried as one batch
+    assert outcomes == {
+        "h1": False,
+        "h2": False,
+        "h3": False,
+        "h4": False,
+        "poison": "boom: this report's data breaks the transaction",
+    }
+    assert (count(raw, "reports"), count(raw, "results"), count(raw, "hosts")) == (5, 200, 5)
+    assert count(raw, "audit_log") == 1
+
+
 def test_host_keeps_its_newest_report(store: Store) -> None:
     agent, _ = enrol(store, "his-db-01")
     newer = make_report(generated_at=NOW, inventory={"generation": "newer"})

@@ -292,7 +292,7 @@ def direct_ceiling(
         conn.close()
 
 
-def serve(workdir: Path, database: str) -> tuple[subprocess.Popen[bytes], str, str]:
+def serve(workdir: Path, database: str, workers: int) -> tuple[subprocess.Popen[bytes], str, str]:
     subprocess.run(
         [str(BIN / "medsec"), "init", "--dir", str(workdir)],
         check=True,
@@ -314,7 +314,10 @@ def serve(workdir: Path, database: str) -> tuple[subprocess.Popen[bytes], str, s
     )
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "medsec"), "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}"],
+        [
+            *(str(BIN / "medsec"), "serve", "--config", str(cfg)),
+            *("--listen", f"127.0.0.1:{port}", "--workers", str(workers)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -330,7 +333,11 @@ def serve(workdir: Path, database: str) -> tuple[subprocess.Popen[bytes], str, s
 
 
 def run_backend(
-    backend: str, agent_counts: list[int], seconds: float, template: dict[str, object]
+    backend: str,
+    agent_counts: list[int],
+    seconds: float,
+    template: dict[str, object],
+    workers: int,
 ) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="medsec-ingest-") as tmp:
@@ -343,7 +350,7 @@ def run_backend(
         else:
             url = f"sqlite:///{work / 'bench.db'}"
         try:
-            proc, base, ca = serve(work / "collector", url)
+            proc, base, ca = serve(work / "collector", url, workers)
             try:
                 store = Store.open(url)
                 agents = enrol(store, max(agent_counts))
@@ -399,18 +406,25 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--agents", default="1,10,50")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="collector worker processes (default: one per core, as a province runs it)",
+    )
     args = parser.parse_args()
     template = sample_report()
     size = len(json.dumps(template).encode())
     counts = [int(x) for x in args.agents.split(",")]
-    print(f"report: {size / 1024:.1f} KB, {len(template['results'])} results")  # type: ignore[arg-type]
+    results = len(template["results"])  # type: ignore[arg-type]
+    print(f"report: {size / 1024:.1f} KB, {results} results; collector workers: {args.workers}")
     print(
         f"{'backend':11} {'load':14} {'reports/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'client CPU ms/report':>20}"
     )
     verdicts = []
     for backend in args.backends.split(","):
-        rows = run_backend(backend, counts, args.seconds, template)
+        rows = run_backend(backend, counts, args.seconds, template, args.workers)
         for row in rows:
             print(
                 f"{row.backend:11} {row.load:14} {row.rate:9.1f} {ms(row.p50):>7}"

@@ -19,7 +19,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, NoReturn, TypeVar
 
@@ -974,10 +975,20 @@ def create_app(
     store: Store,
     *,
     clock: Clock = lambda: datetime.now(UTC),
+    owns_store: bool = False,
 ) -> FastAPI:
-    """The collector's ASGI app over `store`; `clock` gives "now" (enrolment expiry, skew)."""
+    """The collector's ASGI app over `store`; `clock` gives "now" (enrolment expiry, skew).
+    With `owns_store`, the app closes the store when it shuts down (after the last request)."""
     metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            await run_in_threadpool(store.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="medsec collector",
         version="1",
         description="Ingests signed host reports from medsec agents; serves hosts, results and "

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from collector.settings import (
+    MAX_WORKERS,
     CollectorSettings,
     SettingsError,
     TlsSettings,
@@ -33,6 +34,8 @@ from collector.settings import (
 )
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from collector.store import Store
 
 PROG = "medsec"
@@ -79,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTPS API (migrates the database first)")
     _config_arg(serve)
     serve.add_argument("--listen", help="HOST:PORT, overriding the settings' listen")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes, overriding the settings' workers (one per core at scale)",
+    )
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -277,9 +285,6 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from collector.app import create_app
     from collector.tls import uvicorn_config
 
     settings = load_settings(args.config)
@@ -287,39 +292,81 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host, port = parse_listen(args.listen) if args.listen else (settings.host, settings.port)
     except ValueError as exc:
         raise UsageError(f"--listen: {exc} (value: {args.listen!r})") from None
+    workers = settings.workers if args.workers is None else args.workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS} (value: {workers})")
+    tls = settings.tls
     store = _open_store(settings)
     try:
         store.upgrade()
-        app = create_app(settings, store)
-        config = uvicorn_config(app, host, port, settings.tls.cert_file, settings.tls.key_file)
+        if workers == 1:
+            from collector.app import create_app
+            from collector.serve import tune_gc
+
+            config = uvicorn_config(create_app(settings, store), host, port, *_pair(tls))
+            tune_gc()
+        else:
+            from collector.serve import CONFIG_ENV, WORKER_APP
+
+            config = uvicorn_config(WORKER_APP, host, port, *_pair(tls), workers=workers)
+            os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
         sock = _listen_socket(host, port)
-        server = uvicorn.Server(config)
-        stopped: list[int] = []
-
-        def note(signum: int, frame: FrameType | None) -> None:
-            stopped.append(signum)
-
-        # uvicorn handles SIGTERM/SIGINT while it runs (graceful: finish requests, then stop) and
-        # re-raises the signal afterwards; these handlers receive it, so the exit is clean (0).
-        previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
         _audit(store, f"serve {host}:{port}", str(EXIT_OK))
         where = f"[{host}]" if ":" in host else host
         print(
-            f"{PROG}: serving https://{where}:{port} (database {settings.database_for_display()})",
+            f"{PROG}: serving https://{where}:{port} with {workers} worker(s)"
+            f" (database {settings.database_for_display()})",
             file=sys.stderr,
             flush=True,
         )
         try:
-            server.run(sockets=[sock])
+            if workers == 1:
+                _run_one(config, sock, host, port)
+            else:
+                store.close()  # the workers have their own; this process only supervises
+                _run_workers(config, sock)
         finally:
             sock.close()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        if not server.started:
-            raise UsageError(f"the server on {host}:{port} did not start (see the log above)")
         return EXIT_OK
     finally:
         store.close()
+
+
+def _pair(tls: TlsSettings) -> tuple[str, str]:
+    return tls.cert_file, tls.key_file
+
+
+def _run_one(config: uvicorn.Config, sock: socket.socket, host: str, port: int) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    stopped: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        stopped.append(signum)
+
+    # uvicorn handles SIGTERM/SIGINT while it runs (graceful: finish requests, then stop) and
+    # re-raises the signal afterwards; these handlers receive it, so the exit is clean (0).
+    previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if not server.started:
+        raise UsageError(f"the server on {host}:{port} did not start (see the log above)")
+
+
+def _run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
+    """uvicorn's supervisor: starts the workers, replaces one that dies, and on SIGTERM/SIGINT
+    stops them gracefully (each finishes its requests) and returns."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise UsageError("a worker process did not start (see the log above)")
 
 
 def _cmd_db(args: argparse.Namespace) -> int:

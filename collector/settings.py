@@ -25,6 +25,7 @@ from checks.configtext import ConfigFileError, describe, read_yaml
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
 MIN_AUDIT_RETENTION_DAYS = 183
+MAX_WORKERS = 64
 """MNDS 7.2.3.4 and the Cybersecurity Law: network logs are kept at least six months."""
 
 _HOSTNAME = re.compile(
@@ -119,6 +120,8 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     """`sqlite:///PATH` (one hospital) or `postgresql+psycopg://USER@HOST:PORT/DB` (at scale)."""
     listen: str = DEFAULT_LISTEN
     """HOST:PORT the HTTPS server binds; loopback unless agents on other hosts must reach it."""
+    workers: int = 1
+    """HTTP worker processes: one suits a hospital; a province's collector runs one per core."""
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     enrollment: EnrollmentSettings = msgspec.field(default_factory=EnrollmentSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
@@ -128,6 +131,8 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
             parse_listen(self.listen)
         except ValueError as exc:
             raise ValueError(f"listen: {exc}") from None
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers: must be between 1 and {MAX_WORKERS}")
         if not self.database.startswith(DATABASE_SCHEMES):
             raise ValueError("database: must start with " + " or ".join(DATABASE_SCHEMES))
 
@@ -238,6 +243,8 @@ def render_settings(settings: CollectorSettings) -> str:
         "# this file's folder.\n"
         "# HOST:PORT of the HTTPS API; loopback unless agents on other hosts must reach it.\n"
         f"listen: {q(settings.listen)}\n"
+        "# HTTP worker processes: 1 for one hospital; one per core for a province's collector.\n"
+        f"workers: {settings.workers}\n"
         "tls:\n"
         f"  cert_file: {q(settings.tls.cert_file)}\n"
         f"  key_file: {q(settings.tls.key_file)}  # must not be readable by other users\n"

@@ -164,30 +164,34 @@ def uvicorn_config(
     key_file: str | Path,
     *,
     log_level: str = "info",
+    workers: int = 1,
 ) -> uvicorn.Config:
-    """A loaded uvicorn config serving `app` over hardened TLS.
+    """A uvicorn config serving `app` over hardened TLS; loaded (its TLS context built and
+    hardened here) for one process, left for each worker to load when `workers` > 1 (then
+    `app` is an import string of an app factory).
 
     uvicorn builds its own context from the files (and has no option for the minimum version),
-    so the config is loaded here and that very context hardened before a socket exists. No
-    proxy headers: without a declared proxy, X-Forwarded-For would let a local client forge the
-    source address the audit log records.
+    so the config hardens that very context whenever it loads. No proxy headers: without a
+    declared proxy, X-Forwarded-For would let a local client forge the source address the audit
+    log records. No access log: every request is in the audit log already.
     """
-    import uvicorn
+    from collector.serve import HardenedConfig
 
     server_ssl_context(cert_file, key_file)  # one clear TlsError before uvicorn's traceback
-    config = uvicorn.Config(
+    config = HardenedConfig(
         app,
         host=host,
         port=port,
         ssl_certfile=str(cert_file),
         ssl_keyfile=str(key_file),
         log_level=log_level,
+        access_log=False,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        workers=workers,
+        factory=workers > 1,
     )
-    config.load()
-    if config.ssl is None:  # pragma: no cover — uvicorn makes one whenever a certificate is given
-        raise TlsError("uvicorn did not build a TLS context")
-    harden(config.ssl)
+    if workers == 1:
+        config.load()
     return config

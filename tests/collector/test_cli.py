@@ -18,12 +18,14 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -97,7 +99,7 @@ class Served:
 
 
 @contextmanager
-def serve(folder: Path) -> Iterator[Served]:
+def serve(folder: Path, *extra: str) -> Iterator[Served]:
     """`medsec serve` in the background on a free loopback port, stopped with SIGTERM."""
     port = free_port()
     process = subprocess.Popen(
@@ -108,6 +110,7 @@ def serve(folder: Path) -> Iterator[Served]:
             str(folder / "collector.yaml"),
             "--listen",
             f"127.0.0.1:{port}",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -157,6 +160,66 @@ def _tls11_refused(port: int) -> bool:
 
 
 # --------------------------------------------------------------------------- the first run
+
+
+def test_worker_processes_share_the_port_the_database_and_the_audit_chain(
+    collector_dir: Path, agent_report_template: dict[str, Any]
+) -> None:
+    """`serve --workers 2`: two processes answer on one port over hardened TLS, every report
+    sent to them concurrently is stored once, the audit chain stays one chain, and SIGTERM
+    stops the workers and the parent cleanly."""
+    config = collector_dir / "collector.yaml"
+    with serve(collector_dir, "--workers", "2") as served:
+        workers = [  # not multiprocessing's resource tracker, also a child
+            child
+            for child in psutil.Process(served.process.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        assert _tls11_refused(served.port)
+        mse = medsec("agents", "enroll", "his-db-01", "--config", config).lines[-1]
+        key = env.generate_private_key("ed25519")
+        with served.client() as client:
+            enrolled = client.post(
+                "/api/v1/enroll",
+                json={
+                    "token": mse,
+                    "name": "his-db-01",
+                    "alg": "ed25519",
+                    "public_key": env.public_key_pem(key, "ed25519"),
+                },
+            )
+        api_token = enrolled.json()["api_token"]
+        bodies = [
+            env.seal(
+                make_report(agent_report_template, host=f"ward-{i}"), "his-db-01", key, "ed25519"
+            )
+            for i in range(24)
+        ]
+
+        def post(chunk: list[bytes]) -> list[int]:
+            with served.client(api_token) as client:  # a connection of its own: any worker
+                return [client.post("/api/v1/reports", content=b).status_code for b in chunk]
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = [
+                s for done in pool.map(post, [bodies[i::6] for i in range(6)]) for s in done
+            ]
+        assert statuses == [201] * 24
+        served.process.send_signal(signal.SIGTERM)
+        _, err = served.process.communicate(timeout=60)
+        assert served.process.returncode == 0, err
+        assert "Traceback" not in err
+        assert not any(worker.is_running() for worker in workers)
+    verified = medsec("audit", "verify", "--config", config)
+    assert verified.code == 0, verified
+    with sqlite3.connect(collector_dir / "medsec.db") as db:
+        assert db.execute("SELECT count(*) FROM reports").fetchone() == (24,)
+        posts = db.execute(
+            "SELECT count(*) FROM audit_log"
+            " WHERE action = 'POST /api/v1/reports' AND outcome = '201'"
+        ).fetchone()
+    assert posts == (24,)
 
 
 def test_first_run_contract(collector_dir: Path, agent_report_template: dict[str, Any]) -> None:

@@ -364,7 +364,7 @@ def run_backend(
                     rows.append(
                         Row(
                             backend,
-                            f"{n} agents",
+                            f"{n} agents, {workers}w",
                             count / wall,
                             statistics.median(lat),
                             p99,
@@ -409,22 +409,23 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="collector worker processes (default: one per core, as a province runs it)",
+        help="collector worker processes (default: 1 on SQLite, as a hospital runs it; one per"
+        " core on PostgreSQL, as a province runs it)",
     )
     args = parser.parse_args()
     template = sample_report()
     size = len(json.dumps(template).encode())
     counts = [int(x) for x in args.agents.split(",")]
     results = len(template["results"])  # type: ignore[arg-type]
-    print(f"report: {size / 1024:.1f} KB, {results} results; collector workers: {args.workers}")
+    print(f"report: {size / 1024:.1f} KB, {results} results")
     print(
         f"{'backend':11} {'load':14} {'reports/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
         f" {'client CPU ms/report':>20}"
     )
     verdicts = []
     for backend in args.backends.split(","):
-        rows = run_backend(backend, counts, args.seconds, template, args.workers)
+        workers = args.workers or (1 if backend == "sqlite" else os.cpu_count() or 1)
+        rows = run_backend(backend, counts, args.seconds, template, workers)
         for row in rows:
             print(
                 f"{row.backend:11} {row.load:14} {row.rate:9.1f} {ms(row.p50):>7}"

@@ -122,7 +122,7 @@ def http_exchange(request: dict[str, Any]) -> dict[str, Any]:
             headers=[[k, v] for k, v in response.getheaders()],
             body=body.decode("utf-8", "replace"),
         )
-    except Exception as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
         answer["error"] = _error_text(exc)
     finally:
         if sock is not None:
@@ -197,7 +197,7 @@ def probe_sslv3(address: str, port: int, timeout: float) -> dict[str, str]:  # n
                     return {"outcome": "accepted", "detail": "ServerHello 3.0"}
                 return {"outcome": "refused", "detail": f"ServerHello {version[0]}.{version[1]}"}
             return {"outcome": "refused", "detail": f"handshake record {major}.{minor} not Hello"}
-    except Exception as exc:
+    except OSError as exc:
         return {"outcome": "refused", "detail": _error_text(exc)}
 
 
@@ -227,7 +227,7 @@ def probe_version(address: str, port: int, version: str, timeout: float) -> dict
         if negotiated == version:
             return {"outcome": "accepted", "detail": f"{negotiated} {cipher}"}
         return {"outcome": "refused", "detail": f"negotiated {negotiated}"}
-    except Exception as exc:
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         return {"outcome": "refused", "detail": _error_text(exc)}
 
 
@@ -334,9 +334,11 @@ def op_snmp(request: dict[str, Any]) -> dict[str, Any]:
             "sys_name": values.get(SYS_NAME),
         }
 
+    from pysnmp.error import PySnmpError  # type: ignore[import-untyped]
+
     try:
         return asyncio.run(query())
-    except Exception as exc:
+    except (OSError, PySnmpError, ValueError) as exc:  # a timeout is an OSError too
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 

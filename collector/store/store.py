@@ -62,6 +62,10 @@ _MAX_ROWS = 2**62
 
 logger = logging.getLogger("medsec.collector.store")
 
+_DATA_ERRORS = (sa.exc.SQLAlchemyError, ValueError)
+"""How one report's data can break a batch's transaction (the database refusing a value, or the
+parsed report not matching its bytes); anything else is a bug and fails the whole batch."""
+
 
 class StoreError(Exception):
     """Base of the store's errors; the message is one line, safe to show."""
@@ -1013,16 +1017,14 @@ class Store:
                 ]
                 if audits:
                     settled += self._audit_batch(conn, audits)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
+        except _DATA_ERRORS as exc:  # StoreUnavailable is none: a lost database fails them all
             if len(jobs) == 1:
                 raise
             logger.warning("a batch of %d failed (%s); writing its jobs one by one", len(jobs), exc)
             for job in jobs:
                 try:
                     self._write_batch([job])
-                except Exception as alone:  # that job's caller gets it
+                except (StoreError, *_DATA_ERRORS) as alone:  # that job's caller gets it
                     job.future.set_exception(alone)
             return
         for job, outcome in settled:

@@ -359,7 +359,7 @@ class _PoisonedStore(Store):
         self.hold.wait(timeout=30)
         self.batches.append(len(jobs))
         if any(job.report.host.hostname == "poison" for job in jobs):
-            raise RuntimeError("boom: this report's data breaks the transaction")
+            raise ValueError("boom: this report's data breaks the transaction")
         return super()._ingest_batch(conn, jobs)
 
 
@@ -384,7 +384,7 @@ def test_reports_queued_together_share_a_transaction_and_a_bad_one_fails_alone(
         for (_, name), future in zip(queued, futures, strict=True):
             try:
                 outcomes[name] = future.result(timeout=30).duplicate
-            except RuntimeError as exc:
+            except ValueError as exc:
                 outcomes[name] = str(exc)
         assert entry.result(timeout=30).outcome == "200"
     finally:

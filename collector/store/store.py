@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -1071,7 +1073,7 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -1080,3 +1082,18 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get("medsec_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database to WAL (a lasting property of the file). SQLite does not wait on its
+    busy timeout for that switch: while another process's first connection holds the lock —
+    collectors starting together on a new database — it answers "database is locked" at once,
+    so wait here as the busy timeout would."""
+    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -214,14 +214,15 @@ def test_nothing_outside_the_confinement_is_scanned(
     zones_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = yaml.safe_load(zones_file.read_text(encoding="utf-8"))
-    data["zones"].append({"name": "guests", "cidrs": ["10.77.0.0/24"]})
+    # Loopback: outside this confinement, and harmless even if the refusal ever broke.
+    data["zones"].append({"name": "guests", "cidrs": ["127.77.0.0/24"]})
     wider = tmp_path / "zones.yaml"
     wider.write_text(yaml.safe_dump(data), encoding="utf-8")
     code = scan_main(["--zones", str(wider), "--confine", "198.18.0.0/15", "--no-progress"])
     assert code == 2
     error = capsys.readouterr().err
     assert error.strip().endswith(
-        "zones[5].cidrs[0]: 10.77.0.0/24 is outside the confinement 198.18.0.0/15: refused"
+        "zones[5].cidrs[0]: 127.77.0.0/24 is outside the confinement 198.18.0.0/15: refused"
     )
     assert error.count("\n") == 1
 

@@ -86,7 +86,7 @@ def test_a_valid_file_gives_zones_policy_ports_and_scope(tmp_path: Path) -> None
     assert zones.allowed("office", "dmz") == {PortSpec("tcp", 443), PortSpec("udp", 161)}
     assert zones.allowed("dmz", "office") == frozenset()
     assert zones.zone_of("198.18.5.7") is zones.zone("office")
-    assert zones.zone_of("10.0.0.1") is None
+    assert zones.zone_of("198.19.200.1") is None
     # User zones: neither critical nor internet, and holding no gateway or critical system.
     assert [z.name for z in zones.zones if zones.is_user_zone(z)] == ["office"]
     assert zones.web_apps[0].require_waf is True  # a web app needs a WAF unless said otherwise
@@ -147,8 +147,8 @@ def test_the_lab_zones_file_loads_once_rendered(tmp_path: Path) -> None:
         (lambda d: d["web_apps"][0].update(zone="lab"), "web_apps[0].zone: unknown zone 'lab'"),
         (lambda d: d["critical_systems"][0].update(address="198.18.1.20"),
          "critical_systems[0].address: 198.18.1.20 is not in zone 'his'"),
-        (lambda d: d["critical_systems"][0].update(ztna_gateway="https://10.9.9.9/"),
-         "critical_systems[0].ztna_gateway: 10.9.9.9/32 is outside the declared CIDRs"),
+        (lambda d: d["critical_systems"][0].update(ztna_gateway="https://198.19.9.9/"),
+         "critical_systems[0].ztna_gateway: 198.19.9.9/32 is outside the declared CIDRs"),
         (lambda d: d["critical_systems"][0].update(client_cert_file="/nonexistent.crt"),
          "critical_systems[0].client_cert_file: give both client_cert_file and client_key_file"),
         (lambda d: d["scan"].update(timing=7), "scan.timing: must be between 0 and 5 (nmap -T)"),
@@ -206,11 +206,11 @@ def test_snmp_section_keeps_secrets_in_files(tmp_path: Path) -> None:
 
 def test_confinement_refuses_any_cidr_outside_it(tmp_path: Path) -> None:
     data = _base()
-    data["zones"][3]["cidrs"] = ["10.20.0.0/16"]
+    data["zones"][3]["cidrs"] = ["203.0.113.0/24"]  # TEST-NET-3: documentation only
     _load(tmp_path, data)  # production: any declared CIDR may be scanned
     message = _error(tmp_path, data, confine=LAB_NETS)
     assert message == (
-        "zones[3].cidrs[0]: 10.20.0.0/16 is outside the confinement 198.18.0.0/15, "
+        "zones[3].cidrs[0]: 203.0.113.0/24 is outside the confinement 198.18.0.0/15, "
         "127.0.0.0/8: refused"
     )
 

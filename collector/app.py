@@ -494,12 +494,12 @@ class AuditMiddleware:
     async def _record(
         self, scope: Scope, state: dict[str, Any], status: int, code: str | None, seconds: float
     ) -> None:
-        actor, role, action, source = _who(scope)
-        outcome = _outcome_text(status, code)
         if scope["method"] == "POST" and scope["path"] == REPORTS_PATH:
             self.metrics.observe_ingest(status, code, seconds)
         if state.get(_STATE_AUDITED):
             return
+        actor, role, action, source = _who(scope)
+        outcome = _outcome_text(status, code)
         try:
             await asyncio.wrap_future(
                 self.store.submit_audit(actor, role, action, source, outcome, self.clock())
@@ -727,14 +727,13 @@ class _Ingest:
         _set_principal(request, _agent_principal(agent))
         if agent.revoked_at is not None:
             raise ApiError(401, "agent_revoked", "this agent was revoked", _CHALLENGE)
-        report, report_bytes = self.check(agent, body)
+        now = self.clock()
+        report, report_bytes = self.check(agent, body, now)
         actor, role, action, source = _who(request.scope)
-        note = AuditNote(actor, role, action, source, self.clock(), _ingest_outcome_text)
+        note = AuditNote(actor, role, action, source, now, _ingest_outcome_text)
         try:
             outcome = await asyncio.wrap_future(
-                self.store.submit_ingest(
-                    agent, report, report_bytes, self.clock(), token=token, audit=note
-                )
+                self.store.submit_ingest(agent, report, report_bytes, now, token=token, audit=note)
             )
         except (ReplayedReport, AgentRevoked, StaleCredential) as exc:
             _state(request.scope)[_STATE_AUDITED] = True
@@ -742,7 +741,7 @@ class _Ingest:
         _state(request.scope)[_STATE_AUDITED] = True
         return (200 if outcome.duplicate else 201), outcome
 
-    def check(self, agent: Agent, body: bytes) -> tuple[env.Report, bytes]:
+    def check(self, agent: Agent, body: bytes, now: datetime) -> tuple[env.Report, bytes]:
         """Envelope → agent and algorithm → signature → report schema → clock skew."""
         if agent.public_key_pem is None or agent.alg is None:  # enrolment never completed
             _unauthenticated("an agent token is required")
@@ -768,7 +767,7 @@ class _Ingest:
             raise ApiError(400, "invalid_report", str(exc)) from None
         except RecursionError:  # msgspec's depth limit on a deeply nested inventory or evidence
             raise ApiError(400, "invalid_report", "report: nested too deeply") from None
-        if report.generated_at > self.clock() + self.max_skew:
+        if report.generated_at > now + self.max_skew:
             raise ApiError(
                 400,
                 "report_from_future",

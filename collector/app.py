@@ -57,6 +57,7 @@ from collector.store import (
     AgentRevoked,
     AuditNote,
     EnrollmentInvalid,
+    HostClaimed,
     NotFound,
     ReplayedReport,
     StaleCredential,
@@ -660,6 +661,13 @@ def _refusal(exc: StoreError) -> ApiError:
         )
     if isinstance(exc, AgentRevoked):
         return ApiError(401, "agent_revoked", "this agent was revoked", _CHALLENGE)
+    if isinstance(exc, HostClaimed):
+        return ApiError(
+            403,
+            "host_claimed",
+            "another agent reports this host; an admin must revoke that agent before this one"
+            " may report it",
+        )
     return ApiError(401, "unauthenticated", "an agent token is required", _CHALLENGE)
 
 
@@ -735,7 +743,7 @@ class _Ingest:
             outcome = await asyncio.wrap_future(
                 self.store.submit_ingest(agent, report, report_bytes, now, token=token, audit=note)
             )
-        except (ReplayedReport, AgentRevoked, StaleCredential) as exc:
+        except (ReplayedReport, AgentRevoked, StaleCredential, HostClaimed) as exc:
             _state(request.scope)[_STATE_AUDITED] = True
             raise _refusal(exc) from None
         _state(request.scope)[_STATE_AUDITED] = True
@@ -825,7 +833,7 @@ def _agent_routes(app: FastAPI, settings: CollectorSettings, store: Store, clock
             200: {"model": IngestOut, "description": "Already stored (duplicate)"},
             400: {"model": ErrorOut, "description": "invalid_envelope, invalid_report, ..."},
             401: {"model": ErrorOut, "description": "unauthenticated, agent_revoked"},
-            403: {"model": ErrorOut, "description": "agent_mismatch, bad_signature"},
+            403: {"model": ErrorOut, "description": "agent_mismatch, bad_signature, host_claimed"},
             409: {"model": ErrorOut, "description": "replayed_report"},
             413: {"model": ErrorOut, "description": "too_large"},
             503: {"model": ErrorOut, "description": "database_unavailable"},

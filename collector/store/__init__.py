@@ -6,7 +6,9 @@ Contract (the API and the CLI depend on it; every method is one transaction):
 - tokens (enrolment, user API, agent API) are random, shown once, stored only as SHA-256 hashes;
 - `ingest` stores the report, its results and the host's latest inventory atomically: a crash
   mid-write leaves nothing; the same report twice is stored once (`duplicate=True`); the same
-  report id with other bytes or from another agent raises `ReplayedReport`; reports and audit
+  report id with other bytes or from another agent raises `ReplayedReport`; a host belongs to
+  the agent that reported it first, and another agent's report for it raises `HostClaimed`
+  until that agent is revoked; reports and audit
   entries that arrive together share one transaction and one commit (`batch.GroupWriter`), and
   each caller hears of its own outcome only after that commit;
 - the audit log is append-only and hash-chained (each entry's hash covers the previous hash);
@@ -21,6 +23,7 @@ from collector.store.store import (
     AgentRevoked,
     AuditNote,
     EnrollmentInvalid,
+    HostClaimed,
     NotFound,
     ReplayedReport,
     StaleCredential,
@@ -35,6 +38,7 @@ __all__ = [
     "AgentRevoked",
     "AuditNote",
     "EnrollmentInvalid",
+    "HostClaimed",
     "NotFound",
     "ReplayedReport",
     "StaleCredential",

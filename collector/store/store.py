@@ -64,6 +64,7 @@ _MAX_ROWS = 2**62
 
 logger = logging.getLogger("medsec.collector.store")
 
+_CLAIM_RACE_ATTEMPTS = 3
 _DATA_ERRORS = (sa.exc.SQLAlchemyError, ValueError)
 """How one report's data can break a batch's transaction (the database refusing a value, or the
 parsed report not matching its bytes); anything else is a bug and fails the whole batch."""
@@ -100,6 +101,11 @@ class AgentRevoked(StoreError):
 class StaleCredential(StoreError):
     """The token or key a report was checked with no longer belongs to its agent (re-enrolled
     meanwhile); the report is not stored."""
+
+
+class HostClaimed(StoreError):
+    """The report is about a host that another, still enrolled, agent reports: an agent speaks
+    only for the hosts it reports first (or took over from a revoked agent)."""
 
 
 class EnrollmentInvalid(StoreError):
@@ -363,7 +369,24 @@ class _Statements:
                 "inventory": host.excluded.inventory,
             },
             # Keep the newest report: an old one replayed from an agent's spool arrives late.
-            where=hosts.c.last_report_at <= host.excluded.last_report_at,
+            # And the host's own agent, unless it was revoked (`Store._host_claims`): this part
+            # matters only for a new host that another collector inserted meanwhile.
+            where=sa.and_(
+                hosts.c.last_report_at <= host.excluded.last_report_at,
+                sa.or_(
+                    hosts.c.agent_id == host.excluded.agent_id,
+                    sa.exists().where(
+                        agents.c.id == hosts.c.agent_id, agents.c.revoked_at.is_not(None)
+                    ),
+                ),
+            ),
+        ).returning(hosts.c.id)
+        self.lock_hosts = (
+            sa.select(hosts.c.id, hosts.c.agent_id, agents.c.revoked_at)
+            .select_from(hosts.join(agents, agents.c.id == hosts.c.agent_id))
+            .where(hosts.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(hosts.c.id)
+            .with_for_update(of=hosts)
         )
 
 
@@ -455,6 +478,29 @@ def _audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's orde
     }
     # The hash covers the microsecond UTC text; store exactly that instant.
     return _AuditJob(_utc(at), fields)
+
+
+class _HostClaimRace(Exception):
+    """Another collector gave a new host to another agent between this batch's check and its
+    write; the batch is rolled back and written again (`Store._write_together`)."""
+
+
+def _check_unwritten_hosts(
+    conn: sa.Connection, newest: dict[str, tuple[_IngestJob, int]], written: set[str]
+) -> None:
+    """A host row the upsert left alone holds a newer report (a spooled one arrived late), or
+    was claimed meanwhile by another agent (`_HostClaimRace`)."""
+    unwritten = sorted(set(newest) - written)
+    if not unwritten:
+        return
+    rows = conn.execute(
+        sa.select(hosts.c.id, hosts.c.agent_id, agents.c.revoked_at)
+        .select_from(hosts.join(agents, agents.c.id == hosts.c.agent_id))
+        .where(hosts.c.id.in_(unwritten))
+    )
+    for row in rows:
+        if row.agent_id != newest[row.id][0].agent.id and row.revoked_at is None:
+            raise _HostClaimRace(f"host {row.id} was claimed by another agent meanwhile")
 
 
 def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | None:
@@ -798,6 +844,8 @@ class Store:
                 accepted.append(job)
             else:
                 settled.append((job, problem))
+        accepted, claimed = self._host_claims(conn, accepted)
+        settled += claimed
         if not accepted:
             return settled
         returned = conn.execute(self._sql.insert_report, [job.row() for job in accepted])
@@ -818,10 +866,11 @@ class Store:
             if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
                 newest[job.report.host.id] = (job, pk)
         if newest:  # in host order: concurrent collectors lock host rows in the same order
-            conn.execute(
+            written = conn.execute(
                 self._sql.upsert_host,
                 [job.host_row(pk) for job, pk in (newest[host] for host in sorted(newest))],
             )
+            _check_unwritten_hosts(conn, newest, {row.id for row in written})
         seen: dict[int, datetime] = {}
         for job, _ in new:
             seen[job.agent.id] = max(job.now, seen.get(job.agent.id, job.now))
@@ -834,6 +883,36 @@ class Store:
             for job, _ in new
         ]
         return settled
+
+    def _host_claims(
+        self, conn: sa.Connection, jobs: list[_IngestJob]
+    ) -> tuple[list[_IngestJob], list[tuple[_Job, object]]]:
+        """Split the jobs into those whose agent may report their host and `HostClaimed` refusals.
+
+        A host belongs to the agent that reported it first; another agent may take it over
+        only once that agent is revoked. The host rows are locked (in host order, as the upsert
+        locks them), so two takeovers of one host are decided one after the other. A new host
+        goes to the first of this batch's agents that reports it."""
+        if not jobs:
+            return jobs, []
+        owners: dict[str, int | None] = {
+            row.id: None if row.revoked_at is not None else row.agent_id
+            for row in conn.execute(
+                self._sql.lock_hosts, {"ids": sorted({job.report.host.id for job in jobs})}
+            )
+        }
+        allowed: list[_IngestJob] = []
+        refused: list[tuple[_Job, object]] = []
+        for job in jobs:
+            host = job.report.host.id
+            owner = owners.get(host)
+            if owner is None:
+                owners[host] = owner = job.agent.id
+            if owner == job.agent.id:
+                allowed.append(job)
+            else:
+                refused.append((job, HostClaimed(f"host {host} is reported by another agent")))
+        return allowed, refused
 
     def _stored_before(
         self, conn: sa.Connection, jobs: list[_IngestJob]
@@ -1005,20 +1084,8 @@ class Store:
         is locked last, so for as short a time as possible). Outcomes are given out only after
         the commit. If the transaction fails for one job's data, each job is retried alone, so
         that job fails and the others are stored; an unreachable database fails them all."""
-        ingests = [job for job in jobs if isinstance(job, _IngestJob)]
-        audits = [job for job in jobs if isinstance(job, _AuditJob)]
         try:
-            with self._tx(write=True) as conn:
-                settled = self._ingest_batch(conn, ingests) if ingests else []
-                # Each report's own request entry, now that its outcome is known: in the same
-                # transaction, so a stored report is never missing from the log.
-                audits += [
-                    job.audit.entry(outcome)
-                    for job, outcome in settled
-                    if isinstance(job, _IngestJob) and job.audit is not None
-                ]
-                if audits:
-                    settled += self._audit_batch(conn, audits)
+            settled = self._write_together(jobs)
         except _DATA_ERRORS as exc:  # StoreUnavailable is none: a lost database fails them all
             if len(jobs) == 1:
                 raise
@@ -1035,6 +1102,31 @@ class Store:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+    def _write_together(self, jobs: Sequence[batch.Job]) -> list[tuple[_Job, object]]:
+        """Write the jobs in one transaction; each job's outcome or error once committed."""
+        for attempt in range(_CLAIM_RACE_ATTEMPTS):
+            ingests = [job for job in jobs if isinstance(job, _IngestJob)]
+            audits = [job for job in jobs if isinstance(job, _AuditJob)]
+            try:
+                with self._tx(write=True) as conn:
+                    settled = self._ingest_batch(conn, ingests) if ingests else []
+                    # Each report's own request entry, now that its outcome is known: in the
+                    # same transaction, so a stored report is never missing from the log.
+                    audits += [
+                        job.audit.entry(outcome)
+                        for job, outcome in settled
+                        if isinstance(job, _IngestJob) and job.audit is not None
+                    ]
+                    if audits:
+                        settled += self._audit_batch(conn, audits)
+            except _HostClaimRace as race:
+                # Another collector committed a new host for another agent after this batch
+                # looked: written again, the claim check sees that host and refuses.
+                logger.info("%s; writing the batch again (attempt %d)", race, attempt + 2)
+                continue
+            return settled
+        raise StoreError("hosts kept being claimed by other collectors; try again")
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         """Entries oldest first (seq order), so pages stay put while the log grows."""

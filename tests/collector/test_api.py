@@ -212,8 +212,32 @@ def test_the_same_report_id_from_another_agent_is_a_replay(
     a, b = enrol(server, "his-db-01"), enrol(server, "pacs-01")
     report = make_report(agent_report_template)
     assert server.client(a.token).post("/api/v1/reports", content=a.seal(report)).status_code == 201
+    # Even once B may report A's host (A revoked), A's report id is not B's to send.
+    server.store.revoke_agent("his-db-01", server.clock())
     response = server.client(b.token).post("/api/v1/reports", content=b.seal(report))
     assert_error(response, 409, "replayed_report")
+
+
+def test_an_agent_cannot_report_for_another_agents_host(
+    api_server: Server, agent_report_template: dict[str, Any]
+) -> None:
+    server = api_server
+    a, b = enrol(server, "his-db-01"), enrol(server, "pacs-01")
+    fail = {result["check_id"]: "fail" for result in agent_report_template["results"]}
+    honest = make_report(agent_report_template, statuses=fail)
+    assert server.client(a.token).post("/api/v1/reports", content=a.seal(honest)).status_code == 201
+    everything_passes = dict.fromkeys(fail, "pass")
+    forged = make_report(agent_report_template, statuses=everything_passes)
+    response = server.client(b.token).post("/api/v1/reports", content=b.seal(forged))
+    assert_error(response, 403, "host_claimed")
+    assert audit_of(server.store, 1) == [
+        ("pacs-01", "agent", "POST /api/v1/reports", "127.0.0.1", "403 host_claimed")
+    ]
+    auditor = server.client(server.user(Role.AUDITOR))
+    host_id = json.loads(honest)["host"]["id"]
+    shown = auditor.get(f"/api/v1/hosts/{host_id}").json()
+    assert shown["host"]["agent"] == "his-db-01"
+    assert {result["status"] for result in shown["results"]} == {"fail"}
 
 
 def test_another_agents_signature_is_refused(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from collector.models import Agent, Role
 from collector.store import (
     AgentExists,
     EnrollmentInvalid,
+    HostClaimed,
     NotFound,
     ReplayedReport,
     Store,
@@ -323,8 +325,8 @@ def test_replayed_report_id_is_refused(store: Store, raw: sa.Engine) -> None:
     ingest(store, agent, data)
     with pytest.raises(ReplayedReport, match=report_id):
         ingest(store, agent, make_report(report_id=report_id, message="altered"))
-    with pytest.raises(ReplayedReport):
-        ingest(store, other, data)
+    with pytest.raises(ReplayedReport):  # the id again, from another agent about its own host
+        ingest(store, other, make_report("pacs-01", report_id=report_id))
     assert (count(raw, "reports"), count(raw, "results")) == (1, 40)
 
 
@@ -353,9 +355,17 @@ class _PoisonedStore(Store):
     (any report from host "poison"), and able to hold its writer until a batch has queued."""
 
     hold: threading.Event
+    busy: threading.Event
     batches: list[int]
 
+    @classmethod
+    def held(cls, url: str) -> _PoisonedStore:
+        store = cls.open(url)
+        store.hold, store.busy, store.batches = threading.Event(), threading.Event(), []
+        return store
+
     def _ingest_batch(self, conn: sa.Connection, jobs: list[Any]) -> Any:
+        self.busy.set()
         self.hold.wait(timeout=30)
         self.batches.append(len(jobs))
         if any(job.report.host.hostname == "poison" for job in jobs):
@@ -368,12 +378,11 @@ def test_reports_queued_together_share_a_transaction_and_a_bad_one_fails_alone(
 ) -> None:
     """Reports that arrive while the writer is busy are written in one transaction; if one of
     them breaks it, that one fails and every other report of the batch is still stored."""
-    store = _PoisonedStore.open(store_url)
-    store.hold = threading.Event()
-    store.batches = []
+    store = _PoisonedStore.held(store_url)
     try:
         agent, _ = enrol(store, "his-db-01")
         first = store.submit_ingest(agent, parse_report(data := make_report("h0")), data, NOW)
+        assert store.busy.wait(timeout=30)  # the writer holds the first; the rest queue up
         names = ["h1", "h2", "poison", "h3", "h4"]
         queued = [(make_report(name), name) for name in names]
         futures = [store.submit_ingest(agent, parse_report(d), d, NOW) for d, _ in queued]
@@ -399,6 +408,116 @@ def test_reports_queued_together_share_a_transaction_and_a_bad_one_fails_alone(
     }
     assert (count(raw, "reports"), count(raw, "results"), count(raw, "hosts")) == (5, 200, 5)
     assert count(raw, "audit_log") == 1
+
+
+def test_a_host_is_reported_only_by_its_own_agent_until_that_agent_is_revoked(
+    store: Store, raw: sa.Engine
+) -> None:
+    """One compromised agent must not rewrite another host's evidence (mark it compliant, say)."""
+    owner, _ = enrol(store, "his-db-01")
+    intruder, _ = enrol(store, "pacs-01")
+    ingest(store, owner, make_report("his-db-01", inventory={"written_by": "owner"}))
+    forged = make_report(
+        "his-db-01",
+        generated_at=NOW + timedelta(minutes=5),
+        inventory={"written_by": "intruder"},
+        checks=[("disk.encrypted", "pass")],
+    )
+    with pytest.raises(HostClaimed, match="reported by another agent"):
+        ingest(store, intruder, forged)
+    found = store.get_host(host_id("his-db-01"))
+    assert found is not None
+    assert (found[0].agent, found[1], len(found[2])) == ("his-db-01", {"written_by": "owner"}, 40)
+    assert (count(raw, "reports"), count(raw, "results")) == (1, 40)
+    ingest(store, intruder, make_report("pacs-01"))  # its own host is its own
+
+    # The host's server was rebuilt and enrolled under a new name: once the old agent is
+    # revoked, the new one takes the host over; the old one, enrolled again, cannot take it back.
+    store.revoke_agent("his-db-01", NOW)
+    assert ingest(store, intruder, forged).duplicate is False
+    found = store.get_host(host_id("his-db-01"))
+    assert found is not None
+    assert (found[0].agent, found[1], found[0].counts) == (
+        "pacs-01",
+        {"written_by": "intruder"},
+        {"pass": 1},
+    )
+    again, _ = enrol(store, "his-db-01")
+    with pytest.raises(HostClaimed):
+        ingest(store, again, make_report("his-db-01", generated_at=NOW + timedelta(minutes=10)))
+    assert count(raw, "reports") == 3
+
+
+def test_two_agents_claiming_a_new_host_in_one_batch_the_first_wins(
+    store_url: str, raw: sa.Engine
+) -> None:
+    store = _PoisonedStore.held(store_url)
+    try:
+        first, _ = enrol(store, "his-db-01")
+        second, _ = enrol(store, "pacs-01")
+        warm = store.submit_ingest(first, parse_report(data := make_report("web-01")), data, NOW)
+        assert store.busy.wait(timeout=30)
+        mine = make_report("his-db-01", inventory={"written_by": "first"})
+        theirs = make_report(
+            "his-db-01", generated_at=NOW + timedelta(minutes=1), inventory={"written_by": "2nd"}
+        )
+        won = store.submit_ingest(first, parse_report(mine), mine, NOW)
+        lost = store.submit_ingest(second, parse_report(theirs), theirs, NOW)
+        store.hold.set()
+        warm.result(timeout=30)
+        assert won.result(timeout=30).duplicate is False
+        with pytest.raises(HostClaimed):
+            lost.result(timeout=30)
+        found = store.get_host(host_id("his-db-01"))
+    finally:
+        store.close()
+    assert store.batches[:2] == [1, 2]
+    assert found is not None
+    assert (found[0].agent, found[1]) == ("his-db-01", {"written_by": "first"})
+    assert count(raw, "reports") == 2
+
+
+class _RacingStore(Store):
+    """A collector that pauses after checking who owns the batch's hosts, so that another
+    collector can claim a new host in between."""
+
+    checked: threading.Event
+    resume: threading.Event
+
+    def _host_claims(self, conn: sa.Connection, jobs: list[Any]) -> Any:
+        claims = super()._host_claims(conn, jobs)
+        self.checked.set()
+        self.resume.wait(timeout=30)
+        return claims
+
+
+def test_a_new_host_claimed_by_another_collector_meanwhile_is_refused(
+    store_url: str, raw: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "medsec.collector.store")
+    if store_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one write transaction at a time: this race cannot happen there")
+    slow = _RacingStore.open(store_url)
+    slow.checked, slow.resume = threading.Event(), threading.Event()
+    fast = Store.open(store_url)
+    try:
+        first, _ = enrol(fast, "his-db-01")
+        second, _ = enrol(fast, "pacs-01")
+        late = make_report("his-db-01", inventory={"written_by": "late"})
+        pending = slow.submit_ingest(first, parse_report(late), late, NOW)
+        assert slow.checked.wait(timeout=30)  # it saw no owner for the new host
+        ingest(fast, second, make_report("his-db-01", inventory={"written_by": "fast"}))
+        slow.resume.set()
+        with pytest.raises(HostClaimed):
+            pending.result(timeout=30)
+        assert "claimed by another agent meanwhile; writing the batch again" in caplog.text
+        found = fast.get_host(host_id("his-db-01"))
+    finally:
+        slow.close()
+        fast.close()
+    assert found is not None
+    assert (found[0].agent, found[1]) == ("pacs-01", {"written_by": "fast"})
+    assert (count(raw, "reports"), count(raw, "results")) == (1, 40)
 
 
 def test_host_keeps_its_newest_report(store: Store) -> None:

@@ -4,6 +4,8 @@ Run: `.venv/bin/python benchmarks/ingest.py [--backends sqlite,postgresql] [--ag
 [--seconds 8]`. For each backend it starts `medsec serve` (uvicorn, TLS) on a free loopback port,
 enrols agents through the store, and has N concurrent agents post realistic signed ~30 KB
 reports (a real agent report from this machine, its results doubled to ~40) for a fixed time.
+Each agent stands for 20 hosts that report again and again (1000 hosts at 50 agents), so, as in
+a province's steady state, a report mostly updates a host the collector knows already.
 It prints reports/s and p50/p99 latency, and, in the same run, the same payloads written straight
 to the database (psycopg for PostgreSQL, sqlite3 for SQLite) as the ceiling, twice: one commit
 per report, serially, and committing every 32 reports — the collector groups concurrent reports
@@ -28,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import os
@@ -61,6 +64,7 @@ BIN = Path(sys.executable).parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPORTS_PATH = "/api/v1/reports"
 BATCH = 32  # reports per transaction in the grouped direct-write ceiling
+HOSTS_PER_AGENT = 20  # 50 agents: 1000 hosts
 
 
 @dataclass
@@ -104,10 +108,13 @@ def sample_report() -> dict[str, object]:
     return report
 
 
-def payload(template: dict[str, object], agent: Agent, host_no: int) -> bytes:
+def payload(template: dict[str, object], agent: Agent, n: int) -> bytes:
+    """The agent's `n`-th report. Each agent stands for HOSTS_PER_AGENT hosts that report again
+    and again, as a province's hosts do: after the first round every report updates its host."""
+    host = f"{agent.name}-host-{n % HOSTS_PER_AGENT}"
     report = dict(template)
     report["report_id"] = str(uuid.uuid4())
-    report["host"] = {"id": "sha256:" + secrets.token_hex(32), "hostname": f"bench-{host_no}"}
+    report["host"] = {"id": "sha256:" + hashlib.sha256(host.encode()).hexdigest(), "hostname": host}
     report["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     body = json.dumps(report, ensure_ascii=False).encode()
     return seal(body, agent.name, agent.key, "ed25519")

@@ -143,7 +143,7 @@ results = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("evidence", JSONType, nullable=False),
     sa.Column("clauses", JSONType, nullable=False),
-    sa.Index(None, "check_id", "status"),
+    # No index on (check_id, status): reads filter each host's newest results (migration 0003).
     sa.Index(None, "report_pk"),
 )
 

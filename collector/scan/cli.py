@@ -1,5 +1,6 @@
-"""`medsec scan --zones FILE [--format json|table] [--store]`: scan every zone from its vantage,
-evaluate the network checks, print the reachability matrix and the results.
+"""`medsec scan --zones FILE [--format json|table|report] [--store]`: scan every zone from its
+vantage, evaluate the network checks, print the reachability matrix and the results (or, with
+`report`, the results as the `medsec.report/v1` document the collector stores).
 
 `add_scan_parser(subparsers)` hangs the command under `medsec`; `run_scan(args)` runs it;
 `main()` serves `python -m collector.scan.cli` alone. `results_to_report()` shapes the results as
@@ -12,16 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from types import FrameType
 from typing import IO, Any
 
 from checks.catalog import Catalogs, builtin_catalogs
@@ -241,7 +246,10 @@ def render_table(facts: NetFacts, results: Sequence[Result], width: int = 120) -
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zones", required=True, metavar="FILE", help="the zones file")
     parser.add_argument(
-        "--format", choices=("json", "table"), default="table", help="output (default: table)"
+        "--format",
+        choices=("json", "table", "report"),
+        default="table",
+        help="output (default: table); report: the results as a medsec.report/v1 document",
     )
     parser.add_argument(
         "--store", action="store_true", help="also store the results in the collector's database"
@@ -300,7 +308,8 @@ def run_scan(
     show = args.progress if args.progress is not None else err.isatty()
     bar = ProgressBar(err, [z.name for z in zones.zones if z.vantage is not None]) if show else None
     try:
-        facts = asyncio.run(scan(zones, progress=bar, confine=confine))
+        with _sigterm_cancels():
+            facts = asyncio.run(scan(zones, progress=bar, confine=confine))
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -315,15 +324,38 @@ def run_scan(
         bar.close()
     results = evaluate(network_registry(), facts)
     catalogs = builtin_catalogs()
+    report = results_to_report(facts, results, catalogs, zones_file=str(args.zones))
     if args.format == "json":
         document = scan_document(facts, results, catalogs, str(args.zones))
         out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    elif args.format == "report":
+        out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
         out.write(render_table(facts, results, shutil.get_terminal_size((120, 20)).columns))
     if args.store and store is not None:
-        store(results_to_report(facts, results, catalogs, zones_file=str(args.zones)))
+        store(report)
     bad = {Status.FAIL, Status.ERROR}
     return EXIT_FINDING if any(r.status in bad for r in results) else EXIT_OK
+
+
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """SIGTERM cancels the scan as Ctrl-C does, so every nmap (each in its own session, out of
+    reach of the signal) is stopped before the scan exits: a collector or systemd stopping a
+    scan must not leave nmap running. Only where Ctrl-C reaches asyncio's runner: the main
+    thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel(signum: int, frame: FrameType | None) -> None:
+        signal.raise_signal(signal.SIGINT)  # asyncio.run's handler cancels the scan's task
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

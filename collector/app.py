@@ -50,8 +50,10 @@ from collector.models import (
     ReportSummary,
     ResultRow,
     Role,
+    ScanRun,
     User,
 )
+from collector.scans import ScanLauncher, UnknownZones
 from collector.settings import CollectorSettings
 from collector.store import (
     AgentRevoked,
@@ -60,6 +62,7 @@ from collector.store import (
     HostClaimed,
     NotFound,
     ReplayedReport,
+    ScanRunning,
     StaleCredential,
     Store,
     StoreError,
@@ -145,6 +148,28 @@ class IngestOut(BaseModel):
     report_id: str
     host_id: str
     duplicate: bool
+
+
+class ScanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    zones: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            description="The name of a zones file in the collector's settings (`scans.zones`).",
+        ),
+    ]
+
+
+class ScanOut(BaseModel):
+    id: str
+    zones: str
+    requested_by: str
+    state: Literal["running", "passed", "findings", "failed"]
+    started_at: datetime
+    finished_at: datetime | None
+    report_id: str | None = Field(description="The stored report of the scan's results.")
+    message: str | None = Field(description="Why a failed scan failed.")
 
 
 class HostOut(BaseModel):
@@ -558,6 +583,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (at most 500).")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
 HostId = Annotated[str, Path(min_length=1, max_length=300)]
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ScanId = Annotated[str, Path(pattern=_UUID)]
 AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -905,19 +932,68 @@ def _read_routes(app: FastAPI, store: Store, auth: _Auth) -> None:
         return _page(store.audit_entries(limit, offset), _audit)
 
 
-def _admin_routes(app: FastAPI, store: Store, auth: _Auth, clock: Clock) -> None:
+def _scan_out(run: ScanRun) -> ScanOut:
+    return ScanOut(
+        id=run.id,
+        zones=run.zones,
+        requested_by=run.requested_by,
+        state=run.state.value,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        report_id=run.report_id,
+        message=run.message,
+    )
+
+
+def _scan_routes(app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher) -> None:
     Operator = Annotated[Principal, auth.operator]
-    Admin = Annotated[Principal, auth.admin]
+    Auditor = Annotated[Principal, auth.auditor]
 
     @app.post(
         f"{API}/scans",
+        status_code=202,
+        response_model=ScanOut,
         tags=["scans"],
-        response_model=None,
-        responses={**_ERRORS, 501: {"model": ErrorOut, "description": "not_implemented"}},
+        responses={
+            **_ERRORS,
+            404: {"model": ErrorOut, "description": "unknown_zones"},
+            409: {"model": ErrorOut, "description": "scan_running"},
+        },
     )
-    def start_scan(_: Operator) -> Response:
-        """Start a network scan (arrives with the scan engine)."""
-        raise ApiError(501, "not_implemented", "network scans are not available yet")
+    async def start_scan(body: ScanIn, principal: Operator) -> ScanOut:
+        """Start a scan of a zones file the settings name; it runs on, poll `GET /scans/{id}`."""
+        try:
+            run = await launcher.start(body.zones, principal.name)
+        except UnknownZones:
+            raise ApiError(
+                404, "unknown_zones", f"the collector's settings name no zones file {body.zones!r}"
+            ) from None
+        except ScanRunning:
+            raise ApiError(
+                409, "scan_running", f"a scan of {body.zones!r} is running; wait for it"
+            ) from None
+        return _scan_out(run)
+
+    @app.get(f"{API}/scans", response_model=PageOut[ScanOut], tags=["scans"], responses=_ERRORS)
+    def list_scans(_: Auditor, limit: Limit = 100, offset: Offset = 0) -> PageOut[ScanOut]:
+        """Scans started through the API, newest first."""
+        return _page(store.list_scans(limit, offset), _scan_out)
+
+    @app.get(
+        f"{API}/scans/{{scan_id}}",
+        response_model=ScanOut,
+        tags=["scans"],
+        responses={**_ERRORS, 404: {"model": ErrorOut, "description": "not_found"}},
+    )
+    def get_scan(_: Auditor, scan_id: ScanId) -> ScanOut:
+        run = store.get_scan(scan_id)
+        if run is None:
+            raise ApiError(404, "not_found", f"no scan {scan_id}")
+        return _scan_out(run)
+
+
+def _admin_routes(app: FastAPI, store: Store, auth: _Auth, clock: Clock) -> None:
+    Admin = Annotated[Principal, auth.admin]
 
     @app.get(f"{API}/agents", response_model=list[AgentOut], tags=["admin"], responses=_ERRORS)
     def list_agents(_: Admin) -> list[AgentOut]:
@@ -981,9 +1057,12 @@ def create_app(
     With `owns_store`, the app closes the store when it shuts down (after the last request)."""
     metrics = Metrics()
 
+    launcher = ScanLauncher(settings.scans, store, clock)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await launcher.close()  # scans still running are stopped and recorded as failed
         if owns_store:
             await run_in_threadpool(store.close)
 
@@ -1002,6 +1081,7 @@ def create_app(
     auth = _Auth(store)
     _agent_routes(app, settings, store, clock)
     _read_routes(app, store, auth)
+    _scan_routes(app, store, auth, launcher)
     _admin_routes(app, store, auth, clock)
     _service_routes(app, store, auth, metrics)
     max_report = settings.limits.max_report_bytes

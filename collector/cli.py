@@ -488,9 +488,6 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return run_lab(args)
 
 
-SCANNER_AGENT = "medsec-scanner"
-
-
 def _cmd_scan(args: argparse.Namespace) -> int:
     from collector.scan.cli import run_scan
 
@@ -506,21 +503,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _store_scan(store: Store, report: dict[str, Any]) -> None:
-    """Store a scan's results like a report, submitted by the collector's own scanner identity
-    (created on first use: a scan has no agent, and the store records who sent each report)."""
+    """Store a scan's results like a report, under the collector's own scanner identity."""
     import json
 
-    from checks.envelope import generate_private_key, parse_report, public_key_pem
+    from collector.scans import store_scan_report
 
-    scanner = next((a for a in store.list_agents() if a.name == SCANNER_AGENT and a.active), None)
-    if scanner is None:
-        key = generate_private_key("ed25519")  # never used to sign: the scan is local
-        token = store.create_enrollment(SCANNER_AGENT, timedelta(minutes=1), _now())
-        scanner, _ = store.redeem_enrollment(
-            token, SCANNER_AGENT, "ed25519", public_key_pem(key, "ed25519"), _now()
-        )
     body = json.dumps(report, ensure_ascii=False).encode("utf-8")
-    outcome = store.ingest(scanner, parse_report(body), body, _now())
+    outcome = store_scan_report(store, body, _now())
     print(f"stored as report {outcome.report_id} (host {outcome.host_id})", file=sys.stderr)
 
 

@@ -65,6 +65,29 @@ class Principal:
     agent_id: int | None = None
 
 
+class ScanState(enum.StrEnum):
+    RUNNING = "running"
+    PASSED = "passed"  # the scan ran; no check failed or errored
+    FINDINGS = "findings"  # the scan ran; some check failed or could not decide
+    FAILED = "failed"  # the scan did not run to the end (see `message`)
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    """A network scan started through the API."""
+
+    id: str
+    zones: str
+    """The name of the zones file in the collector's settings (`scans.zones`)."""
+    requested_by: str
+    state: ScanState
+    started_at: datetime
+    finished_at: datetime | None
+    report_id: str | None
+    """The stored report of the scan's results, once it has run."""
+    message: str | None
+
+
 @dataclass(frozen=True)
 class IngestOutcome:
     report_id: str

@@ -114,6 +114,26 @@ class AuditSettings(_Section, forbid_unknown_fields=True, frozen=True):
             )
 
 
+_ZONES_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ScanSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    zones: dict[str, str] = msgspec.field(default_factory=dict)
+    """Zones files operators may scan through the API (`POST /api/v1/scans {"zones": NAME}`),
+    by name. The API takes only these names, never a path."""
+    timeout_seconds: int = 3600
+    """A scan still running after this long is stopped and recorded as failed."""
+
+    def __post_init__(self) -> None:
+        for name in self.zones:
+            if not _ZONES_NAME.match(name):
+                raise ValueError(
+                    f"zones: {name!r} is not a name (lower-case letters, digits, '_', '-')"
+                )
+        if not 10 <= self.timeout_seconds <= 86_400:
+            raise ValueError("timeout_seconds: must be between 10 and 86400")
+
+
 class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     tls: TlsSettings
     database: str
@@ -125,6 +145,7 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     enrollment: EnrollmentSettings = msgspec.field(default_factory=EnrollmentSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    scans: ScanSettings = msgspec.field(default_factory=ScanSettings)
 
     def __post_init__(self) -> None:
         try:
@@ -203,7 +224,17 @@ def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSe
         db_path, query_sep, query = database.removeprefix("sqlite:///").partition("?")
         if db_path and db_path != ":memory:":
             database = f"sqlite:///{_resolve(base, db_path)}{query_sep}{query}"
-    return msgspec.structs.replace(settings, tls=tls, database=database)
+    scans = msgspec.structs.replace(
+        settings.scans,
+        zones={name: _resolve(base, path) for name, path in settings.scans.zones.items()},
+    )
+    return msgspec.structs.replace(settings, tls=tls, database=database, scans=scans)
+
+
+def _check_zones_files(scans: ScanSettings, source: str) -> None:
+    for name, path in scans.zones.items():
+        if not Path(path).is_file():
+            raise SettingsError(f"{source}: scans.zones.{name}: {path} does not exist")
 
 
 def parse_settings(
@@ -220,6 +251,7 @@ def parse_settings(
     settings = _with_paths_resolved(settings, base_dir)
     if check_files:
         _check_tls_files(settings.tls, source)
+        _check_zones_files(settings.scans, source)
     return settings
 
 
@@ -237,6 +269,8 @@ def render_settings(settings: CollectorSettings) -> str:
 
     def q(value: str) -> str:
         return json.dumps(value, ensure_ascii=False)
+
+    zones = "{" + ", ".join(f"{q(k)}: {q(v)}" for k, v in settings.scans.zones.items()) + "}"
 
     return (
         "# medsec collector settings. Unknown keys are refused; relative paths are relative to\n"
@@ -257,4 +291,9 @@ def render_settings(settings: CollectorSettings) -> str:
         f"  token_ttl_minutes: {settings.enrollment.token_ttl_minutes}\n"
         "audit:\n"
         f"  retention_days: {settings.audit.retention_days}  # at least 183 (MNDS 7.2.3.4)\n"
+        '# Zones files operators may scan through the API (POST /api/v1/scans {"zones": NAME}),\n'
+        "# by name, e.g. `hospital: /etc/medsec/zones.yaml`; a scan past the timeout is stopped.\n"
+        "scans:\n"
+        f"  zones: {zones}\n"
+        f"  timeout_seconds: {settings.scans.timeout_seconds}\n"
     )

@@ -147,6 +147,28 @@ results = sa.Table(
     sa.Index(None, "report_pk"),
 )
 
+scans = sa.Table(
+    "scans",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("zones", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("report_id", sa.Text),
+    sa.Column("message", sa.Text),
+    sa.Index(None, "started_at"),
+    # One running scan per zones file, whichever collector process started it.
+    sa.Index(
+        "uq_scans_running_zones",
+        "zones",
+        unique=True,
+        sqlite_where=sa.text("state = 'running'"),
+        postgresql_where=sa.text("state = 'running'"),
+    ),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

@@ -14,6 +14,7 @@ import logging
 import secrets
 import sqlite3
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -39,6 +40,8 @@ from collector.models import (
     ReportSummary,
     ResultRow,
     Role,
+    ScanRun,
+    ScanState,
     SignatureAlg,
     User,
 )
@@ -51,6 +54,7 @@ from collector.store.schema import (
     hosts,
     reports,
     results,
+    scans,
     users,
 )
 
@@ -106,6 +110,10 @@ class StaleCredential(StoreError):
 class HostClaimed(StoreError):
     """The report is about a host that another, still enrolled, agent reports: an agent speaks
     only for the hosts it reports first (or took over from a revoked agent)."""
+
+
+class ScanRunning(StoreError):
+    """A scan of these zones is running already."""
 
 
 class EnrollmentInvalid(StoreError):
@@ -231,6 +239,17 @@ _AGENT_COLUMNS = (
     agents.c.last_seen_at,
 )
 _USER_COLUMNS = (users.c.id, users.c.name, users.c.role, users.c.created_at)
+_SCAN_COLUMNS = (
+    scans.c.id,
+    scans.c.zones,
+    scans.c.requested_by,
+    scans.c.state,
+    scans.c.started_at,
+    scans.c.finished_at,
+    scans.c.report_id,
+    scans.c.message,
+)
+_LOST_SCAN = "lost: the collector stopped while the scan ran"
 _HOST_SUMMARY = sa.select(
     hosts.c.id,
     hosts.c.hostname,
@@ -259,6 +278,19 @@ _RESULT_ROWS = sa.select(
         reports, reports.c.pk == hosts.c.last_report_pk
     )
 )
+
+
+def _scan(row: _Row) -> ScanRun:
+    return ScanRun(
+        id=row.id,
+        zones=row.zones,
+        requested_by=row.requested_by,
+        state=ScanState(row.state),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        report_id=row.report_id,
+        message=row.message,
+    )
 
 
 def _host_summary(row: _Row) -> HostSummary:
@@ -1043,6 +1075,89 @@ class Store:
                 .offset(_bounded(offset))
             ).all()
         return Page(tuple(_result_row(row) for row in rows), total, limit, offset)
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def start_scan(
+        self, zones: str, requested_by: str, now: datetime, lost_after: timedelta
+    ) -> ScanRun:
+        """Record a running scan of `zones`; `ScanRunning` if one runs already (in any collector
+        process). A scan still running after `lost_after` was lost with its collector: it is
+        closed as failed first, so it cannot block its zones forever."""
+        now = _utc(now)
+        with self._tx(write=True) as conn:
+            conn.execute(
+                sa.update(scans)
+                .where(
+                    scans.c.zones == zones,
+                    scans.c.state == ScanState.RUNNING.value,
+                    scans.c.started_at < now - lost_after,
+                )
+                .values(state=ScanState.FAILED.value, finished_at=now, message=_LOST_SCAN)
+            )
+            row = conn.execute(
+                self._insert(scans)
+                .values(
+                    id=str(uuid.uuid4()),
+                    zones=_text(zones),
+                    requested_by=_text(requested_by),
+                    state=ScanState.RUNNING.value,
+                    started_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(*_SCAN_COLUMNS)
+            ).first()
+        if row is None:
+            raise ScanRunning(f"a scan of {zones!r} is running already")
+        return _scan(row)
+
+    def finish_scan(
+        self,
+        scan_id: str,
+        state: ScanState,
+        now: datetime,
+        *,
+        report_id: str | None = None,
+        message: str | None = None,
+    ) -> ScanRun:
+        """Close a running scan (a scan closed already, as lost, stays as it is)."""
+        if state is ScanState.RUNNING:
+            raise ValueError("a scan is finished as passed, findings or failed")
+        with self._tx(write=True) as conn:
+            conn.execute(
+                sa.update(scans)
+                .where(scans.c.id == scan_id, scans.c.state == ScanState.RUNNING.value)
+                .values(
+                    state=state.value,
+                    finished_at=_utc(now),
+                    report_id=report_id,
+                    message=None if message is None else _text(message),
+                )
+            )
+            row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
+        if row is None:
+            raise NotFound(f"no scan {scan_id}")
+        return _scan(row)
+
+    def get_scan(self, scan_id: str) -> ScanRun | None:
+        if not _storable(scan_id):
+            return None
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
+        return None if row is None else _scan(row)
+
+    def list_scans(self, limit: int, offset: int) -> Page[ScanRun]:
+        """Scans, newest first."""
+        _check_page(limit, offset)
+        with self._tx(write=False) as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(scans)).scalar_one()
+            rows = conn.execute(
+                sa.select(*_SCAN_COLUMNS)
+                .order_by(scans.c.started_at.desc(), scans.c.id)
+                .limit(_bounded(limit))
+                .offset(_bounded(offset))
+            ).all()
+        return Page(tuple(_scan(row) for row in rows), total, limit, offset)
 
     # -- audit -------------------------------------------------------------------------------
 

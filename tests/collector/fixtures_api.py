@@ -33,7 +33,7 @@ import uvicorn
 from checks import envelope as env
 from collector.app import create_app
 from collector.models import Role
-from collector.settings import CollectorSettings, LimitSettings, TlsSettings
+from collector.settings import CollectorSettings, LimitSettings, ScanSettings, TlsSettings
 from collector.store import Store
 from collector.tls import uvicorn_config
 
@@ -113,7 +113,12 @@ class Server:
 
 
 def start_server(
-    store: Store, tls: TlsFiles, *, clock: Clock | None = None, **limits: int
+    store: Store,
+    tls: TlsFiles,
+    *,
+    clock: Clock | None = None,
+    scans: ScanSettings | None = None,
+    **limits: int,
 ) -> Server:
     clock = clock or Clock()
     settings = CollectorSettings(
@@ -121,6 +126,7 @@ def start_server(
         database="sqlite:///unused-by-the-app.db",  # the app uses the store it is given
         listen=f"127.0.0.1:{free_port()}",
         limits=LimitSettings(**limits),
+        scans=scans or ScanSettings(),
     )
     app = create_app(settings, store, clock=clock)
     config = uvicorn_config(
@@ -146,9 +152,11 @@ def start_server(
 
 
 @contextmanager
-def serving(store: Store, tls: TlsFiles, **limits: int) -> Iterator[Server]:
+def serving(
+    store: Store, tls: TlsFiles, *, scans: ScanSettings | None = None, **limits: int
+) -> Iterator[Server]:
     """The collector on `store`, stopped (clients closed first) when the block ends."""
-    server = start_server(store, tls, **limits)
+    server = start_server(store, tls, scans=scans, **limits)
     try:
         yield server
     finally:

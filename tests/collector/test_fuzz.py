@@ -88,8 +88,7 @@ def test_no_server_error_from_schema_driven_requests(
             timeout=30,
         )
         where = f"{case.method} {case.formatted_path}"
-        planned = case.path == "/api/v1/scans" and response.status_code == 501  # issue 5
-        assert response.status_code < 500 or planned, (where, response.status_code, response.text)
+        assert response.status_code < 500, (where, response.status_code, response.text)
         seen.setdefault(f"{case.method} {case.path}", set()).add(response.status_code)
         if response.status_code >= 400:
             body = json.loads(response.content)

@@ -933,16 +933,7 @@ def _read_routes(app: FastAPI, store: Store, auth: _Auth) -> None:
 
 
 def _scan_out(run: ScanRun) -> ScanOut:
-    return ScanOut(
-        id=run.id,
-        zones=run.zones,
-        requested_by=run.requested_by,
-        state=run.state.value,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        report_id=run.report_id,
-        message=run.message,
-    )
+    return ScanOut.model_validate(run, from_attributes=True)
 
 
 def _scan_routes(app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher) -> None:

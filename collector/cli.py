@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=_Parser
     )
     _config_arg(audit.add_parser("verify", help="check the hash chain; exit 1 if altered"))
+    _config_arg(
+        audit.add_parser(
+            "prune", help="delete entries older than audit.retention_days (run it daily)"
+        )
+    )
     from collector.lab.cli import add_lab_parser
     from collector.scan.cli import add_scan_parser
 
@@ -479,6 +484,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         print(f"audit log altered: first bad entry is seq {verdict.first_bad_seq}{problem}")
         return EXIT_FINDING
 
+    def prune(store: Store, settings: CollectorSettings) -> int:
+        days = settings.audit.retention_days
+        before = _now() - timedelta(days=days)
+        pruned = store.prune_audit(before)
+        print(
+            f"pruned {pruned} audit entries older than {before.isoformat(timespec='seconds')}"
+            f" (audit.retention_days: {days})"
+        )
+        return EXIT_OK
+
+    if args.action == "prune":
+        return _with_store(args, "audit prune", prune)
     return _with_store(args, "audit verify", verify)
 
 

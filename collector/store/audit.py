@@ -61,16 +61,21 @@ def recompute(entry: AuditEntry) -> str:
     )
 
 
-def verify_chain(entries: Iterable[AuditEntry], head: tuple[int, str] | None) -> AuditVerdict:
+def verify_chain(
+    entries: Iterable[AuditEntry],
+    head: tuple[int, str] | None,
+    base: tuple[int, str] = (0, GENESIS_HASH),
+) -> AuditVerdict:
     """Check `entries` (in seq order, all of them) against each other and the head row.
 
     Finds an edited entry (its hash no longer matches its fields), an inserted or re-linked one
     (its prev_hash is not the previous hash), a deleted one (a gap in seq), and a deleted tail
-    (the head records a later entry than the last one present).
+    (the head records a later entry than the last one present). The chain starts after `base`,
+    the last entry pruned (seq and hash), or at the genesis when nothing was pruned.
     """
     if head is None:
         return AuditVerdict(False, 0, None, "the audit head row is missing")
-    last_seq, last_hash, count = 0, GENESIS_HASH, 0
+    (last_seq, last_hash), count = base, 0
     for entry in entries:
         count += 1
         bad = _entry_problem(entry, last_seq + 1, last_hash)

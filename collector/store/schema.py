@@ -189,6 +189,9 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", Hash, nullable=False),
+    sa.Column("base_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("base_hash", Hash, nullable=False, server_default=GENESIS_HASH),
 )
 """One row (id=1): the last entry's seq and hash; a deleted tail shows as a mismatch with it.
+`base_seq`/`base_hash`: the last entry pruned (`Store.prune_audit`), where the chain now starts.
 Appenders lock this row (`FOR UPDATE`), which serialises them across collector processes."""

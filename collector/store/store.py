@@ -1261,13 +1261,54 @@ class Store:
         appended meanwhile are simply not seen)."""
         with self._tx(write=False, snapshot=True) as conn:
             head_row = conn.execute(
-                sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+                sa.select(
+                    audit_head.c.seq,
+                    audit_head.c.hash,
+                    audit_head.c.base_seq,
+                    audit_head.c.base_hash,
+                ).where(audit_head.c.id == 1)
             ).first()
-            head = None if head_row is None else (int(head_row.seq), str(head_row.hash))
+            if head_row is None:
+                return audit.verify_chain((), None)
             rows = conn.execute(
                 sa.select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=2000)
             )
-            return audit.verify_chain((_audit_entry(row) for row in rows), head)
+            return audit.verify_chain(
+                (_audit_entry(row) for row in rows),
+                (int(head_row.seq), str(head_row.hash)),
+                (int(head_row.base_seq), str(head_row.base_hash)),
+            )
+
+    def prune_audit(self, before: datetime) -> int:
+        """Delete the entries older than `before` — the oldest run of them, up to the first entry
+        at or after `before`, so nothing younger goes — and start the chain after the last one
+        deleted. Returns how many were deleted. The caller keeps `before` at least as old as the
+        law's retention (`audit.retention_days`)."""
+        before = _utc(before)
+        with self._tx(write=True) as conn:
+            head = conn.execute(_LOCK_HEAD).first()
+            if head is None:
+                raise StoreError("the audit head row is missing: run `medsec db upgrade`")
+            first_kept = conn.execute(
+                sa.select(sa.func.min(audit_log.c.seq)).where(audit_log.c.at >= before)
+            ).scalar_one()
+            last_pruned = conn.execute(
+                sa.select(audit_log.c.seq, audit_log.c.hash)
+                .where(audit_log.c.seq < (first_kept if first_kept is not None else head.seq + 1))
+                .order_by(audit_log.c.seq.desc())
+                .limit(1)
+            ).first()
+            if last_pruned is None:
+                return 0
+            pruned = conn.execute(
+                sa.delete(audit_log).where(audit_log.c.seq <= last_pruned.seq)
+            ).rowcount
+            conn.execute(
+                sa.update(audit_head)
+                .where(audit_head.c.id == 1)
+                .values(base_seq=last_pruned.seq, base_hash=last_pruned.hash)
+            )
+        return int(pruned)
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:

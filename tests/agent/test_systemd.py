@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT_SERVICE = ROOT / "agent/systemd/medsec-agent.service"
 AGENT_TIMER = ROOT / "agent/systemd/medsec-agent.timer"
 COLLECTOR_SERVICE = ROOT / "collector/systemd/medsec-collector.service"
-UNITS = (AGENT_SERVICE, AGENT_TIMER, COLLECTOR_SERVICE)
+PRUNE_SERVICE = ROOT / "collector/systemd/medsec-audit-prune.service"
+PRUNE_TIMER = ROOT / "collector/systemd/medsec-audit-prune.timer"
+UNITS = (AGENT_SERVICE, AGENT_TIMER, COLLECTOR_SERVICE, PRUNE_SERVICE, PRUNE_TIMER)
 
 VENV_BIN = "/opt/medsec/.venv/bin"
 AGENT_EXEC = f"{VENV_BIN}/medsec-agent run --config /etc/medsec/agent.yaml --format json"
@@ -79,6 +81,8 @@ def test_units_verify_clean(tmp_path):
         "No such file or directory",
         f"medsec-collector.service: Command {VENV_BIN}/medsec is not executable: "
         "No such file or directory",
+        f"medsec-audit-prune.service: Command {VENV_BIN}/medsec is not executable: "
+        "No such file or directory",
     }
     if Path(VENV_BIN).is_dir():
         absent = set()
@@ -139,6 +143,20 @@ def test_agent_service_sandbox():
     assert svc["TimeoutStartSec"] == ["5min"]
 
 
+def test_audit_prune_runs_daily_with_no_privilege():
+    svc = unit(PRUNE_SERVICE)["Service"]
+    assert svc["ExecStart"] == [
+        f"{VENV_BIN}/medsec audit prune --config /etc/medsec/collector.yaml"
+    ]
+    assert (svc["Type"], svc["User"], svc["CapabilityBoundingSet"]) == (
+        ["oneshot"],
+        ["medsec"],
+        [""],
+    )
+    timer = unit(PRUNE_TIMER)["Timer"]
+    assert (timer["OnCalendar"], timer["Persistent"]) == (["daily"], ["true"])
+
+
 def test_agent_timer_schedule():
     timer = unit(AGENT_TIMER)
     assert timer["Timer"]["OnBootSec"] == ["2min"]
@@ -159,7 +177,14 @@ def test_collector_service_sandbox():
         assert svc[key] == ["yes"], key
     assert svc["CapabilityBoundingSet"] == [""]  # none: 8443 is not a privileged port
     assert svc["AmbientCapabilities"] == [""]
-    assert set(svc["RestrictAddressFamilies"][0].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
+    # AF_NETLINK and a whole /proc/net: nmap (API scans) finds routes and interfaces there.
+    assert set(svc["RestrictAddressFamilies"][0].split()) == {
+        "AF_INET",
+        "AF_INET6",
+        "AF_UNIX",
+        "AF_NETLINK",
+    }
+    assert "ProcSubset" not in svc
     assert svc["SystemCallFilter"][0] == "@system-service"
     assert svc["Restart"] == ["on-failure"]
     assert unit(COLLECTOR_SERVICE)["Install"]["WantedBy"] == ["multi-user.target"]

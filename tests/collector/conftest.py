@@ -76,7 +76,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
             conn.execute(
-                sa.text("UPDATE audit_head SET seq = 0, hash = :genesis WHERE id = 1"),
+                sa.text(
+                    "UPDATE audit_head SET seq = 0, hash = :genesis, base_seq = 0,"
+                    " base_hash = :genesis WHERE id = 1"
+                ),
                 {"genesis": GENESIS_HASH},
             )
     finally:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,43 @@ def test_deleting_an_audit_entry_is_found(collector_dir: Path) -> None:
     broken = medsec("audit", "verify", "--config", config)
     assert broken.code == 1
     assert "seq" in broken.out
+
+
+def test_audit_prune_deletes_what_is_past_the_retention_and_the_chain_still_verifies(
+    collector_dir: Path,
+) -> None:
+    from collector.store import Store
+    from collector.store.schema import GENESIS_HASH
+
+    config = collector_dir / "collector.yaml"
+    database = collector_dir / "medsec.db"
+    with sqlite3.connect(database) as db:  # start from an empty log, then write a long history
+        db.execute("DELETE FROM audit_log")
+        db.execute("UPDATE audit_head SET seq = 0, hash = ?", (GENESIS_HASH,))
+    store = Store.open(f"sqlite:///{database}")
+    try:
+        now = datetime.now(UTC)
+        for age in (400, 300, 184, 100, 1):
+            store.append_audit(
+                "alice", "auditor", "GET /api/v1/hosts", "::1", "200", now - timedelta(days=age)
+            )
+    finally:
+        store.close()
+
+    pruned = medsec("audit", "prune", "--config", config)
+    assert pruned.code == 0, pruned
+    assert pruned.out.startswith("pruned 3 audit entries older than ")
+    assert pruned.out.rstrip().endswith("(audit.retention_days: 183)")
+    verified = medsec("audit", "verify", "--config", config)
+    assert (verified.code, verified.out) == (0, "audit log intact: 3 entries\n")  # 2 + the prune
+    with sqlite3.connect(database) as db:
+        actions = [row[0] for row in db.execute("SELECT action FROM audit_log ORDER BY seq")]
+    assert actions == [
+        "GET /api/v1/hosts",
+        "GET /api/v1/hosts",
+        "cli audit prune",
+        "cli audit verify",
+    ]
 
 
 # --------------------------------------------------------------------------- administration

@@ -836,6 +836,35 @@ def test_audit_detects_a_deleted_last_entry(store: Store, raw: sa.Engine) -> Non
     assert "head" in verdict.problem
 
 
+def test_pruning_keeps_young_entries_and_a_verifiable_chain(store: Store, raw: sa.Engine) -> None:
+    """Entries past the retention are deleted; what stays still verifies, and a gap after the
+    pruned part is still found."""
+    days = [400, 300, 200, 10, 250, 5, 1]  # the 5th is old but follows a young one: it stays
+    for n, age in enumerate(days):
+        store.append_audit("alice", "auditor", f"GET /{n}", "::1", "200", NOW - timedelta(days=age))
+    assert store.prune_audit(NOW - timedelta(days=183)) == 3
+    with raw.connect() as conn:
+        kept = conn.execute(sa.text("SELECT seq FROM audit_log ORDER BY seq")).scalars().all()
+    assert kept == [4, 5, 6, 7]
+    assert (store.verify_audit().ok, store.verify_audit().entries) == (True, 4)
+    assert store.prune_audit(NOW - timedelta(days=183)) == 0  # nothing more is old enough
+    store.append_audit("alice", "auditor", "GET /later", "::1", "200", NOW)
+    assert store.verify_audit().ok
+    with raw.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 4"))
+    verdict = store.verify_audit()
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 4)
+
+
+def test_pruning_every_entry_leaves_a_chain_that_goes_on(store: Store) -> None:
+    append(store, 3)
+    assert store.prune_audit(NOW + timedelta(days=1)) == 3
+    assert (store.verify_audit().ok, store.verify_audit().entries) == (True, 0)
+    entry = store.append_audit("bob", "admin", "GET /api/v1/users", "::1", "200", NOW)
+    assert entry.seq == 4
+    assert (store.verify_audit().ok, store.verify_audit().entries) == (True, 1)
+
+
 def test_audit_fields_are_hashed_as_stored(store: Store) -> None:
     """A NUL (from a decoded request path) cannot be stored on PostgreSQL: it is replaced before
     hashing, so the entry is still written and still verifies."""
@@ -908,7 +937,7 @@ def test_migrations_create_the_schema_once_without_drift(empty_url: str) -> None
         assert store.verify_audit().entries == 1
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0004",)
+                ("0005",)
             ]
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}

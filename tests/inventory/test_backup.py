@@ -513,13 +513,25 @@ def pg_servers() -> Iterator[PgServers]:
                    "-D", str(work / "standby"), "-X", "stream", "--no-sync",
                    "--checkpoint=fast")  # fmt: skip
         standby = cluster.start(work / "standby", _free_port(), "")
-        sql(archiving, "INSERT INTO visit VALUES (3)")
-        lsn = sql(archiving, "SELECT pg_current_wal_lsn()")
-        wait_for(standby, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'", "standby replay")
+        _replay_a_commit(archiving, standby)
         yield PgServers(archiving, failing, off, standby)
     finally:
         cluster.stop_all()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _replay_a_commit(primary: str, standby: str) -> None:
+    """Commit on the primary until the standby has replayed a commit since it started (so it
+    has a replay time): one replayed while the standby was still starting may not count (seen
+    under load)."""
+    for _ in range(20):
+        sql(primary, "INSERT INTO visit VALUES (3)")
+        lsn = sql(primary, "SELECT pg_current_wal_lsn()")
+        wait_for(standby, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'", "standby replay")
+        if sql(standby, "SELECT pg_last_xact_replay_timestamp() IS NOT NULL") == "t":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the standby replayed no commit")
 
 
 def _pg(name: str, dsn: str, site: str | None = None) -> BackupSource:

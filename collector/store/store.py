@@ -68,7 +68,6 @@ _MAX_ROWS = 2**62
 
 logger = logging.getLogger("medsec.collector.store")
 
-_CLAIM_RACE_ATTEMPTS = 3
 _DATA_ERRORS = (sa.exc.SQLAlchemyError, ValueError)
 """How one report's data can break a batch's transaction (the database refusing a value, or the
 parsed report not matching its bytes); anything else is a bug and fails the whole batch."""
@@ -400,19 +399,31 @@ class _Statements:
                 "last_report_at": host.excluded.last_report_at,
                 "inventory": host.excluded.inventory,
             },
-            # Keep the newest report: an old one replayed from an agent's spool arrives late.
-            # And the host's own agent, unless it was revoked (`Store._host_claims`): this part
-            # matters only for a new host that another collector inserted meanwhile.
-            where=sa.and_(
-                hosts.c.last_report_at <= host.excluded.last_report_at,
-                sa.or_(
+            # The host's own agent keeps its newest report (an old one replayed from its spool
+            # arrives late); once that agent is revoked, the agent taking the host over writes
+            # its report whatever its age (`Store._host_claims` decided who may).
+            where=sa.or_(
+                sa.and_(
                     hosts.c.agent_id == host.excluded.agent_id,
+                    hosts.c.last_report_at <= host.excluded.last_report_at,
+                ),
+                sa.and_(
+                    hosts.c.agent_id != host.excluded.agent_id,
                     sa.exists().where(
                         agents.c.id == hosts.c.agent_id, agents.c.revoked_at.is_not(None)
                     ),
                 ),
             ),
-        ).returning(hosts.c.id)
+        )
+        # unnest yields the (sorted) ids in array order, so the locks are taken in that order.
+        self.lock_host_ids = (
+            sa.text(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(h, 0)))"
+                " FROM unnest(CAST(:ids AS text[])) AS h"
+            )
+            if dialect == "postgresql"
+            else None  # SQLite: one writer at a time already
+        )
         self.lock_hosts = (
             sa.select(hosts.c.id, hosts.c.agent_id, agents.c.revoked_at)
             .select_from(hosts.join(agents, agents.c.id == hosts.c.agent_id))
@@ -510,29 +521,6 @@ def _audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's orde
     }
     # The hash covers the microsecond UTC text; store exactly that instant.
     return _AuditJob(_utc(at), fields)
-
-
-class _HostClaimRace(Exception):
-    """Another collector gave a new host to another agent between this batch's check and its
-    write; the batch is rolled back and written again (`Store._write_together`)."""
-
-
-def _check_unwritten_hosts(
-    conn: sa.Connection, newest: dict[str, tuple[_IngestJob, int]], written: set[str]
-) -> None:
-    """A host row the upsert left alone holds a newer report (a spooled one arrived late), or
-    was claimed meanwhile by another agent (`_HostClaimRace`)."""
-    unwritten = sorted(set(newest) - written)
-    if not unwritten:
-        return
-    rows = conn.execute(
-        sa.select(hosts.c.id, hosts.c.agent_id, agents.c.revoked_at)
-        .select_from(hosts.join(agents, agents.c.id == hosts.c.agent_id))
-        .where(hosts.c.id.in_(unwritten))
-    )
-    for row in rows:
-        if row.agent_id != newest[row.id][0].agent.id and row.revoked_at is None:
-            raise _HostClaimRace(f"host {row.id} was claimed by another agent meanwhile")
 
 
 def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | None:
@@ -898,11 +886,10 @@ class Store:
             if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
                 newest[job.report.host.id] = (job, pk)
         if newest:  # in host order: concurrent collectors lock host rows in the same order
-            written = conn.execute(
+            conn.execute(
                 self._sql.upsert_host,
                 [job.host_row(pk) for job, pk in (newest[host] for host in sorted(newest))],
             )
-            _check_unwritten_hosts(conn, newest, {row.id for row in written})
         seen: dict[int, datetime] = {}
         for job, _ in new:
             seen[job.agent.id] = max(job.now, seen.get(job.agent.id, job.now))
@@ -922,16 +909,19 @@ class Store:
         """Split the jobs into those whose agent may report their host and `HostClaimed` refusals.
 
         A host belongs to the agent that reported it first; another agent may take it over
-        only once that agent is revoked. The host rows are locked (in host order, as the upsert
-        locks them), so two takeovers of one host are decided one after the other. A new host
-        goes to the first of this batch's agents that reports it."""
+        only once that agent is revoked. On PostgreSQL every host id of the batch, known or new,
+        is locked first (a transaction-scoped advisory lock, in id order), so two collectors'
+        batches that share hosts run one after the other and never deadlock on a host one of
+        them is inserting; then the existing rows are read under a row lock. A new host goes to
+        the first of this batch's agents that reports it."""
         if not jobs:
             return jobs, []
+        ids = sorted({job.report.host.id for job in jobs})
+        if self._sql.lock_host_ids is not None:
+            conn.execute(self._sql.lock_host_ids, {"ids": ids})
         owners: dict[str, int | None] = {
             row.id: None if row.revoked_at is not None else row.agent_id
-            for row in conn.execute(
-                self._sql.lock_hosts, {"ids": sorted({job.report.host.id for job in jobs})}
-            )
+            for row in conn.execute(self._sql.lock_hosts, {"ids": ids})
         }
         allowed: list[_IngestJob] = []
         refused: list[tuple[_Job, object]] = []
@@ -1220,28 +1210,20 @@ class Store:
 
     def _write_together(self, jobs: Sequence[batch.Job]) -> list[tuple[_Job, object]]:
         """Write the jobs in one transaction; each job's outcome or error once committed."""
-        for attempt in range(_CLAIM_RACE_ATTEMPTS):
-            ingests = [job for job in jobs if isinstance(job, _IngestJob)]
-            audits = [job for job in jobs if isinstance(job, _AuditJob)]
-            try:
-                with self._tx(write=True) as conn:
-                    settled = self._ingest_batch(conn, ingests) if ingests else []
-                    # Each report's own request entry, now that its outcome is known: in the
-                    # same transaction, so a stored report is never missing from the log.
-                    audits += [
-                        job.audit.entry(outcome)
-                        for job, outcome in settled
-                        if isinstance(job, _IngestJob) and job.audit is not None
-                    ]
-                    if audits:
-                        settled += self._audit_batch(conn, audits)
-            except _HostClaimRace as race:
-                # Another collector committed a new host for another agent after this batch
-                # looked: written again, the claim check sees that host and refuses.
-                logger.info("%s; writing the batch again (attempt %d)", race, attempt + 2)
-                continue
-            return settled
-        raise StoreError("hosts kept being claimed by other collectors; try again")
+        ingests = [job for job in jobs if isinstance(job, _IngestJob)]
+        audits = [job for job in jobs if isinstance(job, _AuditJob)]
+        with self._tx(write=True) as conn:
+            settled = self._ingest_batch(conn, ingests) if ingests else []
+            # Each report's own request entry, now that its outcome is known: in the same
+            # transaction, so a stored report is never missing from the log.
+            audits += [
+                job.audit.entry(outcome)
+                for job, outcome in settled
+                if isinstance(job, _IngestJob) and job.audit is not None
+            ]
+            if audits:
+                settled += self._audit_batch(conn, audits)
+        return settled
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         """Entries oldest first (seq order), so pages stay put while the log grows."""

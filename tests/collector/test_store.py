@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sqlite3
 import subprocess
@@ -16,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
@@ -419,7 +419,7 @@ def test_a_host_is_reported_only_by_its_own_agent_until_that_agent_is_revoked(
     ingest(store, owner, make_report("his-db-01", inventory={"written_by": "owner"}))
     forged = make_report(
         "his-db-01",
-        generated_at=NOW + timedelta(minutes=5),
+        generated_at=NOW - timedelta(hours=1),  # older than the owner's: a takeover still counts
         inventory={"written_by": "intruder"},
         checks=[("disk.encrypted", "pass")],
     )
@@ -477,9 +477,8 @@ def test_two_agents_claiming_a_new_host_in_one_batch_the_first_wins(
     assert count(raw, "reports") == 2
 
 
-class _RacingStore(Store):
-    """A collector that pauses after checking who owns the batch's hosts, so that another
-    collector can claim a new host in between."""
+class _PausingStore(Store):
+    """A collector that pauses after deciding who owns the batch's hosts, its locks held."""
 
     checked: threading.Event
     resume: threading.Event
@@ -491,32 +490,38 @@ class _RacingStore(Store):
         return claims
 
 
-def test_a_new_host_claimed_by_another_collector_meanwhile_is_refused(
-    store_url: str, raw: sa.Engine, caplog: pytest.LogCaptureFixture
+def test_collectors_claiming_one_new_host_take_turns_and_the_first_wins(
+    store_url: str, raw: sa.Engine
 ) -> None:
-    caplog.set_level(logging.INFO, "medsec.collector.store")
+    """Two collectors on one PostgreSQL, each with a report about the same new host from a
+    different agent: the second waits for the first's decision (it neither deadlocks nor
+    steals the host), then is refused."""
     if store_url.startswith("sqlite"):
-        pytest.skip("SQLite runs one write transaction at a time: this race cannot happen there")
-    slow = _RacingStore.open(store_url)
+        pytest.skip("SQLite runs one write transaction at a time: the two cannot overlap there")
+    slow = _PausingStore.open(store_url)
     slow.checked, slow.resume = threading.Event(), threading.Event()
     fast = Store.open(store_url)
     try:
         first, _ = enrol(fast, "his-db-01")
         second, _ = enrol(fast, "pacs-01")
-        late = make_report("his-db-01", inventory={"written_by": "late"})
-        pending = slow.submit_ingest(first, parse_report(late), late, NOW)
-        assert slow.checked.wait(timeout=30)  # it saw no owner for the new host
-        ingest(fast, second, make_report("his-db-01", inventory={"written_by": "fast"}))
+        mine = make_report("his-db-01", inventory={"written_by": "first"})
+        pending = slow.submit_ingest(first, parse_report(mine), mine, NOW)
+        assert slow.checked.wait(timeout=30)  # the host is new: the first agent claims it
+        theirs = make_report("his-db-01", inventory={"written_by": "second"})
+        waiting = fast.submit_ingest(second, parse_report(theirs), theirs, NOW)
+        with pytest.raises(FutureTimeout):
+            waiting.result(timeout=0.5)  # it waits on the first collector's claim
         slow.resume.set()
+        assert pending.result(timeout=30).duplicate is False
         with pytest.raises(HostClaimed):
-            pending.result(timeout=30)
-        assert "claimed by another agent meanwhile; writing the batch again" in caplog.text
+            waiting.result(timeout=30)
         found = fast.get_host(host_id("his-db-01"))
     finally:
+        slow.resume.set()
         slow.close()
         fast.close()
     assert found is not None
-    assert (found[0].agent, found[1]) == ("pacs-01", {"written_by": "fast"})
+    assert (found[0].agent, found[1]) == ("his-db-01", {"written_by": "first"})
     assert (count(raw, "reports"), count(raw, "results")) == (1, 40)
 
 

@@ -53,6 +53,7 @@ from collector.models import (
     ScanRun,
     User,
 )
+from collector.scan import SCAN_HOST_PREFIX
 from collector.scans import ScanLauncher, UnknownZones
 from collector.settings import CollectorSettings
 from collector.store import (
@@ -802,6 +803,12 @@ class _Ingest:
             raise ApiError(400, "invalid_report", str(exc)) from None
         except RecursionError:  # msgspec's depth limit on a deeply nested inventory or evidence
             raise ApiError(400, "invalid_report", "report: nested too deeply") from None
+        if report.host.id.startswith(SCAN_HOST_PREFIX):
+            raise ApiError(
+                403,
+                "host_claimed",
+                f"host ids starting with {SCAN_HOST_PREFIX!r} belong to the collector's scans",
+            )
         if report.generated_at > now + self.max_skew:
             raise ApiError(
                 400,
@@ -936,7 +943,9 @@ def _scan_out(run: ScanRun) -> ScanOut:
     return ScanOut.model_validate(run, from_attributes=True)
 
 
-def _scan_routes(app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher) -> None:
+def _scan_routes(
+    app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher, clock: Clock
+) -> None:
     Operator = Annotated[Principal, auth.operator]
     Auditor = Annotated[Principal, auth.auditor]
 
@@ -968,7 +977,7 @@ def _scan_routes(app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher
     @app.get(f"{API}/scans", response_model=PageOut[ScanOut], tags=["scans"], responses=_ERRORS)
     def list_scans(_: Auditor, limit: Limit = 100, offset: Offset = 0) -> PageOut[ScanOut]:
         """Scans started through the API, newest first."""
-        return _page(store.list_scans(limit, offset), _scan_out)
+        return _page(store.list_scans(limit, offset, clock()), _scan_out)
 
     @app.get(
         f"{API}/scans/{{scan_id}}",
@@ -977,7 +986,7 @@ def _scan_routes(app: FastAPI, store: Store, auth: _Auth, launcher: ScanLauncher
         responses={**_ERRORS, 404: {"model": ErrorOut, "description": "not_found"}},
     )
     def get_scan(_: Auditor, scan_id: ScanId) -> ScanOut:
-        run = store.get_scan(scan_id)
+        run = store.get_scan(scan_id, clock())
         if run is None:
             raise ApiError(404, "not_found", f"no scan {scan_id}")
         return _scan_out(run)
@@ -1072,7 +1081,7 @@ def create_app(
     auth = _Auth(store)
     _agent_routes(app, settings, store, clock)
     _read_routes(app, store, auth)
-    _scan_routes(app, store, auth, launcher)
+    _scan_routes(app, store, auth, launcher, clock)
     _admin_routes(app, store, auth, clock)
     _service_routes(app, store, auth, metrics)
     max_report = settings.limits.max_report_bytes

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from checks.envelope import EnvelopeError, generate_private_key, parse_report, public_key_pem
 from collector.models import Agent, IngestOutcome, ScanRun, ScanState
 from collector.settings import ScanSettings
-from collector.store import AgentExists, Store, StoreError
+from collector.store import AgentExists, EnrollmentInvalid, Store, StoreError
 
 logger = logging.getLogger("medsec.collector.scans")
 
@@ -40,19 +40,20 @@ class UnknownZones(LookupError):
 
 def scanner_identity(store: Store, now: datetime) -> Agent:
     """The scanner's agent record, created on first use (its key is never used to sign: scan
-    results are stored by the collector itself, not sent over the network)."""
-    for _ in range(2):  # two processes creating it at once: one wins, the other reads it
+    results are stored by the collector itself, not sent over the network). Two processes
+    creating it at once void each other's enrolment token: the loser reads the winner's."""
+    for _ in range(3):
         found = next((a for a in store.list_agents() if a.name == SCANNER_AGENT and a.active), None)
         if found is not None:
             return found
         try:
             token = store.create_enrollment(SCANNER_AGENT, timedelta(minutes=1), now)
-        except AgentExists:
+            key = generate_private_key("ed25519")
+            scanner, _ = store.redeem_enrollment(
+                token, SCANNER_AGENT, "ed25519", public_key_pem(key, "ed25519"), now
+            )
+        except (AgentExists, EnrollmentInvalid):
             continue
-        key = generate_private_key("ed25519")
-        scanner, _ = store.redeem_enrollment(
-            token, SCANNER_AGENT, "ed25519", public_key_pem(key, "ed25519"), now
-        )
         return scanner
     raise StoreError(f"the {SCANNER_AGENT} identity could not be created")
 
@@ -87,14 +88,14 @@ class ScanLauncher:
         path = self.settings.zones.get(zones)
         if path is None:
             raise UnknownZones(zones)
-        # A scan of a collector that died is "lost" after the timeout and a margin to stop it.
-        lost_after = self.timeout + timedelta(minutes=1)
-        run = await asyncio.to_thread(
-            self.store.start_scan, zones, requested_by, self.clock(), lost_after
-        )
+        now = self.clock()
+        # Past the deadline (the timeout, and time to stop it), the scan was lost.
+        deadline = now + self.timeout + timedelta(seconds=_KILL_GRACE_S + 45)
+        run = await asyncio.to_thread(self.store.start_scan, zones, requested_by, now, deadline)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-I",  # isolated: neither the working folder nor PYTHON* variables reach it
                 "-m",
                 "collector.scan.cli",
                 "--zones",
@@ -105,7 +106,7 @@ class ScanLauncher:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group: stopped with all it started
+                start_new_session=True,  # its own process group, stopped as one
             )
         except OSError as exc:
             return await self._finish(run, ScanState.FAILED, message=f"could not start: {exc}")
@@ -113,39 +114,47 @@ class ScanLauncher:
         return run
 
     async def _watch(self, run: ScanRun, process: asyncio.subprocess.Process) -> None:
+        """Wait for the scan, store its results and record how it ended, whatever happens:
+        the row never stays "running" while this collector lives."""
+        try:
+            try:
+                state, report_id, message = await self._outcome(process)
+            except asyncio.CancelledError:  # the collector is stopping
+                await _stop(process)
+                await self._finish(run, ScanState.FAILED, message="the collector stopped")
+                raise
+            except Exception as exc:  # a boundary: whatever broke, the scan is recorded failed
+                logger.exception("scan %s of %s", run.id, run.zones)
+                state, report_id = ScanState.FAILED, None
+                message = f"{type(exc).__name__}: {exc}"
+            await self._finish(run, state, report_id=report_id, message=message)
+        finally:
+            self._running.pop(run.id, None)
+
+    async def _outcome(
+        self, process: asyncio.subprocess.Process
+    ) -> tuple[ScanState, str | None, str | None]:
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
                 out, err = await process.communicate()
         except TimeoutError:
-            _stop(process)
-            await process.wait()
-            await self._finish(
-                run,
+            await _stop(process)
+            return (
                 ScanState.FAILED,
-                message=f"stopped after {self.settings.timeout_seconds} s (scans.timeout_seconds)",
+                None,
+                f"stopped after {self.settings.timeout_seconds} s (scans.timeout_seconds)",
             )
-            return
-        except asyncio.CancelledError:  # the collector is stopping
-            _stop(process)
-            await process.wait()
-            await self._finish(run, ScanState.FAILED, message="the collector stopped")
-            raise
-        finally:
-            self._running.pop(run.id, None)
-        await self._settle(run, process.returncode, out, err)
-
-    async def _settle(self, run: ScanRun, code: int | None, out: bytes, err: bytes) -> None:
+        code = process.returncode
         if code not in (0, 1):
             said = _last_line(err) or _EXIT_MESSAGES.get(code or 0, f"exited with code {code}")
-            await self._finish(run, ScanState.FAILED, message=said)
-            return
+            return ScanState.FAILED, None, said
         try:
             outcome = await asyncio.to_thread(store_scan_report, self.store, out, self.clock())
-        except EnvelopeError as exc:
-            await self._finish(run, ScanState.FAILED, message=f"the scan's output: {exc}")
-            return
-        state = ScanState.PASSED if code == 0 else ScanState.FINDINGS
-        await self._finish(run, state, report_id=outcome.report_id)
+        except EnvelopeError as exc:  # 1 is also Python's exit code for an uncaught exception
+            return ScanState.FAILED, None, _last_line(err) or f"the scan's output: {exc}"
+        except StoreError as exc:
+            return ScanState.FAILED, None, f"its results could not be stored: {exc}"
+        return (ScanState.PASSED if code == 0 else ScanState.FINDINGS), outcome.report_id, None
 
     async def _finish(
         self,
@@ -176,18 +185,17 @@ class ScanLauncher:
                 await task
 
 
-def _stop(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process) -> None:
     """SIGTERM cancels the scan, which stops its nmaps (each runs in a session of its own) and
-    exits; whatever is left of the scan's own group after a grace period is killed."""
+    exits; if it has not exited after a grace period, its process group is killed."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-    loop.call_later(_KILL_GRACE_S, _kill_group, process.pid)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 def _last_line(err: bytes) -> str:

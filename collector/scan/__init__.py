@@ -5,3 +5,7 @@ command line (`cli`). The checks over the facts live in `checks.net`.
 
 Nothing is imported here: `medsec` starts without loading paramiko, pysnmp or asyncio machinery.
 """
+
+SCAN_HOST_PREFIX = "scan:"
+"""The host ids of scans stored as reports (`cli.results_to_report`): they belong to the collector's
+scanner, and agents may not report them."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -24,16 +23,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from checks.catalog import Catalogs, builtin_catalogs
 from checks.facts.network import MatrixCell, NetFacts, VantageRun
 from checks.model import Result, Status, Unavailable, jsonable
 from checks.net import network_registry
 from checks.runner import evaluate
+from collector.scan import SCAN_HOST_PREFIX
 from collector.scan.nmap import NmapError
 from collector.scan.runner import ProgressEvent, scan
 from collector.scan.vantage import VantageError
@@ -46,6 +45,7 @@ EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 _MESSAGE_LIMIT = 8000
 
 StoreReport = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -183,7 +183,10 @@ def results_to_report(
     return {
         "schema": REPORT_SCHEMA,
         "report_id": report_id or str(uuid.uuid4()),
-        "host": {"id": f"scan:{digest[:32]}", "hostname": scanner[:253] or "collector"},
+        "host": {
+            "id": f"{SCAN_HOST_PREFIX}{digest[:32]}",
+            "hostname": scanner[:253] or "collector",
+        },
         "generated_at": moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "agent": {"version": f"medsec-scan {VERSION}"},
         "inventory": {
@@ -308,9 +311,8 @@ def run_scan(
     show = args.progress if args.progress is not None else err.isatty()
     bar = ProgressBar(err, [z.name for z in zones.zones if z.vantage is not None]) if show else None
     try:
-        with _sigterm_cancels():
-            facts = asyncio.run(scan(zones, progress=bar, confine=confine))
-    except KeyboardInterrupt:
+        facts = asyncio.run(_sigterm_cancels(scan(zones, progress=bar, confine=confine)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         if bar is not None:
             bar.close()
         err.write("medsec scan: cancelled; every nmap and probe was stopped\n")
@@ -338,24 +340,20 @@ def run_scan(
     return EXIT_FINDING if any(r.status in bad for r in results) else EXIT_OK
 
 
-@contextlib.contextmanager
-def _sigterm_cancels() -> Iterator[None]:
-    """SIGTERM cancels the scan as Ctrl-C does, so every nmap (each in its own session, out of
-    reach of the signal) is stopped before the scan exits: a collector or systemd stopping a
-    scan must not leave nmap running. Only where Ctrl-C reaches asyncio's runner: the main
-    thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def cancel(signum: int, frame: FrameType | None) -> None:
-        signal.raise_signal(signal.SIGINT)  # asyncio.run's handler cancels the scan's task
-
-    previous = signal.signal(signal.SIGTERM, cancel)
+async def _sigterm_cancels(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; SIGTERM cancels it as Ctrl-C does, so every nmap (each in its own session,
+    out of reach of the signal) is stopped before the scan exits: a collector or systemd
+    stopping a scan must not leave nmap running. (Signal handlers: main thread only.)"""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    handled = task is not None and threading.current_thread() is threading.main_thread()
+    if handled and task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        yield
+        return await work
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

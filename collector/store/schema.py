@@ -155,6 +155,8 @@ scans = sa.Table(
     sa.Column("requested_by", sa.Text, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
+    # Past it, a scan still marked running was lost with its collector.
+    sa.Column("deadline", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
     sa.Column("report_id", sa.Text),
     sa.Column("message", sa.Text),

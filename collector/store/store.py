@@ -244,6 +244,7 @@ _SCAN_COLUMNS = (
     scans.c.requested_by,
     scans.c.state,
     scans.c.started_at,
+    scans.c.deadline,
     scans.c.finished_at,
     scans.c.report_id,
     scans.c.message,
@@ -279,16 +280,17 @@ _RESULT_ROWS = sa.select(
 )
 
 
-def _scan(row: _Row) -> ScanRun:
+def _scan(row: _Row, now: datetime) -> ScanRun:
+    lost = row.state == ScanState.RUNNING.value and row.deadline < now
     return ScanRun(
         id=row.id,
         zones=row.zones,
         requested_by=row.requested_by,
-        state=ScanState(row.state),
+        state=ScanState.FAILED if lost else ScanState(row.state),
         started_at=row.started_at,
-        finished_at=row.finished_at,
+        finished_at=row.deadline if lost else row.finished_at,
         report_id=row.report_id,
-        message=row.message,
+        message=_LOST_SCAN if lost else row.message,
     )
 
 
@@ -1069,11 +1071,11 @@ class Store:
     # -- scans -------------------------------------------------------------------------------
 
     def start_scan(
-        self, zones: str, requested_by: str, now: datetime, lost_after: timedelta
+        self, zones: str, requested_by: str, now: datetime, deadline: datetime
     ) -> ScanRun:
-        """Record a running scan of `zones`; `ScanRunning` if one runs already (in any collector
-        process). A scan still running after `lost_after` was lost with its collector: it is
-        closed as failed first, so it cannot block its zones forever."""
+        """Record a running scan of `zones` that must end by `deadline`; `ScanRunning` if one
+        runs already (in any collector process). A scan still running past its deadline was
+        lost with its collector: it is closed as failed first, so it cannot block its zones."""
         now = _utc(now)
         with self._tx(write=True) as conn:
             conn.execute(
@@ -1081,7 +1083,7 @@ class Store:
                 .where(
                     scans.c.zones == zones,
                     scans.c.state == ScanState.RUNNING.value,
-                    scans.c.started_at < now - lost_after,
+                    scans.c.deadline < now,
                 )
                 .values(state=ScanState.FAILED.value, finished_at=now, message=_LOST_SCAN)
             )
@@ -1093,13 +1095,14 @@ class Store:
                     requested_by=_text(requested_by),
                     state=ScanState.RUNNING.value,
                     started_at=now,
+                    deadline=_utc(deadline),
                 )
                 .on_conflict_do_nothing()
                 .returning(*_SCAN_COLUMNS)
             ).first()
         if row is None:
             raise ScanRunning(f"a scan of {zones!r} is running already")
-        return _scan(row)
+        return _scan(row, now)
 
     def finish_scan(
         self,
@@ -1127,17 +1130,18 @@ class Store:
             row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
         if row is None:
             raise NotFound(f"no scan {scan_id}")
-        return _scan(row)
+        return _scan(row, _utc(now))
 
-    def get_scan(self, scan_id: str) -> ScanRun | None:
+    def get_scan(self, scan_id: str, now: datetime) -> ScanRun | None:
+        """The scan; one still marked running past its deadline is shown as lost."""
         if not _storable(scan_id):
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
-        return None if row is None else _scan(row)
+        return None if row is None else _scan(row, _utc(now))
 
-    def list_scans(self, limit: int, offset: int) -> Page[ScanRun]:
-        """Scans, newest first."""
+    def list_scans(self, limit: int, offset: int, now: datetime) -> Page[ScanRun]:
+        """Scans, newest first (as `get_scan` shows each)."""
         _check_page(limit, offset)
         with self._tx(write=False) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(scans)).scalar_one()
@@ -1147,7 +1151,7 @@ class Store:
                 .limit(_bounded(limit))
                 .offset(_bounded(offset))
             ).all()
-        return Page(tuple(_scan(row) for row in rows), total, limit, offset)
+        return Page(tuple(_scan(row, _utc(now)) for row in rows), total, limit, offset)
 
     # -- audit -------------------------------------------------------------------------------
 

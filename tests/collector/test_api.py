@@ -218,6 +218,20 @@ def test_the_same_report_id_from_another_agent_is_a_replay(
     assert_error(response, 409, "replayed_report")
 
 
+def test_an_agent_cannot_report_as_the_collectors_scans(
+    api_server: Server, agent_report_template: dict[str, Any]
+) -> None:
+    server = api_server
+    agent = enrol(server, "his-db-01")
+    doc = json.loads(make_report(agent_report_template))
+    doc["host"]["id"] = "scan:" + "0" * 32  # a guessable id of a scan's history
+    response = server.client(agent.token).post(
+        "/api/v1/reports", content=agent.seal(json.dumps(doc).encode())
+    )
+    assert_error(response, 403, "host_claimed")
+    assert server.store.list_hosts(10, 0).total == 0
+
+
 def test_an_agent_cannot_report_for_another_agents_host(
     api_server: Server, agent_report_template: dict[str, Any]
 ) -> None:

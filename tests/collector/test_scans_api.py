@@ -88,7 +88,7 @@ def scanners_running(zones: Path) -> list[psutil.Process]:
     return found
 
 
-def running_nmap(zones: Path, seconds: float = 15) -> list[psutil.Process]:
+def running_nmap(zones: Path, seconds: float = 12) -> list[psutil.Process]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         processes = scanners_running(zones)
@@ -98,11 +98,19 @@ def running_nmap(zones: Path, seconds: float = 15) -> list[psutil.Process]:
     raise AssertionError("the scan never started nmap")
 
 
-def all_gone(processes: list[psutil.Process], seconds: float = 10) -> bool:
-    """Whether every one of `processes` has ended (the group gets SIGTERM, SIGKILL after 5 s)."""
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # it ended between the two questions
+        return False
+
+
+def all_gone(processes: list[psutil.Process], zones: Path, seconds: float = 20) -> bool:
+    """Whether every one of `processes`, and any scan process of `zones` started since, has
+    ended (the scan gets SIGTERM and stops its nmaps; SIGKILL follows after 15 s)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes):
+        if not any(alive(p) for p in [*processes, *scanners_running(zones)]):
             return True
         time.sleep(0.2)
     return False
@@ -141,7 +149,9 @@ def test_an_operator_starts_a_scan_and_its_results_are_stored(
 def test_one_scan_per_zones_file_at_a_time(scanning: Server) -> None:
     server = scanning
     # A scan another collector process started (and is running) holds the zones file.
-    other = server.store.start_scan("loopback", "ivan", server.clock(), timedelta(hours=1))
+    other = server.store.start_scan(
+        "loopback", "ivan", server.clock(), server.clock() + timedelta(hours=1)
+    )
     operator = server.client(server.user(Role.OPERATOR))
     refused = operator.post("/api/v1/scans", json={"zones": "loopback"})
     assert refused.status_code == 409
@@ -150,19 +160,24 @@ def test_one_scan_per_zones_file_at_a_time(scanning: Server) -> None:
     assert operator.post("/api/v1/scans", json={"zones": "loopback"}).status_code == 202
 
 
-def test_a_scan_lost_with_its_collector_stops_blocking_after_the_timeout(store: Store) -> None:
-    start = store.start_scan("loopback", "ivan", _now(), timedelta(minutes=61))
-    later = _now() + timedelta(minutes=62)
-    fresh = store.start_scan("loopback", "olga", later, timedelta(minutes=61))
-    lost = store.get_scan(start.id)
-    assert lost is not None
-    assert (lost.state, lost.message) == (
+def test_a_scan_lost_with_its_collector_shows_as_lost_and_stops_blocking(store: Store) -> None:
+    start = _now()
+    lost = store.start_scan("loopback", "ivan", start, start + timedelta(minutes=61))
+    running = store.get_scan(lost.id, start + timedelta(minutes=60))
+    assert running is not None
+    assert running.state is ScanState.RUNNING
+    later = start + timedelta(minutes=62)
+    shown = store.get_scan(lost.id, later)  # past its deadline: its collector is gone
+    assert shown is not None
+    assert (shown.state, shown.message) == (
         ScanState.FAILED,
         "lost: the collector stopped while the scan ran",
     )
+    assert store.list_scans(10, 0, later).items[0].state is ScanState.FAILED
+    fresh = store.start_scan("loopback", "olga", later, later + timedelta(minutes=61))
     assert fresh.state is ScanState.RUNNING
     # The lost scan's own collector cannot reopen or rewrite it.
-    assert store.finish_scan(start.id, ScanState.PASSED, later).state is ScanState.FAILED
+    assert store.finish_scan(lost.id, ScanState.PASSED, later).state is ScanState.FAILED
 
 
 def test_unknown_zones_and_bad_bodies_are_refused(scanning: Server) -> None:
@@ -172,7 +187,7 @@ def test_unknown_zones_and_bad_bodies_are_refused(scanning: Server) -> None:
     for body in ({"zones": "/etc/passwd"}, {"zones": "loopback", "extra": 1}, {}):
         response = operator.post("/api/v1/scans", json=body)
         assert (response.status_code, response.json()["error"]) == (422, "invalid_request"), body
-    assert scanning.store.list_scans(10, 0).total == 0
+    assert scanning.store.list_scans(10, 0, _now()).total == 0
 
 
 def test_a_scan_that_cannot_run_is_recorded_as_failed_with_the_reason(
@@ -193,15 +208,15 @@ def test_a_scan_past_its_timeout_is_stopped_with_its_nmap(
     tls: TlsFiles, tmp_path: Path, sqlite_store: Store
 ) -> None:
     zones = zones_file(tmp_path, slow=True)
-    settings = ScanSettings(zones={"slow": str(zones)}, timeout_seconds=10)
+    settings = ScanSettings(zones={"slow": str(zones)}, timeout_seconds=15)
     with serving(sqlite_store, tls, scans=settings) as server:
         operator = server.user(Role.OPERATOR)
         started = server.client(operator).post("/api/v1/scans", json={"zones": "slow"})
         processes = running_nmap(zones)
         done = wait_for_end(server, operator, started.json()["id"], seconds=40)
     assert done["state"] == "failed"
-    assert done["message"] == "stopped after 10 s (scans.timeout_seconds)"
-    assert all_gone(processes)
+    assert done["message"] == "stopped after 15 s (scans.timeout_seconds)"
+    assert all_gone(processes, zones)
 
 
 def test_stopping_the_collector_stops_its_scans(
@@ -212,10 +227,10 @@ def test_stopping_the_collector_stops_its_scans(
         operator = server.user(Role.OPERATOR)
         scan_id = server.client(operator).post("/api/v1/scans", json={"zones": "slow"}).json()["id"]
         processes = running_nmap(zones)
-    stopped = sqlite_store.get_scan(scan_id)
+    stopped = sqlite_store.get_scan(scan_id, _now())
     assert stopped is not None
     assert (stopped.state, stopped.message) == (ScanState.FAILED, "the collector stopped")
-    assert all_gone(processes)
+    assert all_gone(processes, zones)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("requested_by", sa.Text(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deadline", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("report_id", sa.Text(), nullable=True),
         sa.Column("message", sa.Text(), nullable=True),

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=_Parser
     )
     _config_arg(db.add_parser("upgrade", help="apply the schema migrations"))
+    _config_arg(
+        db.add_parser(
+            "prune",
+            help="delete reports older than reports.retention_days (each host's newest stays)",
+        )
+    )
 
     users = sub.add_parser("users", help="API users").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -380,6 +386,18 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(f"database {settings.database_for_display()} is at the latest schema")
         return EXIT_OK
 
+    def prune(store: Store, settings: CollectorSettings) -> int:
+        days = settings.reports.retention_days
+        before = _now() - timedelta(days=days)
+        gone, results = store.prune_reports(before)
+        print(
+            f"pruned {gone} reports ({results} results) received before"
+            f" {before.isoformat(timespec='seconds')} (reports.retention_days: {days})"
+        )
+        return EXIT_OK
+
+    if args.action == "prune":
+        return _with_store(args, "db prune", prune)
     settings = load_settings(args.config)
     store = _open_store(settings)
     try:

@@ -102,6 +102,19 @@ class EnrollmentSettings(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("token_ttl_minutes: must be between 1 and 10080 (a week)")
 
 
+class ReportSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    retention_days: int = 400
+    """How long reports (and their results) are kept; each host's newest report always stays.
+    At least 183 days (six months of evidence); the default covers a yearly audit."""
+
+    def __post_init__(self) -> None:
+        if not MIN_AUDIT_RETENTION_DAYS <= self.retention_days <= 36_500:
+            raise ValueError(
+                f"retention_days: must be at least {MIN_AUDIT_RETENTION_DAYS} (six months of "
+                "evidence) and at most 36500"
+            )
+
+
 class AuditSettings(_Section, forbid_unknown_fields=True, frozen=True):
     retention_days: int = MIN_AUDIT_RETENTION_DAYS
     """How long audit entries are kept; the law asks for at least 183 days."""
@@ -145,6 +158,7 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     enrollment: EnrollmentSettings = msgspec.field(default_factory=EnrollmentSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     scans: ScanSettings = msgspec.field(default_factory=ScanSettings)
 
     def __post_init__(self) -> None:
@@ -291,6 +305,9 @@ def render_settings(settings: CollectorSettings) -> str:
         f"  token_ttl_minutes: {settings.enrollment.token_ttl_minutes}\n"
         "audit:\n"
         f"  retention_days: {settings.audit.retention_days}  # at least 183 (MNDS 7.2.3.4)\n"
+        "reports:\n"
+        f"  retention_days: {settings.reports.retention_days}"
+        "  # `medsec db prune` deletes older ones; each host's newest stays\n"
         '# Zones files operators may scan through the API (POST /api/v1/scans {"zones": NAME}),\n'
         "# by name, e.g. `hospital: /etc/medsec/zones.yaml`; a scan past the timeout is stopped.\n"
         "scans:\n"

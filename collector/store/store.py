@@ -1068,6 +1068,32 @@ class Store:
             ).all()
         return Page(tuple(_result_row(row) for row in rows), total, limit, offset)
 
+    def prune_reports(self, before: datetime, chunk: int = 2000) -> tuple[int, int]:
+        """Delete the reports received before `before`, with their results, except each host's
+        newest report (what the API shows). In transactions of `chunk` reports, so writers are
+        never held up for long. Returns (reports, results) deleted."""
+        before = _utc(before)
+        current = sa.select(hosts.c.last_report_pk).scalar_subquery()
+        doomed = (
+            sa.select(reports.c.pk)
+            .where(reports.c.received_at < before, reports.c.pk.not_in(current))
+            .order_by(reports.c.pk)
+            .limit(chunk)
+        )
+        gone_reports = gone_results = 0
+        while True:
+            with self._tx(write=True) as conn:
+                pks = list(conn.execute(doomed).scalars())
+                if not pks:
+                    return gone_reports, gone_results
+                # Results first: no reliance on ON DELETE CASCADE being enforced (SQLite).
+                gone_results += conn.execute(
+                    sa.delete(results).where(results.c.report_pk.in_(pks))
+                ).rowcount
+                gone_reports += conn.execute(
+                    sa.delete(reports).where(reports.c.pk.in_(pks))
+                ).rowcount
+
     # -- scans -------------------------------------------------------------------------------
 
     def start_scan(

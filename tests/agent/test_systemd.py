@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT_SERVICE = ROOT / "agent/systemd/medsec-agent.service"
 AGENT_TIMER = ROOT / "agent/systemd/medsec-agent.timer"
 COLLECTOR_SERVICE = ROOT / "collector/systemd/medsec-collector.service"
-PRUNE_SERVICE = ROOT / "collector/systemd/medsec-audit-prune.service"
-PRUNE_TIMER = ROOT / "collector/systemd/medsec-audit-prune.timer"
+PRUNE_SERVICE = ROOT / "collector/systemd/medsec-prune.service"
+PRUNE_TIMER = ROOT / "collector/systemd/medsec-prune.timer"
 UNITS = (AGENT_SERVICE, AGENT_TIMER, COLLECTOR_SERVICE, PRUNE_SERVICE, PRUNE_TIMER)
 
 VENV_BIN = "/opt/medsec/.venv/bin"
@@ -81,7 +81,7 @@ def test_units_verify_clean(tmp_path):
         "No such file or directory",
         f"medsec-collector.service: Command {VENV_BIN}/medsec is not executable: "
         "No such file or directory",
-        f"medsec-audit-prune.service: Command {VENV_BIN}/medsec is not executable: "
+        f"medsec-prune.service: Command {VENV_BIN}/medsec is not executable: "
         "No such file or directory",
     }
     if Path(VENV_BIN).is_dir():
@@ -143,10 +143,11 @@ def test_agent_service_sandbox():
     assert svc["TimeoutStartSec"] == ["5min"]
 
 
-def test_audit_prune_runs_daily_with_no_privilege():
+def test_pruning_runs_daily_with_no_privilege():
     svc = unit(PRUNE_SERVICE)["Service"]
     assert svc["ExecStart"] == [
-        f"{VENV_BIN}/medsec audit prune --config /etc/medsec/collector.yaml"
+        f"{VENV_BIN}/medsec audit prune --config /etc/medsec/collector.yaml",
+        f"{VENV_BIN}/medsec db prune --config /etc/medsec/collector.yaml",
     ]
     assert (svc["Type"], svc["User"], svc["CapabilityBoundingSet"]) == (
         ["oneshot"],

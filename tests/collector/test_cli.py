@@ -368,6 +368,38 @@ def test_audit_prune_deletes_what_is_past_the_retention_and_the_chain_still_veri
 # --------------------------------------------------------------------------- administration
 
 
+def test_db_prune_deletes_reports_past_the_retention_but_each_hosts_newest(
+    collector_dir: Path, agent_report_template: dict[str, Any]
+) -> None:
+    from collector.store import Store
+
+    store = Store.open(f"sqlite:///{collector_dir / 'medsec.db'}")
+    try:
+        now = datetime.now(UTC)
+        token = store.create_enrollment("his-db-01", timedelta(minutes=5), now)
+        key = env.generate_private_key("ed25519")
+        agent, _ = store.redeem_enrollment(
+            token, "his-db-01", "ed25519", env.public_key_pem(key, "ed25519"), now
+        )
+        for age in (500, 450, 0):
+            received = now - timedelta(days=age)
+            body = make_report(agent_report_template, generated_at=received)
+            store.ingest(agent, env.parse_report(body), body, received)
+        results_each = len(agent_report_template["results"])
+    finally:
+        store.close()
+    pruned = medsec("db", "prune", "--config", collector_dir / "collector.yaml")
+    assert pruned.code == 0, pruned
+    assert pruned.out.startswith(f"pruned 2 reports ({2 * results_each} results) received before ")
+    assert pruned.out.rstrip().endswith("(reports.retention_days: 400)")
+    with sqlite3.connect(collector_dir / "medsec.db") as db:
+        assert db.execute("SELECT count(*) FROM reports").fetchone() == (1,)
+        outcome = db.execute(
+            "SELECT outcome FROM audit_log WHERE action = 'cli db prune'"
+        ).fetchone()
+    assert outcome == ("0",)
+
+
 def test_users_and_agents(collector_dir: Path) -> None:
     config = collector_dir / "collector.yaml"
     assert medsec("users", "add", "root", "--role", "admin", "--config", config).code == 0

@@ -556,6 +556,26 @@ def test_host_keeps_its_newest_report(store: Store) -> None:
     assert found[0].counts == {"pass": 1}
 
 
+def test_pruning_reports_keeps_the_young_and_each_hosts_newest(
+    store: Store, raw: sa.Engine
+) -> None:
+    agent, _ = enrol(store, "his-db-01")
+    for age in (500, 450, 10):  # days since the collector received it
+        received = NOW - timedelta(days=age)
+        ingest(store, agent, make_report("his-db-01", generated_at=received), received)
+    quiet = NOW - timedelta(days=500)  # a host that stopped reporting long ago
+    kept_newest = make_report("pacs-01", generated_at=quiet)
+    ingest(store, agent, kept_newest, quiet)
+    assert store.prune_reports(NOW - timedelta(days=400), chunk=1) == (2, 80)
+    assert (count(raw, "reports"), count(raw, "results")) == (2, 80)
+    assert store.host_reports(host_id("his-db-01"), 10, 0).total == 1
+    quiet_host = store.get_host(host_id("pacs-01"))
+    assert quiet_host is not None
+    assert quiet_host[0].last_report_id == parse_report(kept_newest).report_id
+    assert len(quiet_host[2]) == 40  # its results are what the API still shows
+    assert store.prune_reports(NOW - timedelta(days=400)) == (0, 0)
+
+
 def test_lists_and_queries_paginate_and_filter(store: Store) -> None:
     agent, _ = enrol(store, "his-db-01")
     for hostname in ("web-02", "db-01", "pacs-03"):

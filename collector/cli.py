@@ -503,9 +503,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_FINDING
 
     def prune(store: Store, settings: CollectorSettings) -> int:
+        from collector.store import AuditAltered
+
         days = settings.audit.retention_days
         before = _now() - timedelta(days=days)
-        pruned = store.prune_audit(before)
+        try:
+            pruned = store.prune_audit(before)
+        except AuditAltered as exc:
+            print(f"{PROG}: {exc}; run `medsec audit verify`", file=sys.stderr)
+            return EXIT_FINDING
         print(
             f"pruned {pruned} audit entries older than {before.isoformat(timespec='seconds')}"
             f" (audit.retention_days: {days})"

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from checks.envelope import EnvelopeError, generate_private_key, parse_report, public_key_pem
 from collector.models import Agent, IngestOutcome, ScanRun, ScanState
 from collector.settings import ScanSettings
-from collector.store import AgentExists, EnrollmentInvalid, Store, StoreError
+from collector.store import Store, StoreError
 
 logger = logging.getLogger("medsec.collector.scans")
 
@@ -40,22 +40,9 @@ class UnknownZones(LookupError):
 
 def scanner_identity(store: Store, now: datetime) -> Agent:
     """The scanner's agent record, created on first use (its key is never used to sign: scan
-    results are stored by the collector itself, not sent over the network). Two processes
-    creating it at once void each other's enrolment token: the loser reads the winner's."""
-    for _ in range(3):
-        found = next((a for a in store.list_agents() if a.name == SCANNER_AGENT and a.active), None)
-        if found is not None:
-            return found
-        try:
-            token = store.create_enrollment(SCANNER_AGENT, timedelta(minutes=1), now)
-            key = generate_private_key("ed25519")
-            scanner, _ = store.redeem_enrollment(
-                token, SCANNER_AGENT, "ed25519", public_key_pem(key, "ed25519"), now
-            )
-        except (AgentExists, EnrollmentInvalid):
-            continue
-        return scanner
-    raise StoreError(f"the {SCANNER_AGENT} identity could not be created")
+    results are stored by the collector itself, not sent over the network)."""
+    key = public_key_pem(generate_private_key("ed25519"), "ed25519")
+    return store.service_agent(SCANNER_AGENT, key, now)
 
 
 def store_scan_report(store: Store, body: bytes, now: datetime) -> IngestOutcome:
@@ -77,6 +64,8 @@ class ScanLauncher:
         self.store = store
         self.clock = clock
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._storing: set[str] = set()
+        """Scans whose results are being written: a shutdown waits for them, not cancels."""
 
     @property
     def timeout(self) -> timedelta:
@@ -118,7 +107,7 @@ class ScanLauncher:
         the row never stays "running" while this collector lives."""
         try:
             try:
-                state, report_id, message = await self._outcome(process)
+                state, report_id, message = await self._outcome(run, process)
             except asyncio.CancelledError:  # the collector is stopping
                 await _stop(process)
                 await self._finish(run, ScanState.FAILED, message="the collector stopped")
@@ -130,9 +119,10 @@ class ScanLauncher:
             await self._finish(run, state, report_id=report_id, message=message)
         finally:
             self._running.pop(run.id, None)
+            self._storing.discard(run.id)
 
     async def _outcome(
-        self, process: asyncio.subprocess.Process
+        self, run: ScanRun, process: asyncio.subprocess.Process
     ) -> tuple[ScanState, str | None, str | None]:
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
@@ -148,6 +138,7 @@ class ScanLauncher:
         if code not in (0, 1):
             said = _last_line(err) or _EXIT_MESSAGES.get(code or 0, f"exited with code {code}")
             return ScanState.FAILED, None, said
+        self._storing.add(run.id)
         try:
             outcome = await asyncio.to_thread(store_scan_report, self.store, out, self.clock())
         except EnvelopeError as exc:  # 1 is also Python's exit code for an uncaught exception
@@ -177,10 +168,11 @@ class ScanLauncher:
 
     async def close(self) -> None:
         """Stop the scans this process started; they are recorded as failed."""
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        tasks = list(self._running.items())
+        for scan_id, task in tasks:
+            if scan_id not in self._storing:  # a scan still running; stored results finish
+                task.cancel()
+        for _, task in tasks:
             with contextlib.suppress(asyncio.CancelledError, StoreError):
                 await task
 

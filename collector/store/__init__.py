@@ -21,6 +21,7 @@ from __future__ import annotations
 from collector.store.store import (
     AgentExists,
     AgentRevoked,
+    AuditAltered,
     AuditNote,
     EnrollmentInvalid,
     HostClaimed,
@@ -37,6 +38,7 @@ from collector.store.store import (
 __all__ = [
     "AgentExists",
     "AgentRevoked",
+    "AuditAltered",
     "AuditNote",
     "EnrollmentInvalid",
     "HostClaimed",

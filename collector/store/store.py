@@ -111,6 +111,10 @@ class HostClaimed(StoreError):
     only for the hosts it reports first (or took over from a revoked agent)."""
 
 
+class AuditAltered(StoreError):
+    """The audit chain does not verify where an operation needed it to."""
+
+
 class ScanRunning(StoreError):
     """A scan of these zones is running already."""
 
@@ -354,6 +358,11 @@ _LOCK_AGENTS = (
 _LOCK_HEAD = (
     sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
 )
+_LOCK_HEAD_AND_BASE = (
+    sa.select(audit_head.c.seq, audit_head.c.base_seq, audit_head.c.base_hash)
+    .where(audit_head.c.id == 1)
+    .with_for_update()
+)
 _INSERT_ENTRY = sa.insert(audit_log)
 _MOVE_HEAD = (
     sa.update(audit_head)
@@ -417,11 +426,10 @@ class _Statements:
                 ),
             ),
         )
-        # unnest yields the (sorted) ids in array order, so the locks are taken in that order.
+        # unnest yields the (sorted) keys in array order, so the locks are taken in that order.
         self.lock_host_ids = (
             sa.text(
-                "SELECT count(pg_advisory_xact_lock(hashtextextended(h, 0)))"
-                " FROM unnest(CAST(:ids AS text[])) AS h"
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"
             )
             if dialect == "postgresql"
             else None  # SQLite: one writer at a time already
@@ -523,6 +531,11 @@ def _audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's orde
     }
     # The hash covers the microsecond UTC text; store exactly that instant.
     return _AuditJob(_utc(at), fields)
+
+
+def _lock_key(host_id: str) -> int:
+    """A host id's advisory-lock key: the first 8 bytes of its SHA-256, as a signed bigint."""
+    return int.from_bytes(hashlib.sha256(host_id.encode()).digest()[:8], "big", signed=True)
 
 
 def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | None:
@@ -733,6 +746,36 @@ class Store:
             ).first()
         return None if row is None else _agent(row)
 
+    def service_agent(self, name: str, public_key_pem: str, now: datetime) -> Agent:
+        """An agent identity the collector itself uses (its scanner), enrolled with
+        `public_key_pem` unless it is active already. One transaction: processes creating it
+        at once all get the same agent. Its API token is random and never shown."""
+        _refuse_nul("an agent name", name)
+        now = _utc(now)
+        with self._tx(write=True) as conn:
+            conn.execute(
+                self._insert(agents)
+                .values(name=name, created_at=now)
+                .on_conflict_do_nothing(index_elements=[agents.c.name])
+            )
+            row = conn.execute(
+                sa.select(*_AGENT_COLUMNS).where(agents.c.name == name).with_for_update()
+            ).one()
+            if row.enrolled_at is None or row.revoked_at is not None:
+                conn.execute(
+                    sa.update(agents)
+                    .where(agents.c.id == row.id)
+                    .values(
+                        alg=SignatureAlg.ED25519.value,
+                        public_key_pem=public_key_pem,
+                        api_token_hash=hash_token(_new_token("msa_")),
+                        enrolled_at=now,
+                        revoked_at=None,
+                    )
+                )
+                row = conn.execute(sa.select(*_AGENT_COLUMNS).where(agents.c.id == row.id)).one()
+        return _agent(row)
+
     def list_agents(self) -> list[Agent]:
         with self._tx(write=False) as conn:
             rows = conn.execute(sa.select(*_AGENT_COLUMNS).order_by(agents.c.name)).all()
@@ -920,7 +963,9 @@ class Store:
             return jobs, []
         ids = sorted({job.report.host.id for job in jobs})
         if self._sql.lock_host_ids is not None:
-            conn.execute(self._sql.lock_host_ids, {"ids": ids})
+            # In key order: two ids may share a key, and locks taken in id order could then
+            # cross between two batches.
+            conn.execute(self._sql.lock_host_ids, {"keys": sorted({_lock_key(h) for h in ids})})
         owners: dict[str, int | None] = {
             row.id: None if row.revoked_at is not None else row.agent_id
             for row in conn.execute(self._sql.lock_hosts, {"ids": ids})
@@ -1291,36 +1336,51 @@ class Store:
                 (int(head_row.base_seq), str(head_row.base_hash)),
             )
 
-    def prune_audit(self, before: datetime) -> int:
+    def prune_audit(self, before: datetime, chunk: int = 10_000) -> int:
         """Delete the entries older than `before` — the oldest run of them, up to the first entry
         at or after `before`, so nothing younger goes — and start the chain after the last one
         deleted. Returns how many were deleted. The caller keeps `before` at least as old as the
-        law's retention (`audit.retention_days`)."""
+        law's retention (`audit.retention_days`).
+
+        Each entry is checked before it goes (`AuditAltered`, and nothing more is deleted): a
+        prune must not erase the trace of an edit. In transactions of `chunk` entries, each
+        moving the chain's start, so appends (which lock the head row) wait only briefly."""
         before = _utc(before)
-        with self._tx(write=True) as conn:
-            head = conn.execute(_LOCK_HEAD).first()
-            if head is None:
-                raise StoreError("the audit head row is missing: run `medsec db upgrade`")
-            first_kept = conn.execute(
+        with self._tx(write=False) as conn:
+            first_young = conn.execute(
                 sa.select(sa.func.min(audit_log.c.seq)).where(audit_log.c.at >= before)
             ).scalar_one()
-            last_pruned = conn.execute(
-                sa.select(audit_log.c.seq, audit_log.c.hash)
-                .where(audit_log.c.seq < (first_kept if first_kept is not None else head.seq + 1))
-                .order_by(audit_log.c.seq.desc())
-                .limit(1)
-            ).first()
-            if last_pruned is None:
-                return 0
-            pruned = conn.execute(
-                sa.delete(audit_log).where(audit_log.c.seq <= last_pruned.seq)
-            ).rowcount
-            conn.execute(
-                sa.update(audit_head)
-                .where(audit_head.c.id == 1)
-                .values(base_seq=last_pruned.seq, base_hash=last_pruned.hash)
-            )
-        return int(pruned)
+        pruned = 0
+        while True:
+            with self._tx(write=True) as conn:
+                head = conn.execute(_LOCK_HEAD_AND_BASE).first()
+                if head is None:
+                    raise StoreError("the audit head row is missing: run `medsec db upgrade`")
+                last_old = head.seq if first_young is None else int(first_young) - 1
+                upto = min(last_old, int(head.base_seq) + chunk)
+                if upto <= head.base_seq:
+                    return pruned
+                rows = conn.execute(
+                    sa.select(audit_log)
+                    .where(audit_log.c.seq > head.base_seq, audit_log.c.seq <= upto)
+                    .order_by(audit_log.c.seq)
+                ).all()
+                entries = [_audit_entry(row) for row in rows]
+                end = (upto, entries[-1].hash) if entries else (upto, "")
+                verdict = audit.verify_chain(
+                    entries, end, (int(head.base_seq), str(head.base_hash))
+                )
+                if not verdict.ok:
+                    raise AuditAltered(
+                        f"the audit log is altered at seq {verdict.first_bad_seq}"
+                        f" ({verdict.problem}); nothing more was pruned"
+                    )
+                pruned += conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= upto)).rowcount
+                conn.execute(
+                    sa.update(audit_head)
+                    .where(audit_head.c.id == 1)
+                    .values(base_seq=upto, base_hash=entries[-1].hash)
+                )
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:

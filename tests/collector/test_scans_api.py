@@ -208,14 +208,14 @@ def test_a_scan_past_its_timeout_is_stopped_with_its_nmap(
     tls: TlsFiles, tmp_path: Path, sqlite_store: Store
 ) -> None:
     zones = zones_file(tmp_path, slow=True)
-    settings = ScanSettings(zones={"slow": str(zones)}, timeout_seconds=15)
+    settings = ScanSettings(zones={"slow": str(zones)}, timeout_seconds=20)
     with serving(sqlite_store, tls, scans=settings) as server:
         operator = server.user(Role.OPERATOR)
         started = server.client(operator).post("/api/v1/scans", json={"zones": "slow"})
         processes = running_nmap(zones)
         done = wait_for_end(server, operator, started.json()["id"], seconds=40)
     assert done["state"] == "failed"
-    assert done["message"] == "stopped after 15 s (scans.timeout_seconds)"
+    assert done["message"] == "stopped after 20 s (scans.timeout_seconds)"
     assert all_gone(processes, zones)
 
 

@@ -30,6 +30,7 @@ from checks.envelope import generate_private_key, parse_report, public_key_pem
 from collector.models import Agent, Role
 from collector.store import (
     AgentExists,
+    AuditAltered,
     EnrollmentInvalid,
     HostClaimed,
     NotFound,
@@ -217,6 +218,23 @@ def test_revoked_agent_re_enrols_with_a_new_key_and_token(store: Store) -> None:
     assert new_token != old_token
     assert store.agent_by_token(old_token) is None
     assert store.agent_by_token(new_token) == again
+
+
+def test_the_collectors_own_agent_is_created_once_even_by_processes_at_once(
+    store_url: str,
+) -> None:
+    stores = [Store.open(store_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            made = list(
+                pool.map(lambda s: s.service_agent("medsec-scanner", public_key(), NOW), stores)
+            )
+        assert len({a.id for a in made}) == 1
+        assert all(a.active for a in made)
+        assert [a.name for a in stores[0].list_agents()] == ["medsec-scanner"]
+    finally:
+        for opened in stores:
+            opened.close()
 
 
 def test_revoking_a_pending_agent_voids_its_enrolment_token(store: Store) -> None:
@@ -867,7 +885,7 @@ def test_pruning_keeps_young_entries_and_a_verifiable_chain(store: Store, raw: s
     days = [400, 300, 200, 10, 250, 5, 1]  # the 5th is old but follows a young one: it stays
     for n, age in enumerate(days):
         store.append_audit("alice", "auditor", f"GET /{n}", "::1", "200", NOW - timedelta(days=age))
-    assert store.prune_audit(NOW - timedelta(days=183)) == 3
+    assert store.prune_audit(NOW - timedelta(days=183), chunk=2) == 3  # in two transactions
     with raw.connect() as conn:
         kept = conn.execute(sa.text("SELECT seq FROM audit_log ORDER BY seq")).scalars().all()
     assert kept == [4, 5, 6, 7]
@@ -879,6 +897,28 @@ def test_pruning_keeps_young_entries_and_a_verifiable_chain(store: Store, raw: s
         conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 4"))
     verdict = store.verify_audit()
     assert (verdict.ok, verdict.first_bad_seq) == (False, 4)
+
+
+def test_pruning_refuses_to_erase_the_trace_of_an_edit(store: Store, raw: sa.Engine) -> None:
+    """Someone edits an old entry; verify says so, and a prune must not delete that evidence
+    (nor may back-dating young entries make them look old enough to go)."""
+    for age in (400, 300, 200, 1):
+        store.append_audit("alice", "auditor", "GET /", "::1", "200", NOW - timedelta(days=age))
+    with raw.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_log SET outcome = '403 forbidden' WHERE seq = 2"))
+    with pytest.raises(AuditAltered, match="altered at seq 2"):
+        store.prune_audit(NOW - timedelta(days=183))
+    assert count(raw, "audit_log") == 4
+    assert store.verify_audit().first_bad_seq == 2
+    with raw.begin() as conn:  # the edit undone; now a young entry is made to look old
+        conn.execute(sa.text("UPDATE audit_log SET outcome = '200' WHERE seq = 2"))
+        conn.execute(
+            sa.text("UPDATE audit_log SET at = :old WHERE seq = 4"),
+            {"old": NOW - timedelta(days=999)},
+        )
+    with pytest.raises(AuditAltered, match="altered at seq 4"):
+        store.prune_audit(NOW - timedelta(days=183))
+    assert count(raw, "audit_log") == 4  # the chunk is checked whole before any of it goes
 
 
 def test_pruning_every_entry_leaves_a_chain_that_goes_on(store: Store) -> None:

@@ -986,6 +986,8 @@ def _scan_routes(
         responses={**_ERRORS, 404: {"model": ErrorOut, "description": "not_found"}},
     )
     def get_scan(_: Auditor, scan_id: ScanId) -> ScanOut:
+        """One scan: running, then passed, findings (its results stored as `report_id`) or
+        failed (`message` says why)."""
         run = store.get_scan(scan_id, clock())
         if run is None:
             raise ApiError(404, "not_found", f"no scan {scan_id}")

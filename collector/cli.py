@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from collector.settings import (
     MAX_WORKERS,
+    AuditSettings,
     CollectorSettings,
     SettingsError,
     TlsSettings,
@@ -31,6 +32,7 @@ from collector.settings import (
     load_settings,
     parse_listen,
     render_settings,
+    write_audit_key,
 )
 
 if TYPE_CHECKING:
@@ -175,19 +177,22 @@ def _name(value: str, what: str) -> str:
 
 
 def _open_store(settings: CollectorSettings) -> Store:
+    from collector.settings import audit_key
     from collector.store import Store
 
-    return Store.open(settings.database)
+    return Store.open(settings.database, audit_key=audit_key(settings))
 
 
-def _audit(store: Store, action: str, outcome: str) -> None:
-    """Record a CLI action. A failure to record is said loudly but does not undo the action."""
+def _audit(store: Store, action: str, outcome: str, failed: Exception | None = None) -> None:
+    """Record a CLI action. A failure to record is said loudly but does not undo the action
+    (said once: not again when it is the very error the action `failed` with)."""
     from collector.store import StoreError
 
     try:
         store.append_audit(_os_user(), "cli", f"cli {action}", "cli", outcome, _now())
     except StoreError as exc:
-        print(f"{PROG}: warning: the audit entry was not written: {exc}", file=sys.stderr)
+        if failed is None or str(exc) != str(failed):
+            print(f"{PROG}: warning: the audit entry was not written: {exc}", file=sys.stderr)
 
 
 def _with_store(
@@ -207,7 +212,7 @@ def _with_store(
             _audit(store, action, f"{EXIT_USAGE} {exc.code}")
             raise
         except StoreError as exc:
-            _audit(store, action, f"{EXIT_USAGE} {_error_code(exc)}")
+            _audit(store, action, f"{EXIT_USAGE} {_error_code(exc)}", exc)
             raise
         _audit(store, action, str(code))
         return code
@@ -244,9 +249,15 @@ def _cmd_init(args: argparse.Namespace) -> int:
     tls = folder / "tls"
     cert, key = tls / "cert.pem", tls / "key.pem"
     make_self_signed(cert, key, hostnames)
+    audit_key_file = folder / "audit.key"
+    try:
+        write_audit_key(audit_key_file)
+    except FileExistsError:
+        raise UsageError(f"{audit_key_file} already exists; not overwriting it") from None
     settings = CollectorSettings(
         tls=TlsSettings(cert_file=str(cert), key_file=str(key)),
         database=f"sqlite:///{folder / 'medsec.db'}",
+        audit=AuditSettings(key_file=str(audit_key_file)),
     )
     store = _open_store(settings)
     try:
@@ -264,6 +275,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     print(f"settings:    {config}")
     print(f"certificate: {cert}  (give it to agents as their ca_file)")
     print(f"private key: {key}  (mode 0600)")
+    print(f"audit key:   {audit_key_file}  (mode 0600; back it up: the audit log verifies with it)")
     print(f"database:    {settings.database}")
     print(f"names:       localhost, 127.0.0.1{''.join(', ' + h for h in hostnames)}")
     print(f"next: {PROG} serve --config {config}")

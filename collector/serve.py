@@ -39,11 +39,12 @@ class HardenedConfig(uvicorn.Config):
 def worker_app() -> FastAPI:
     """The app of one worker process (the parent has migrated the database already)."""
     from collector.app import create_app
-    from collector.settings import load_settings
+    from collector.settings import audit_key, load_settings
     from collector.store import Store
 
     settings = load_settings(Path(os.environ[CONFIG_ENV]))
-    app = create_app(settings, Store.open(settings.database), owns_store=True)
+    store = Store.open(settings.database, audit_key=audit_key(settings))
+    app = create_app(settings, store, owns_store=True)
     tune_gc()
     return app
 

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ class ReportSettings(_Section, forbid_unknown_fields=True, frozen=True):
 class AuditSettings(_Section, forbid_unknown_fields=True, frozen=True):
     retention_days: int = MIN_AUDIT_RETENTION_DAYS
     """How long audit entries are kept; the law asks for at least 183 days."""
+    key_file: str | None = None
+    """The audit key (64 hex digits, readable by the collector only; `medsec init` makes one):
+    the chain is then keyed with HMAC, so writing the database is not enough to rewrite it."""
 
     def __post_init__(self) -> None:
         if not MIN_AUDIT_RETENTION_DAYS <= self.retention_days <= 36_500:
@@ -238,11 +242,65 @@ def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSe
         db_path, query_sep, query = database.removeprefix("sqlite:///").partition("?")
         if db_path and db_path != ":memory:":
             database = f"sqlite:///{_resolve(base, db_path)}{query_sep}{query}"
+    audit = msgspec.structs.replace(
+        settings.audit,
+        key_file=None
+        if settings.audit.key_file is None
+        else _resolve(base, settings.audit.key_file),
+    )
     scans = msgspec.structs.replace(
         settings.scans,
         zones={name: _resolve(base, path) for name, path in settings.scans.zones.items()},
     )
-    return msgspec.structs.replace(settings, tls=tls, database=database, scans=scans)
+    return msgspec.structs.replace(settings, tls=tls, database=database, audit=audit, scans=scans)
+
+
+AUDIT_KEY_BYTES = 32
+
+
+def read_audit_key(path: str, source: str = "the settings") -> bytes:
+    """The audit key in `path` (hex); `SettingsError` unless it is one, readable by this user
+    and by no other."""
+    key_path = Path(path)
+    try:
+        mode = stat.S_IMODE(key_path.stat().st_mode)
+        text = key_path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise SettingsError(f"{source}: audit.key_file: {path} does not exist") from None
+    except PermissionError:
+        raise SettingsError(
+            f"{source}: audit.key_file: {path} is not readable by this user"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{source}: audit.key_file: {path} cannot be read ({exc})") from None
+    if mode & 0o077:
+        raise SettingsError(
+            f"{source}: audit.key_file: {path} is accessible to other users (mode {mode:04o});"
+            " run chmod 600 on it"
+        )
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != AUDIT_KEY_BYTES:
+        raise SettingsError(
+            f"{source}: audit.key_file: {path} does not hold a key"
+            f" ({AUDIT_KEY_BYTES * 2} hex digits)"
+        )
+    return key
+
+
+def audit_key(settings: CollectorSettings) -> bytes | None:
+    """The collector's audit key, when the settings name one."""
+    key_file = settings.audit.key_file
+    return None if key_file is None else read_audit_key(key_file)
+
+
+def write_audit_key(path: Path) -> None:
+    """A new random audit key in `path`, mode 0600; never overwrites."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secrets.token_hex(AUDIT_KEY_BYTES) + "\n")
 
 
 def _check_zones_files(scans: ScanSettings, source: str) -> None:
@@ -266,6 +324,8 @@ def parse_settings(
     if check_files:
         _check_tls_files(settings.tls, source)
         _check_zones_files(settings.scans, source)
+        if settings.audit.key_file is not None:
+            read_audit_key(settings.audit.key_file, source)
     return settings
 
 
@@ -305,7 +365,13 @@ def render_settings(settings: CollectorSettings) -> str:
         f"  token_ttl_minutes: {settings.enrollment.token_ttl_minutes}\n"
         "audit:\n"
         f"  retention_days: {settings.audit.retention_days}  # at least 183 (MNDS 7.2.3.4)\n"
-        "reports:\n"
+        + (
+            ""
+            if settings.audit.key_file is None
+            else "  # HMAC key of the audit chain; keep it off the database server, back it up\n"
+            f"  key_file: {q(settings.audit.key_file)}\n"
+        )
+        + "reports:\n"
         f"  retention_days: {settings.reports.retention_days}"
         "  # `medsec db prune` deletes older ones; each host's newest stays\n"
         '# Zones files operators may scan through the API (POST /api/v1/scans {"zones": NAME}),\n'

@@ -3,14 +3,22 @@ is checked against it and against the recorded head. Entries are appended in bat
 group commit (`collector.store.batch`), one lock of the head row per batch.
 
 entry.hash = sha256(prev_hash + canonical(seq, at, actor, role, action, source, outcome)), with
-`prev_hash` the previous entry's hash (64 zeros for the first). The canonical encoding is a compact
-JSON array with `at` in UTC to the microsecond, so no field can bleed into another and the hash
-of a stored entry can be recomputed exactly from what SQLite or PostgreSQL gives back.
+`prev_hash` the previous entry's hash (64 zeros for the first); with the collector's audit key
+(`audit.key_file`), HMAC-SHA256 with that key instead, from the entry `keyed_from` on, and the
+head row carries a MAC over where the chain starts and ends. The key lives beside the settings,
+not in the database: someone who can write the database but not read the key cannot rewrite the
+chain, move its ends, or turn the keying off, without `verify` saying so. (Rolling the whole
+database back to an earlier copy stays possible: that needs a copy kept elsewhere.)
+
+The canonical encoding is a compact JSON array with `at` in UTC to the microsecond, so no field
+can bleed into another and the hash of a stored entry can be recomputed exactly from what SQLite
+or PostgreSQL gives back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -33,6 +41,7 @@ def canonical(
 def entry_hash(
     prev_hash: str,
     *,
+    key: bytes | None = None,
     seq: int,
     at: datetime,
     actor: str,
@@ -41,16 +50,30 @@ def entry_hash(
     source: str,
     outcome: str,
 ) -> str:
+    """SHA-256 of the entry and the previous hash; with the collector's audit `key`, HMAC-SHA256
+    (then only a holder of the key can make an entry that verifies)."""
     text = prev_hash + canonical(
         seq=seq, at=at, actor=actor, role=role, action=action, source=source, outcome=outcome
     )
+    if key is not None:
+        return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def recompute(entry: AuditEntry) -> str:
+def head_mac(
+    key: bytes, *, seq: int, hash_: str, base_seq: int, base_hash: str, keyed_from: int
+) -> str:
+    """The head row's MAC: where the chain ends and starts and from which entry it is keyed, so
+    none of these can be moved without the key."""
+    text = json.dumps([seq, hash_, base_seq, base_hash, keyed_from], separators=(",", ":"))
+    return hmac.new(key, ("head" + text).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def recompute(entry: AuditEntry, key: bytes | None = None) -> str:
     """The hash `entry` should carry, from its own fields and its `prev_hash`."""
     return entry_hash(
         entry.prev_hash,
+        key=key,
         seq=entry.seq,
         at=entry.at,
         actor=entry.actor,
@@ -65,6 +88,9 @@ def verify_chain(
     entries: Iterable[AuditEntry],
     head: tuple[int, str] | None,
     base: tuple[int, str] = (0, GENESIS_HASH),
+    *,
+    key: bytes | None = None,
+    keyed_from: int | None = None,
 ) -> AuditVerdict:
     """Check `entries` (in seq order, all of them) against each other and the head row.
 
@@ -78,7 +104,8 @@ def verify_chain(
     (last_seq, last_hash), count = base, 0
     for entry in entries:
         count += 1
-        bad = _entry_problem(entry, last_seq + 1, last_hash)
+        keyed = key is not None and keyed_from is not None and entry.seq >= keyed_from
+        bad = _entry_problem(entry, last_seq + 1, last_hash, key if keyed else None)
         if bad is not None:
             return AuditVerdict(False, count, *bad)
         last_seq, last_hash = entry.seq, entry.hash
@@ -88,14 +115,16 @@ def verify_chain(
     return AuditVerdict(True, count)
 
 
-def _entry_problem(entry: AuditEntry, expected_seq: int, prev: str) -> tuple[int, str] | None:
+def _entry_problem(
+    entry: AuditEntry, expected_seq: int, prev: str, key: bytes | None
+) -> tuple[int, str] | None:
     if entry.seq > expected_seq:
         return expected_seq, f"entry {expected_seq} is missing (the next entry is {entry.seq})"
     if entry.seq < expected_seq:
         return entry.seq, f"entry {entry.seq} is out of order (expected {expected_seq})"
     if entry.prev_hash != prev:
         return entry.seq, f"entry {entry.seq} does not link to the entry before it"
-    if recompute(entry) != entry.hash:
+    if recompute(entry, key) != entry.hash:
         return entry.seq, f"entry {entry.seq} was altered: its hash does not match its fields"
     return None
 

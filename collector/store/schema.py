@@ -193,7 +193,11 @@ audit_head = sa.Table(
     sa.Column("hash", Hash, nullable=False),
     sa.Column("base_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("base_hash", Hash, nullable=False, server_default=GENESIS_HASH),
+    sa.Column("keyed_from", sa.BigInteger),
+    sa.Column("mac", Hash),
 )
 """One row (id=1): the last entry's seq and hash; a deleted tail shows as a mismatch with it.
 `base_seq`/`base_hash`: the last entry pruned (`Store.prune_audit`), where the chain now starts.
+`keyed_from`: the first entry hashed with the audit key (None: no key yet); `mac`: the head's MAC
+with that key (`audit.head_mac`).
 Appenders lock this row (`FOR UPDATE`), which serialises them across collector processes."""

@@ -355,19 +355,27 @@ _LOCK_AGENTS = (
     .with_for_update()
 )
 
-_LOCK_HEAD = (
-    sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-)
-_LOCK_HEAD_AND_BASE = (
-    sa.select(audit_head.c.seq, audit_head.c.base_seq, audit_head.c.base_hash)
-    .where(audit_head.c.id == 1)
-    .with_for_update()
-)
+_HEAD = sa.select(
+    audit_head.c.seq,
+    audit_head.c.hash,
+    audit_head.c.base_seq,
+    audit_head.c.base_hash,
+    audit_head.c.keyed_from,
+    audit_head.c.mac,
+).where(audit_head.c.id == 1)
+_LOCK_HEAD = _HEAD.with_for_update()
 _INSERT_ENTRY = sa.insert(audit_log)
 _MOVE_HEAD = (
     sa.update(audit_head)
     .where(audit_head.c.id == 1)
-    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+    .values(
+        seq=sa.bindparam("new_seq"),
+        hash=sa.bindparam("new_hash"),
+        base_seq=sa.bindparam("new_base_seq"),
+        base_hash=sa.bindparam("new_base_hash"),
+        keyed_from=sa.bindparam("new_keyed_from"),
+        mac=sa.bindparam("new_mac"),
+    )
 )
 
 # PostgreSQL unpacks the results from the report body it has just stored, in report order: one
@@ -555,9 +563,12 @@ def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | 
 class Store:
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
-    def __init__(self, engine: sa.Engine, password: str | None = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, password: str | None = None, audit_key: bytes | None = None
+    ) -> None:
         self._engine = engine
         self._password = password
+        self._audit_key = audit_key
         self._dialect = engine.dialect.name
         self._sql = _Statements(self._dialect)
         self._writer = batch.GroupWriter(self._write_batch, "medsec-store-writer")
@@ -565,7 +576,7 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, *, audit_key: bytes | None = None) -> Store:
         """An engine for `url` (`sqlite:///PATH` or `postgresql+psycopg://...`); no I/O yet and
         no migration (see `upgrade`)."""
         try:
@@ -596,7 +607,7 @@ class Store:
                 f"unsupported database driver {parsed.drivername!r}:"
                 " use sqlite:///PATH or postgresql+psycopg://..."
             )
-        return cls(engine, parsed.password)
+        return cls(engine, parsed.password, audit_key)
 
     def upgrade(self) -> None:
         """Apply the Alembic migrations up to head, in one transaction (a no-op when current).
@@ -611,6 +622,9 @@ class Store:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            if self._audit_key is not None:  # key the chain from the next entry on
+                head = conn.execute(_LOCK_HEAD).one()
+                self._audit_keying(conn, head)
 
     def close(self) -> None:
         """Write what is queued, then release the connections."""
@@ -1246,16 +1260,80 @@ class Store:
         head = conn.execute(_LOCK_HEAD).first()
         if head is None:
             raise StoreError("the audit head row is missing: run `medsec db upgrade`")
+        keyed_from = self._audit_keying(conn, head)
         seq, prev = int(head.seq), str(head.hash)
         rows: list[dict[str, Any]] = []
         for job in jobs:
             seq += 1
-            digest = audit.entry_hash(prev, seq=seq, at=job.at, **job.fields)
+            key = self._audit_key if keyed_from is not None and seq >= keyed_from else None
+            digest = audit.entry_hash(prev, key=key, seq=seq, at=job.at, **job.fields)
             rows.append({"seq": seq, "at": job.at, "prev_hash": prev, "hash": digest} | job.fields)
             prev = digest
         conn.execute(_INSERT_ENTRY, rows)
-        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+        self._move_head(conn, seq, prev, int(head.base_seq), str(head.base_hash), keyed_from)
         return [(job, AuditEntry(**row)) for job, row in zip(jobs, rows, strict=True)]
+
+    def _audit_keying(self, conn: sa.Connection, head: _Row) -> int | None:
+        """The first keyed entry of the chain whose head row `head` is locked: set to the next
+        entry when this store has a key and the chain none yet (the head then gets its MAC).
+        A keyed chain without the key, or a head whose MAC is wrong, is refused."""
+        keyed_from = None if head.keyed_from is None else int(head.keyed_from)
+        if self._audit_key is None:
+            if keyed_from is not None:
+                raise StoreError(
+                    "the audit log is keyed: set audit.key_file in the settings to its key"
+                )
+            return None
+        if keyed_from is None:
+            keyed_from = int(head.seq) + 1
+            self._move_head(
+                conn,
+                int(head.seq),
+                str(head.hash),
+                int(head.base_seq),
+                str(head.base_hash),
+                keyed_from,
+            )
+        elif head.mac != self._head_mac(
+            int(head.seq), str(head.hash), int(head.base_seq), str(head.base_hash), keyed_from
+        ):
+            raise AuditAltered("the audit head row was altered (its MAC does not match)")
+        return keyed_from
+
+    def _head_mac(
+        self, seq: int, hash_: str, base_seq: int, base_hash: str, keyed_from: int | None
+    ) -> str | None:
+        if self._audit_key is None or keyed_from is None:
+            return None
+        return audit.head_mac(
+            self._audit_key,
+            seq=seq,
+            hash_=hash_,
+            base_seq=base_seq,
+            base_hash=base_hash,
+            keyed_from=keyed_from,
+        )
+
+    def _move_head(  # noqa: PLR0917 — as _head_mac
+        self,
+        conn: sa.Connection,
+        seq: int,
+        hash_: str,
+        base_seq: int,
+        base_hash: str,
+        keyed_from: int | None,
+    ) -> None:
+        conn.execute(
+            _MOVE_HEAD,
+            {
+                "new_seq": seq,
+                "new_hash": hash_,
+                "new_base_seq": base_seq,
+                "new_base_hash": base_hash,
+                "new_keyed_from": keyed_from,
+                "new_mac": self._head_mac(seq, hash_, base_seq, base_hash, keyed_from),
+            },
+        )
 
     # -- group commit ------------------------------------------------------------------------
 
@@ -1315,25 +1393,37 @@ class Store:
 
     def verify_audit(self) -> AuditVerdict:
         """Re-walk the whole chain and compare its end with the head, in one snapshot (entries
-        appended meanwhile are simply not seen)."""
+        appended meanwhile are simply not seen). With the audit key, the entries from
+        `keyed_from` on must carry its HMAC and the head its MAC; a keyed chain cannot be
+        checked without the key (`StoreError`)."""
         with self._tx(write=False, snapshot=True) as conn:
-            head_row = conn.execute(
-                sa.select(
-                    audit_head.c.seq,
-                    audit_head.c.hash,
-                    audit_head.c.base_seq,
-                    audit_head.c.base_hash,
-                ).where(audit_head.c.id == 1)
-            ).first()
-            if head_row is None:
+            head = conn.execute(_HEAD).first()
+            if head is None:
                 return audit.verify_chain((), None)
+            keyed_from = None if head.keyed_from is None else int(head.keyed_from)
+            if keyed_from is not None and self._audit_key is None:
+                raise StoreError(
+                    "the audit log is keyed: set audit.key_file in the settings to its key"
+                )
+            end, base = (int(head.seq), str(head.hash)), (int(head.base_seq), str(head.base_hash))
+            if self._audit_key is not None:
+                expected = self._head_mac(*end, *base, keyed_from)
+                if keyed_from is None or head.mac != expected:
+                    return AuditVerdict(
+                        False,
+                        0,
+                        int(head.seq),
+                        "the head row was altered: its MAC does not match the audit key",
+                    )
             rows = conn.execute(
                 sa.select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=2000)
             )
             return audit.verify_chain(
                 (_audit_entry(row) for row in rows),
-                (int(head_row.seq), str(head_row.hash)),
-                (int(head_row.base_seq), str(head_row.base_hash)),
+                end,
+                base,
+                key=self._audit_key,
+                keyed_from=keyed_from,
             )
 
     def prune_audit(self, before: datetime, chunk: int = 10_000) -> int:
@@ -1353,9 +1443,10 @@ class Store:
         pruned = 0
         while True:
             with self._tx(write=True) as conn:
-                head = conn.execute(_LOCK_HEAD_AND_BASE).first()
+                head = conn.execute(_LOCK_HEAD).first()
                 if head is None:
                     raise StoreError("the audit head row is missing: run `medsec db upgrade`")
+                keyed_from = self._audit_keying(conn, head)
                 last_old = head.seq if first_young is None else int(first_young) - 1
                 upto = min(last_old, int(head.base_seq) + chunk)
                 if upto <= head.base_seq:
@@ -1368,7 +1459,11 @@ class Store:
                 entries = [_audit_entry(row) for row in rows]
                 end = (upto, entries[-1].hash) if entries else (upto, "")
                 verdict = audit.verify_chain(
-                    entries, end, (int(head.base_seq), str(head.base_hash))
+                    entries,
+                    end,
+                    (int(head.base_seq), str(head.base_hash)),
+                    key=self._audit_key,
+                    keyed_from=keyed_from,
                 )
                 if not verdict.ok:
                     raise AuditAltered(
@@ -1376,10 +1471,8 @@ class Store:
                         f" ({verdict.problem}); nothing more was pruned"
                     )
                 pruned += conn.execute(sa.delete(audit_log).where(audit_log.c.seq <= upto)).rowcount
-                conn.execute(
-                    sa.update(audit_head)
-                    .where(audit_head.c.id == 1)
-                    .values(base_seq=upto, base_hash=entries[-1].hash)
+                self._move_head(
+                    conn, int(head.seq), str(head.hash), upto, entries[-1].hash, keyed_from
                 )
 
 

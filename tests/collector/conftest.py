@@ -78,7 +78,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             conn.execute(
                 sa.text(
                     "UPDATE audit_head SET seq = 0, hash = :genesis, base_seq = 0,"
-                    " base_hash = :genesis WHERE id = 1"
+                    " base_hash = :genesis, keyed_from = NULL, mac = NULL WHERE id = 1"
                 ),
                 {"genesis": GENESIS_HASH},
             )

@@ -317,6 +317,24 @@ def test_first_run_contract(collector_dir: Path, agent_report_template: dict[str
     assert broken.err == ""
 
 
+def test_the_audit_log_is_keyed_from_init_and_needs_its_key(collector_dir: Path) -> None:
+    config = collector_dir / "collector.yaml"
+    key = collector_dir / "audit.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    assert settings["audit"]["key_file"] == str(key)
+    assert medsec("audit", "verify", "--config", config).code == 0
+    with sqlite3.connect(collector_dir / "medsec.db") as db:
+        assert db.execute("SELECT keyed_from FROM audit_head").fetchone() == (1,)
+    # Without the key the log cannot be checked or extended: one line, exit 2.
+    del settings["audit"]["key_file"]
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    refused = medsec("audit", "verify", "--config", config)
+    assert refused.code == 2, refused
+    assert refused.err.startswith("medsec: the audit log is keyed: set audit.key_file")
+    assert refused.err.count("\n") == 1
+
+
 def test_deleting_an_audit_entry_is_found(collector_dir: Path) -> None:
     config = collector_dir / "collector.yaml"
     for name in ("a", "b", "c"):
@@ -336,9 +354,12 @@ def test_audit_prune_deletes_what_is_past_the_retention_and_the_chain_still_veri
 
     config = collector_dir / "collector.yaml"
     database = collector_dir / "medsec.db"
-    with sqlite3.connect(database) as db:  # start from an empty log, then write a long history
+    with sqlite3.connect(database) as db:  # an empty log from before the audit key, then history
         db.execute("DELETE FROM audit_log")
-        db.execute("UPDATE audit_head SET seq = 0, hash = ?", (GENESIS_HASH,))
+        db.execute(
+            "UPDATE audit_head SET seq = 0, hash = ?, keyed_from = NULL, mac = NULL",
+            (GENESIS_HASH,),
+        )
     store = Store.open(f"sqlite:///{database}")
     try:
         now = datetime.now(UTC)

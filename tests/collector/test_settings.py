@@ -10,10 +10,12 @@ import pytest
 from collector.settings import (
     CollectorSettings,
     SettingsError,
+    audit_key,
     load_settings,
     parse_listen,
     redact_url,
     render_settings,
+    write_audit_key,
 )
 
 
@@ -210,3 +212,41 @@ def test_rendered_settings_load_back(tmp_path, tls_pair):
     again = write(tmp_path, render_settings(settings))
     assert load_settings(again) == settings
     assert isinstance(settings, CollectorSettings)
+
+
+WITH_AUDIT_KEY = MINIMAL + "audit: {key_file: audit.key}\n"
+
+
+def test_the_audit_key_is_read_relative_to_the_settings(tmp_path, tls_pair):
+    key = tmp_path / "audit.key"
+    write_audit_key(key)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    settings = load_settings(write(tmp_path, WITH_AUDIT_KEY))
+    assert settings.audit.key_file == str(key)
+    assert audit_key(settings) == bytes.fromhex(key.read_text())
+    with pytest.raises(FileExistsError):
+        write_audit_key(key)  # never overwritten: the log verifies only with this key
+    again = write(tmp_path, render_settings(settings))
+    assert load_settings(again) == settings
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "words"),
+    [
+        (None, 0o600, "audit.key does not exist"),
+        ("00" * 32, 0o644, "accessible to other users (mode 0644)"),
+        ("00" * 32, 0o640, "accessible to other users (mode 0640)"),
+        ("not hex at all", 0o600, "does not hold a key (64 hex digits)"),
+        ("00" * 16, 0o600, "does not hold a key (64 hex digits)"),
+    ],
+)
+def test_a_bad_audit_key_is_one_line(tmp_path, tls_pair, content, mode, words):
+    key = tmp_path / "audit.key"
+    if content is not None:
+        key.write_text(content, encoding="ascii")
+        key.chmod(mode)
+    with pytest.raises(SettingsError) as info:
+        load_settings(write(tmp_path, WITH_AUDIT_KEY))
+    assert "audit.key_file: " in str(info.value)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)

@@ -930,6 +930,89 @@ def test_pruning_every_entry_leaves_a_chain_that_goes_on(store: Store) -> None:
     assert (store.verify_audit().ok, store.verify_audit().entries) == (True, 1)
 
 
+AUDIT_KEY = bytes(range(32))
+
+
+@pytest.fixture
+def keyed(store_url: str, store: Store) -> Iterator[Store]:
+    """The store with the collector's audit key (`store` has migrated and emptied the database)."""
+    with_key = Store.open(store_url, audit_key=AUDIT_KEY)
+    yield with_key
+    with_key.close()
+
+
+def test_a_keyed_chain_cannot_be_rewritten_without_the_key(keyed: Store, raw: sa.Engine) -> None:
+    """Someone who can write the database edits entry 2 and re-links every later entry and the
+    head with plain SHA-256, as they could on an unkeyed chain."""
+    append(keyed, 4)
+    assert keyed.verify_audit().ok
+    entries = keyed.audit_entries(10, 0).items
+    prev = entries[0].hash
+    with raw.begin() as conn:
+        for entry in entries[1:]:
+            outcome = "403 forbidden" if entry.seq == 2 else entry.outcome
+            digest = entry_hash(
+                prev,
+                seq=entry.seq,
+                at=entry.at,
+                actor=entry.actor,
+                role=entry.role,
+                action=entry.action,
+                source=entry.source,
+                outcome=outcome,
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE audit_log SET outcome = :o, prev_hash = :p, hash = :h WHERE seq = :s"
+                ),
+                {"o": outcome, "p": prev, "h": digest, "s": entry.seq},
+            )
+            prev = digest
+        conn.execute(sa.text("UPDATE audit_head SET hash = :h"), {"h": prev})
+    verdict = keyed.verify_audit()
+    assert not verdict.ok
+    assert verdict.problem is not None
+    assert "MAC" in verdict.problem  # the head no longer matches its MAC
+
+
+def test_a_keyed_chains_ends_cannot_be_moved(keyed: Store, raw: sa.Engine) -> None:
+    append(keyed, 4)
+    third = keyed.audit_entries(1, 2).items[0]
+    with raw.begin() as conn:  # drop the last entry and point the head at the one before
+        conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 4"))
+        conn.execute(sa.text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": third.hash})
+    assert not keyed.verify_audit().ok
+    with pytest.raises(AuditAltered, match="head row was altered"):
+        keyed.append_audit("bob", "admin", "GET /", "::1", "200", NOW)
+
+
+def test_keying_cannot_be_turned_off_and_old_entries_keep_their_links(
+    store: Store, keyed: Store, raw: sa.Engine
+) -> None:
+    append(store, 2)  # before the collector had a key
+    append(keyed, 2)  # keyed from entry 3 on
+    verdict = keyed.verify_audit()
+    assert (verdict.ok, verdict.entries) == (True, 4)
+    with raw.connect() as conn:
+        assert conn.execute(sa.text("SELECT keyed_from FROM audit_head")).scalar() == 3
+    with pytest.raises(StoreError, match="audit log is keyed"):
+        store.append_audit("bob", "admin", "GET /", "::1", "200", NOW)  # a store without it
+    with pytest.raises(StoreError, match="audit log is keyed"):
+        store.verify_audit()
+    with raw.begin() as conn:  # turning the keying off in the database is seen
+        conn.execute(sa.text("UPDATE audit_head SET keyed_from = NULL, mac = NULL"))
+    assert not keyed.verify_audit().ok
+
+
+def test_a_keyed_chain_prunes_and_still_verifies(keyed: Store) -> None:
+    for age in (400, 300, 1):
+        keyed.append_audit("alice", "auditor", "GET /", "::1", "200", NOW - timedelta(days=age))
+    assert keyed.prune_audit(NOW - timedelta(days=183)) == 2
+    assert (keyed.verify_audit().ok, keyed.verify_audit().entries) == (True, 1)
+    keyed.append_audit("alice", "auditor", "GET /", "::1", "200", NOW)
+    assert keyed.verify_audit().ok
+
+
 def test_audit_fields_are_hashed_as_stored(store: Store) -> None:
     """A NUL (from a decoded request path) cannot be stored on PostgreSQL: it is replaced before
     hashing, so the entry is still written and still verifies."""
@@ -1002,7 +1085,7 @@ def test_migrations_create_the_schema_once_without_drift(empty_url: str) -> None
         assert store.verify_audit().entries == 1
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0005",)
+                ("0006",)
             ]
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}

@@ -259,6 +259,22 @@ def _cmd_init(args: argparse.Namespace) -> int:
         database=f"sqlite:///{folder / 'medsec.db'}",
         audit=AuditSettings(key_file=str(audit_key_file)),
     )
+    try:
+        _init_store_and_settings(settings, folder, config)
+    except BaseException:
+        audit_key_file.unlink()  # so that `init` can be run again once the problem is fixed
+        raise
+    print(f"settings:    {config}")
+    print(f"certificate: {cert}  (give it to agents as their ca_file)")
+    print(f"private key: {key}  (mode 0600)")
+    print(f"audit key:   {audit_key_file}  (mode 0600; back it up: the audit log verifies with it)")
+    print(f"database:    {settings.database}")
+    print(f"names:       localhost, 127.0.0.1{''.join(', ' + h for h in hostnames)}")
+    print(f"next: {PROG} serve --config {config}")
+    return EXIT_OK
+
+
+def _init_store_and_settings(settings: CollectorSettings, folder: Path, config: Path) -> None:
     store = _open_store(settings)
     try:
         store.upgrade()
@@ -272,14 +288,6 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise UsageError(f"{config} already exists; not overwriting it") from None
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(render_settings(settings))
-    print(f"settings:    {config}")
-    print(f"certificate: {cert}  (give it to agents as their ca_file)")
-    print(f"private key: {key}  (mode 0600)")
-    print(f"audit key:   {audit_key_file}  (mode 0600; back it up: the audit log verifies with it)")
-    print(f"database:    {settings.database}")
-    print(f"names:       localhost, 127.0.0.1{''.join(', ' + h for h in hostnames)}")
-    print(f"next: {PROG} serve --config {config}")
-    return EXIT_OK
 
 
 def _is_name(host: str) -> bool:

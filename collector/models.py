@@ -65,6 +65,16 @@ class Principal:
     agent_id: int | None = None
 
 
+@dataclass(frozen=True)
+class AuditKey:
+    """The collector's audit key, from its key file (never from the database): the secret and
+    the first audit entry it keys. Knowing where keying starts outside the database is what lets
+    `verify` see keying switched off."""
+
+    secret: bytes = field(repr=False)
+    keyed_from: int
+
+
 class ScanState(enum.StrEnum):
     RUNNING = "running"
     PASSED = "passed"  # the scan ran; no check failed or errored

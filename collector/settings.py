@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from checks.configtext import ConfigFileError, describe, read_yaml
+from collector.models import AuditKey
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
@@ -258,49 +259,62 @@ def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSe
 AUDIT_KEY_BYTES = 32
 
 
-def read_audit_key(path: str, source: str = "the settings") -> bytes:
-    """The audit key in `path` (hex); `SettingsError` unless it is one, readable by this user
-    and by no other."""
+def read_audit_key(path: str, source: str = "the settings") -> AuditKey:
+    """The audit key in `path` (`key=` 64 hex digits, `keyed_from=` the first entry it keys);
+    `SettingsError` unless it is one, readable by this user and by no other."""
     key_path = Path(path)
     try:
         mode = stat.S_IMODE(key_path.stat().st_mode)
-        text = key_path.read_text(encoding="ascii").strip()
+        raw = key_path.read_bytes()
     except FileNotFoundError:
         raise SettingsError(f"{source}: audit.key_file: {path} does not exist") from None
     except PermissionError:
         raise SettingsError(
             f"{source}: audit.key_file: {path} is not readable by this user"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{source}: audit.key_file: {path} cannot be read ({exc})") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{source}: audit.key_file: {path} cannot be read ({exc.strerror})"
+        ) from None
     if mode & 0o077:
         raise SettingsError(
             f"{source}: audit.key_file: {path} is accessible to other users (mode {mode:04o});"
             " run chmod 600 on it"
         )
+    fields: dict[str, str] = {}
+    for line in raw.decode("ascii", errors="replace").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and not name.startswith("#"):
+            fields[name.strip()] = value.strip()
     try:
-        key = bytes.fromhex(text)
+        secret = bytes.fromhex(fields.get("key", ""))
+        keyed_from = int(fields.get("keyed_from", ""))
     except ValueError:
-        key = b""
-    if len(key) != AUDIT_KEY_BYTES:
+        secret, keyed_from = b"", 0
+    if len(secret) != AUDIT_KEY_BYTES or keyed_from < 1:  # the message never shows the content
         raise SettingsError(
             f"{source}: audit.key_file: {path} does not hold a key"
-            f" ({AUDIT_KEY_BYTES * 2} hex digits)"
+            f" (key= {AUDIT_KEY_BYTES * 2} hex digits, keyed_from= the first entry it keys)"
         )
-    return key
+    return AuditKey(secret, keyed_from)
 
 
-def audit_key(settings: CollectorSettings) -> bytes | None:
+def audit_key(settings: CollectorSettings) -> AuditKey | None:
     """The collector's audit key, when the settings name one."""
     key_file = settings.audit.key_file
     return None if key_file is None else read_audit_key(key_file)
 
 
-def write_audit_key(path: Path) -> None:
-    """A new random audit key in `path`, mode 0600; never overwrites."""
+def write_audit_key(path: Path, keyed_from: int = 1) -> None:
+    """A new random audit key in `path`, mode 0600, keying entries from `keyed_from` on; never
+    overwrites (`FileExistsError`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(secrets.token_hex(AUDIT_KEY_BYTES) + "\n")
+        out.write(
+            "# medsec audit key: keep it secret and off the database server; back it up\n"
+            f"key={secrets.token_hex(AUDIT_KEY_BYTES)}\n"
+            f"keyed_from={keyed_from}\n"
+        )
 
 
 def _check_zones_files(scans: ScanSettings, source: str) -> None:

@@ -124,7 +124,7 @@ def _entry_problem(
         return entry.seq, f"entry {entry.seq} is out of order (expected {expected_seq})"
     if entry.prev_hash != prev:
         return entry.seq, f"entry {entry.seq} does not link to the entry before it"
-    if recompute(entry, key) != entry.hash:
+    if not hmac.compare_digest(recompute(entry, key), entry.hash):
         return entry.seq, f"entry {entry.seq} was altered: its hash does not match its fields"
     return None
 

@@ -10,6 +10,7 @@ Database errors that mean "unreachable" become `StoreUnavailable` with one line 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import sqlite3
@@ -33,6 +34,7 @@ from checks.envelope import Report, ReportResult
 from collector.models import (
     Agent,
     AuditEntry,
+    AuditKey,
     AuditVerdict,
     HostSummary,
     IngestOutcome,
@@ -564,7 +566,7 @@ class Store:
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(
-        self, engine: sa.Engine, password: str | None = None, audit_key: bytes | None = None
+        self, engine: sa.Engine, password: str | None = None, audit_key: AuditKey | None = None
     ) -> None:
         self._engine = engine
         self._password = password
@@ -576,7 +578,7 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, audit_key: bytes | None = None) -> Store:
+    def open(cls, url: str, *, audit_key: AuditKey | None = None) -> Store:
         """An engine for `url` (`sqlite:///PATH` or `postgresql+psycopg://...`); no I/O yet and
         no migration (see `upgrade`)."""
         try:
@@ -622,9 +624,6 @@ class Store:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            if self._audit_key is not None:  # key the chain from the next entry on
-                head = conn.execute(_LOCK_HEAD).one()
-                self._audit_keying(conn, head)
 
     def close(self) -> None:
         """Write what is queued, then release the connections."""
@@ -1265,7 +1264,11 @@ class Store:
         rows: list[dict[str, Any]] = []
         for job in jobs:
             seq += 1
-            key = self._audit_key if keyed_from is not None and seq >= keyed_from else None
+            key = (
+                self._audit_key.secret
+                if self._audit_key is not None and keyed_from is not None and seq >= keyed_from
+                else None
+            )
             digest = audit.entry_hash(prev, key=key, seq=seq, at=job.at, **job.fields)
             rows.append({"seq": seq, "at": job.at, "prev_hash": prev, "hash": digest} | job.fields)
             prev = digest
@@ -1274,9 +1277,10 @@ class Store:
         return [(job, AuditEntry(**row)) for job, row in zip(jobs, rows, strict=True)]
 
     def _audit_keying(self, conn: sa.Connection, head: _Row) -> int | None:
-        """The first keyed entry of the chain whose head row `head` is locked: set to the next
-        entry when this store has a key and the chain none yet (the head then gets its MAC).
-        A keyed chain without the key, or a head whose MAC is wrong, is refused."""
+        """The first keyed entry of the chain whose head row `head` is locked, for an append or
+        a prune. The key file says where keying starts; the head row must agree (it records it
+        once the chain gets there, with its MAC). A keyed chain without the key, keying switched
+        off in the database, or a head whose MAC is wrong, is refused."""
         keyed_from = None if head.keyed_from is None else int(head.keyed_from)
         if self._audit_key is None:
             if keyed_from is not None:
@@ -1284,21 +1288,41 @@ class Store:
                     "the audit log is keyed: set audit.key_file in the settings to its key"
                 )
             return None
-        if keyed_from is None:
-            keyed_from = int(head.seq) + 1
+        problem = self._keying_problem(head)
+        if problem is not None:
+            raise AuditAltered(problem)
+        expected = self._audit_key.keyed_from
+        if keyed_from is None:  # not there yet (a new log): from now on the head says so
             self._move_head(
                 conn,
                 int(head.seq),
                 str(head.hash),
                 int(head.base_seq),
                 str(head.base_hash),
-                keyed_from,
+                expected,
             )
-        elif head.mac != self._head_mac(
-            int(head.seq), str(head.hash), int(head.base_seq), str(head.base_hash), keyed_from
-        ):
-            raise AuditAltered("the audit head row was altered (its MAC does not match)")
-        return keyed_from
+        return expected
+
+    def _keying_problem(self, head: _Row) -> str | None:
+        """With the key: what is wrong with the head row's keying, or None."""
+        if self._audit_key is None:
+            return None
+        expected = self._audit_key.keyed_from
+        if head.keyed_from is None:
+            if int(head.seq) >= expected:
+                return (
+                    f"keying was switched off: the key file keys entries from {expected} on,"
+                    f" the head row of entry {int(head.seq)} says none are keyed"
+                )
+            return None
+        if int(head.keyed_from) != expected:
+            return "the head row was altered: it moves where keying starts"
+        mac = self._head_mac(
+            int(head.seq), str(head.hash), int(head.base_seq), str(head.base_hash), expected
+        )
+        if mac is None or not hmac.compare_digest(str(head.mac or ""), mac):
+            return "the head row was altered: its MAC does not match the audit key"
+        return None
 
     def _head_mac(
         self, seq: int, hash_: str, base_seq: int, base_hash: str, keyed_from: int | None
@@ -1306,7 +1330,7 @@ class Store:
         if self._audit_key is None or keyed_from is None:
             return None
         return audit.head_mac(
-            self._audit_key,
+            self._audit_key.secret,
             seq=seq,
             hash_=hash_,
             base_seq=base_seq,
@@ -1393,37 +1417,30 @@ class Store:
 
     def verify_audit(self) -> AuditVerdict:
         """Re-walk the whole chain and compare its end with the head, in one snapshot (entries
-        appended meanwhile are simply not seen). With the audit key, the entries from
-        `keyed_from` on must carry its HMAC and the head its MAC; a keyed chain cannot be
-        checked without the key (`StoreError`)."""
+        appended meanwhile are simply not seen). With the audit key, the entries from where the
+        key file says keying starts must carry its HMAC and the head row its MAC; a keyed chain
+        cannot be checked without the key (`StoreError`)."""
         with self._tx(write=False, snapshot=True) as conn:
             head = conn.execute(_HEAD).first()
             if head is None:
                 return audit.verify_chain((), None)
-            keyed_from = None if head.keyed_from is None else int(head.keyed_from)
-            if keyed_from is not None and self._audit_key is None:
+            if head.keyed_from is not None and self._audit_key is None:
                 raise StoreError(
                     "the audit log is keyed: set audit.key_file in the settings to its key"
                 )
-            end, base = (int(head.seq), str(head.hash)), (int(head.base_seq), str(head.base_hash))
-            if self._audit_key is not None:
-                expected = self._head_mac(*end, *base, keyed_from)
-                if keyed_from is None or head.mac != expected:
-                    return AuditVerdict(
-                        False,
-                        0,
-                        int(head.seq),
-                        "the head row was altered: its MAC does not match the audit key",
-                    )
+            problem = self._keying_problem(head)
+            if problem is not None:
+                return AuditVerdict(False, 0, int(head.seq), problem)
             rows = conn.execute(
                 sa.select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=2000)
             )
+            key = self._audit_key
             return audit.verify_chain(
                 (_audit_entry(row) for row in rows),
-                end,
-                base,
-                key=self._audit_key,
-                keyed_from=keyed_from,
+                (int(head.seq), str(head.hash)),
+                (int(head.base_seq), str(head.base_hash)),
+                key=None if key is None else key.secret,
+                keyed_from=None if key is None else key.keyed_from,
             )
 
     def prune_audit(self, before: datetime, chunk: int = 10_000) -> int:
@@ -1462,7 +1479,7 @@ class Store:
                     entries,
                     end,
                     (int(head.base_seq), str(head.base_hash)),
-                    key=self._audit_key,
+                    key=None if self._audit_key is None else self._audit_key.secret,
                     keyed_from=keyed_from,
                 )
                 if not verdict.ok:

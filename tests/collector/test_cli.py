@@ -349,18 +349,19 @@ def test_deleting_an_audit_entry_is_found(collector_dir: Path) -> None:
 def test_audit_prune_deletes_what_is_past_the_retention_and_the_chain_still_verifies(
     collector_dir: Path,
 ) -> None:
+    from collector.settings import audit_key, load_settings
     from collector.store import Store
     from collector.store.schema import GENESIS_HASH
 
     config = collector_dir / "collector.yaml"
     database = collector_dir / "medsec.db"
-    with sqlite3.connect(database) as db:  # an empty log from before the audit key, then history
+    with sqlite3.connect(database) as db:  # an empty log, then a long history
         db.execute("DELETE FROM audit_log")
         db.execute(
             "UPDATE audit_head SET seq = 0, hash = ?, keyed_from = NULL, mac = NULL",
             (GENESIS_HASH,),
         )
-    store = Store.open(f"sqlite:///{database}")
+    store = Store.open(f"sqlite:///{database}", audit_key=audit_key(load_settings(config)))
     try:
         now = datetime.now(UTC)
         for age in (400, 300, 184, 100, 1):

@@ -223,7 +223,11 @@ def test_the_audit_key_is_read_relative_to_the_settings(tmp_path, tls_pair):
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     settings = load_settings(write(tmp_path, WITH_AUDIT_KEY))
     assert settings.audit.key_file == str(key)
-    assert audit_key(settings) == bytes.fromhex(key.read_text())
+    found = audit_key(settings)
+    assert found is not None
+    assert found.keyed_from == 1
+    assert f"key={found.secret.hex()}" in key.read_text()
+    assert found.secret.hex() not in repr(found)
     with pytest.raises(FileExistsError):
         write_audit_key(key)  # never overwritten: the log verifies only with this key
     again = write(tmp_path, render_settings(settings))
@@ -234,19 +238,23 @@ def test_the_audit_key_is_read_relative_to_the_settings(tmp_path, tls_pair):
     ("content", "mode", "words"),
     [
         (None, 0o600, "audit.key does not exist"),
-        ("00" * 32, 0o644, "accessible to other users (mode 0644)"),
-        ("00" * 32, 0o640, "accessible to other users (mode 0640)"),
-        ("not hex at all", 0o600, "does not hold a key (64 hex digits)"),
-        ("00" * 16, 0o600, "does not hold a key (64 hex digits)"),
+        (f"key={'00' * 32}\nkeyed_from=1\n", 0o644, "accessible to other users (mode 0644)"),
+        (f"key={'00' * 32}\nkeyed_from=1\n", 0o640, "accessible to other users (mode 0640)"),
+        ("key=not hex at all\nkeyed_from=1\n", 0o600, "does not hold a key"),
+        (f"key={'00' * 16}\nkeyed_from=1\n", 0o600, "does not hold a key"),
+        (f"key={'00' * 32}\n", 0o600, "does not hold a key"),
+        (f"key={'00' * 32}\nkeyed_from=0\n", 0o600, "does not hold a key"),
+        ("\xff\xfe binary", 0o600, "does not hold a key"),
     ],
 )
 def test_a_bad_audit_key_is_one_line(tmp_path, tls_pair, content, mode, words):
     key = tmp_path / "audit.key"
     if content is not None:
-        key.write_text(content, encoding="ascii")
+        key.write_bytes(content.encode("latin-1"))
         key.chmod(mode)
     with pytest.raises(SettingsError) as info:
         load_settings(write(tmp_path, WITH_AUDIT_KEY))
     assert "audit.key_file: " in str(info.value)
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+    assert "00000000" not in str(info.value)  # never the file's content

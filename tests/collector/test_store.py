@@ -27,7 +27,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from checks.envelope import generate_private_key, parse_report, public_key_pem
-from collector.models import Agent, Role
+from collector.models import Agent, AuditKey, Role
 from collector.store import (
     AgentExists,
     AuditAltered,
@@ -930,7 +930,7 @@ def test_pruning_every_entry_leaves_a_chain_that_goes_on(store: Store) -> None:
     assert (store.verify_audit().ok, store.verify_audit().entries) == (True, 1)
 
 
-AUDIT_KEY = bytes(range(32))
+AUDIT_KEY = AuditKey(bytes(range(32)), keyed_from=1)
 
 
 @pytest.fixture
@@ -986,22 +986,60 @@ def test_a_keyed_chains_ends_cannot_be_moved(keyed: Store, raw: sa.Engine) -> No
         keyed.append_audit("bob", "admin", "GET /", "::1", "200", NOW)
 
 
-def test_keying_cannot_be_turned_off_and_old_entries_keep_their_links(
+def test_keying_cannot_be_turned_off_nor_the_log_extended_without_the_key(
     store: Store, keyed: Store, raw: sa.Engine
 ) -> None:
-    append(store, 2)  # before the collector had a key
-    append(keyed, 2)  # keyed from entry 3 on
-    verdict = keyed.verify_audit()
-    assert (verdict.ok, verdict.entries) == (True, 4)
+    append(keyed, 2)
     with raw.connect() as conn:
-        assert conn.execute(sa.text("SELECT keyed_from FROM audit_head")).scalar() == 3
+        assert conn.execute(sa.text("SELECT keyed_from FROM audit_head")).scalar() == 1
     with pytest.raises(StoreError, match="audit log is keyed"):
         store.append_audit("bob", "admin", "GET /", "::1", "200", NOW)  # a store without it
     with pytest.raises(StoreError, match="audit log is keyed"):
         store.verify_audit()
-    with raw.begin() as conn:  # turning the keying off in the database is seen
-        conn.execute(sa.text("UPDATE audit_head SET keyed_from = NULL, mac = NULL"))
+    # Switched off in the database, the chain re-linked with plain SHA-256: the key file still
+    # says where keying starts, so neither a check nor the next append accepts it.
+    first = keyed.audit_entries(1, 0).items[0]
+    plain = entry_hash(
+        GENESIS_HASH,
+        seq=1,
+        at=first.at,
+        actor=first.actor,
+        role=first.role,
+        action=first.action,
+        source=first.source,
+        outcome="403 forbidden",
+    )
+    with raw.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 2"))
+        conn.execute(
+            sa.text("UPDATE audit_log SET outcome = '403 forbidden', hash = :h WHERE seq = 1"),
+            {"h": plain},
+        )
+        conn.execute(
+            sa.text("UPDATE audit_head SET seq = 1, hash = :h, keyed_from = NULL, mac = NULL"),
+            {"h": plain},
+        )
+    verdict = keyed.verify_audit()
+    assert (verdict.ok, verdict.problem is not None and "switched off" in verdict.problem) == (
+        False,
+        True,
+    )
+    with pytest.raises(AuditAltered, match="switched off"):
+        keyed.append_audit("bob", "admin", "GET /", "::1", "200", NOW)
     assert not keyed.verify_audit().ok
+
+
+def test_a_key_that_starts_later_keeps_the_earlier_plain_links(
+    store: Store, store_url: str
+) -> None:
+    append(store, 2)  # before the collector had its key
+    later = Store.open(store_url, audit_key=AuditKey(bytes(range(32)), keyed_from=3))
+    try:
+        append(later, 2)
+        verdict = later.verify_audit()
+        assert (verdict.ok, verdict.entries) == (True, 4)
+    finally:
+        later.close()
 
 
 def test_a_keyed_chain_prunes_and_still_verifies(keyed: Store) -> None:

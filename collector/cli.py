@@ -38,6 +38,7 @@ from collector.settings import (
 if TYPE_CHECKING:
     import uvicorn
 
+    from collector.models import AuditVerdict
     from collector.store import Store
 
 PROG = "medsec"
@@ -127,7 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
-    _config_arg(audit.add_parser("verify", help="check the hash chain; exit 1 if altered"))
+    verify = audit.add_parser("verify", help="check the hash chain; exit 1 if altered")
+    verify.add_argument(
+        "--expect",
+        metavar="SEQ:HASH",
+        help="an earlier verify's head, kept elsewhere: exit 1 if that entry is gone or differs"
+        " (the log rolled back)",
+    )
+    _config_arg(verify)
     _config_arg(
         audit.add_parser(
             "prune", help="delete entries older than audit.retention_days (run it daily)"
@@ -400,6 +408,27 @@ def _run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
         raise UsageError("a worker process did not start (see the log above)")
 
 
+def _expected_head(text: str) -> tuple[int, str]:
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise UsageError(f"--expect: not SEQ:HASH as verify prints it (value: {text[:80]!r})")
+    return int(seq), digest
+
+
+def _rollback(store: Store, verdict: AuditVerdict, seq: int, digest: str) -> str | None:
+    """Why the verified log cannot be a later state of the one whose head was (seq, digest)."""
+    end = 0 if verdict.head is None else verdict.head[0]
+    if seq > end:
+        return f"entry {seq}, recorded earlier, is gone: the log now ends at entry {end}"
+    entry = store.audit_entry(seq)
+    if entry is None:  # pruned with the old entries since then: nothing left to compare
+        print(f"{PROG}: entry {seq} was pruned since; it cannot be compared", file=sys.stderr)
+        return None
+    if entry.hash != digest:
+        return f"entry {seq} is not the one recorded earlier (its hash differs)"
+    return None
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     def upgrade(store: Store, settings: CollectorSettings) -> int:
         store.upgrade()
@@ -513,14 +542,22 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    expected = _expected_head(args.expect) if getattr(args, "expect", None) else None
+
     def verify(store: Store, _: CollectorSettings) -> int:
         verdict = store.verify_audit()
-        if verdict.ok:
-            print(f"audit log intact: {verdict.entries} entries")
-            return EXIT_OK
-        problem = f": {verdict.problem}" if verdict.problem else ""
-        print(f"audit log altered: first bad entry is seq {verdict.first_bad_seq}{problem}")
-        return EXIT_FINDING
+        if not verdict.ok:
+            problem = f": {verdict.problem}" if verdict.problem else ""
+            print(f"audit log altered: first bad entry is seq {verdict.first_bad_seq}{problem}")
+            return EXIT_FINDING
+        if expected is not None:
+            rolled_back = _rollback(store, verdict, *expected)
+            if rolled_back is not None:
+                print(f"audit log rolled back: {rolled_back}")
+                return EXIT_FINDING
+        head = "" if verdict.head is None else f"; head {verdict.head[0]}:{verdict.head[1]}"
+        print(f"audit log intact: {verdict.entries} entries{head}")
+        return EXIT_OK
 
     def prune(store: Store, settings: CollectorSettings) -> int:
         from collector.store import AuditAltered

@@ -165,6 +165,9 @@ class AuditVerdict:
     entries: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    head: tuple[int, str] | None = None
+    """The last entry's seq and hash when the chain verified: kept outside the database, it
+    lets a later `verify --expect` see a rollback (the log put back to an earlier state)."""
 
 
 @dataclass(frozen=True)

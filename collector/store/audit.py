@@ -112,7 +112,7 @@ def verify_chain(
     bad = _head_problem(head, last_seq, last_hash)
     if bad is not None:
         return AuditVerdict(False, count, *bad)
-    return AuditVerdict(True, count)
+    return AuditVerdict(True, count, head=head)
 
 
 def _entry_problem(

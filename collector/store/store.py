@@ -1415,6 +1415,14 @@ class Store:
             ).all()
         return Page(tuple(_audit_entry(row) for row in rows), total, limit, offset)
 
+    def audit_entry(self, seq: int) -> AuditEntry | None:
+        """Entry `seq`, or None (never written, pruned or deleted)."""
+        if not 0 < seq < _MAX_ROWS:
+            return None
+        with self._tx(write=False) as conn:
+            row = conn.execute(sa.select(audit_log).where(audit_log.c.seq == seq)).first()
+        return None if row is None else _audit_entry(row)
+
     def verify_audit(self) -> AuditVerdict:
         """Re-walk the whole chain and compare its end with the head, in one snapshot (entries
         appended meanwhile are simply not seen). With the audit key, the entries from where the

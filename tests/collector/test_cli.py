@@ -335,6 +335,32 @@ def test_the_audit_log_is_keyed_from_init_and_needs_its_key(collector_dir: Path)
     assert refused.err.count("\n") == 1
 
 
+def test_a_head_kept_elsewhere_catches_a_rollback(collector_dir: Path) -> None:
+    """The log and its head row put back to an earlier state pass a plain verify (no key can
+    tell); the head an earlier verify printed, kept outside the database, catches it."""
+    config = collector_dir / "collector.yaml"
+    database = collector_dir / "medsec.db"
+    assert medsec("users", "add", "a", "--role", "auditor", "--config", config).code == 0
+    assert medsec("audit", "verify", "--config", config).code == 0
+    with sqlite3.connect(database) as db:
+        saved = db.execute("SELECT seq, hash, keyed_from, mac FROM audit_head").fetchone()
+    for name in ("b", "c"):
+        assert medsec("users", "add", name, "--role", "auditor", "--config", config).code == 0
+    kept = medsec("audit", "verify", "--config", config).out.rsplit("head ", 1)[1].strip()
+    assert medsec("audit", "verify", "--config", config, "--expect", kept).code == 0
+
+    with sqlite3.connect(database) as db:  # the rollback: later entries gone, old head back
+        db.execute("DELETE FROM audit_log WHERE seq > ?", (saved[0],))
+        db.execute("UPDATE audit_head SET seq = ?, hash = ?, keyed_from = ?, mac = ?", saved)
+    assert medsec("audit", "verify", "--config", config).code == 0  # the chain itself is whole
+    caught = medsec("audit", "verify", "--config", config, "--expect", kept)
+    assert caught.code == 1, caught
+    assert caught.out.startswith("audit log rolled back: entry ")
+    bad = medsec("audit", "verify", "--config", config, "--expect", "7:nothex")
+    assert (bad.code, bad.err.count("\n")) == (2, 1)
+    assert "--expect: not SEQ:HASH" in bad.err
+
+
 def test_deleting_an_audit_entry_is_found(collector_dir: Path) -> None:
     config = collector_dir / "collector.yaml"
     for name in ("a", "b", "c"):
@@ -376,7 +402,8 @@ def test_audit_prune_deletes_what_is_past_the_retention_and_the_chain_still_veri
     assert pruned.out.startswith("pruned 3 audit entries older than ")
     assert pruned.out.rstrip().endswith("(audit.retention_days: 183)")
     verified = medsec("audit", "verify", "--config", config)
-    assert (verified.code, verified.out) == (0, "audit log intact: 3 entries\n")  # 2 + the prune
+    assert verified.code == 0
+    assert verified.out.startswith("audit log intact: 3 entries; head 6:")  # 2 + the prune
     with sqlite3.connect(database) as db:
         actions = [row[0] for row in db.execute("SELECT action FROM audit_log ORDER BY seq")]
     assert actions == [
@@ -510,7 +537,7 @@ def test_commands_on_both_databases(tmp_path: Path, empty_url: str) -> None:
     assert medsec("agents", "enroll", "his-db-01", "--config", config).lines[-1].startswith("mse_")
     verified = medsec("audit", "verify", "--config", config)
     assert verified.code == 0, verified
-    assert verified.out.strip() == "audit log intact: 4 entries"
+    assert verified.out.startswith("audit log intact: 4 entries; head 4:")
 
 
 # --------------------------------------------------------------------------- errors: one line

@@ -213,7 +213,7 @@ def test_argv_has_reasons_xml_on_stdout_and_the_timing() -> None:
                    scope=LOOPBACK, options=NmapOptions())  # fmt: skip
 
 
-@pytest.mark.parametrize("target", ["198.51.100.7", "0.0.0.0/0", "127.0.0.1/7", "localhost"])
+@pytest.mark.parametrize("target", ["198.18.0.7", "0.0.0.0/0", "127.0.0.1/7", "localhost"])
 def test_a_target_outside_the_scope_is_refused_before_anything_runs(target: str) -> None:
     with pytest.raises(ScopeError, match="refused"):
         build_argv(

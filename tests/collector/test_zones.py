@@ -136,8 +136,8 @@ def test_the_lab_zones_file_loads_once_rendered(tmp_path: Path) -> None:
          "(value: 'tcp80')"),
         (lambda d: d["policy"]["allow"][0].update(ports=["tcp/70000"]),
          "policy.allow[0].ports[0]: 'tcp/70000' is not proto/port"),
-        (lambda d: d["web_apps"][0].update(url="http://203.0.113.5/"),
-         "web_apps[0].url: 203.0.113.5/32 is outside the declared CIDRs: refused"),
+        (lambda d: d["web_apps"][0].update(url="http://198.19.250.5/"),
+         "web_apps[0].url: 198.19.250.5/32 is outside the declared CIDRs: refused"),
         (lambda d: d["web_apps"][0].update(url="https://portal.hospital.cn/"),
          "web_apps[0].url: names a host; give its address too"),
         (lambda d: d["web_apps"][0].update(url="http://u:pw@198.18.1.10/"),
@@ -206,11 +206,12 @@ def test_snmp_section_keeps_secrets_in_files(tmp_path: Path) -> None:
 
 def test_confinement_refuses_any_cidr_outside_it(tmp_path: Path) -> None:
     data = _base()
-    data["zones"][3]["cidrs"] = ["203.0.113.0/24"]  # TEST-NET-3: documentation only
+    # Every address here stays in the benchmark range; the confinement is narrowed instead.
+    data["zones"][3]["cidrs"] = ["198.19.3.0/24"]
     _load(tmp_path, data)  # production: any declared CIDR may be scanned
-    message = _error(tmp_path, data, confine=LAB_NETS)
+    message = _error(tmp_path, data, confine=("198.18.0.0/16", "127.0.0.0/8"))
     assert message == (
-        "zones[3].cidrs[0]: 203.0.113.0/24 is outside the confinement 198.18.0.0/15, "
+        "zones[3].cidrs[0]: 198.19.3.0/24 is outside the confinement 198.18.0.0/16, "
         "127.0.0.0/8: refused"
     )
 

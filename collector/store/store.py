@@ -674,16 +674,7 @@ class Store:
         now = _utc(now)
         token = _new_token("mse_")
         with self._tx(write=True) as conn:
-            conn.execute(
-                self._insert(agents)
-                .values(name=name, created_at=now)
-                .on_conflict_do_nothing(index_elements=[agents.c.name])
-            )
-            row = conn.execute(
-                sa.select(agents.c.id, agents.c.enrolled_at, agents.c.revoked_at)
-                .where(agents.c.name == name)
-                .with_for_update()
-            ).one()
+            row = self._lock_agent_row(conn, name, now)
             if row.enrolled_at is not None and row.revoked_at is None:
                 raise AgentExists(f"agent {name!r} is enrolled and active; revoke it first")
             conn.execute(
@@ -749,6 +740,17 @@ class Store:
             enrolled = conn.execute(sa.select(*_AGENT_COLUMNS).where(agents.c.id == agent.id)).one()
         return _agent(enrolled), api_token
 
+    def _lock_agent_row(self, conn: sa.Connection, name: str, now: datetime) -> _Row:
+        """Agent `name`'s row, created (never enrolled) if new, locked until the commit."""
+        conn.execute(
+            self._insert(agents)
+            .values(name=name, created_at=now)
+            .on_conflict_do_nothing(index_elements=[agents.c.name])
+        )
+        return conn.execute(
+            sa.select(*_AGENT_COLUMNS).where(agents.c.name == name).with_for_update()
+        ).one()
+
     def agent_by_token(self, token: str) -> Agent | None:
         """The agent holding API token `token`, revoked or not (the caller decides)."""
         if not token.startswith("msa_"):
@@ -766,14 +768,7 @@ class Store:
         _refuse_nul("an agent name", name)
         now = _utc(now)
         with self._tx(write=True) as conn:
-            conn.execute(
-                self._insert(agents)
-                .values(name=name, created_at=now)
-                .on_conflict_do_nothing(index_elements=[agents.c.name])
-            )
-            row = conn.execute(
-                sa.select(*_AGENT_COLUMNS).where(agents.c.name == name).with_for_update()
-            ).one()
+            row = self._lock_agent_row(conn, name, now)
             if row.enrolled_at is None or row.revoked_at is not None:
                 conn.execute(
                     sa.update(agents)

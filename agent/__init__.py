@@ -1,3 +1,3 @@
-"""The `medsec-agent` CLI: config, gathering, evaluation, rendering (and later signing and push)."""
+"""The `medsec-agent` CLI: config, gathering, evaluation, rendering, signing, push and spool."""
 
 __version__ = "0.1.0"

@@ -21,11 +21,11 @@ from typing import NoReturn
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.gather import gather
-from agent.render import RENDERERS, RenderOptions, render_json
 from agent.report import build_report
 from checks.catalog import CatalogError, builtin_catalogs
 from checks.model import jsonable
 from checks.registry import Registry, builtin_registry
+from checks.render import RENDERERS, render_json
 from checks.runner import evaluate
 from inventory.runner import LocalRunner
 
@@ -89,7 +89,8 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     color = args.color == "always" or (
         args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     )
-    out = RENDERERS[args.format](report, catalogs, RenderOptions(lang=args.lang, color=color))
+    document = report.to_dict(catalogs)
+    out = RENDERERS[args.format](document, catalogs, args.lang, color=color)
     try:
         sys.stdout.buffer.write(out)
         sys.stdout.flush()
@@ -101,7 +102,7 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     from agent.push import PushJob, push
 
     # What is sealed is exactly what the JSON renderer produces, whatever was printed.
-    sealed = render_json(report, catalogs, RenderOptions())
+    sealed = render_json(document, catalogs)
     job = PushJob.of(config, report.report_id, socket.gethostname(), report.worst_exit)
     return push(job, sealed)
 

@@ -1,4 +1,5 @@
-"""The host report (`medsec.report/v1`): identity, inventory and results, joined with clause ids."""
+"""The agent's host report: the gathered facts and evaluated results of one run, and the
+`medsec.report/v1` document built from them by the one contract in `checks.report`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from checks import report as contract
 from checks.catalog import Catalogs
 from checks.facts import HardwareFacts, HostFacts
-from checks.model import Result, Status, jsonable
-
-SCHEMA = "medsec.report/v1"
+from checks.model import Result, jsonable
 
 
 @dataclass(frozen=True)
@@ -28,36 +28,23 @@ class Report:
     @property
     def worst_exit(self) -> int:
         """0 when nothing failed or errored, else 1 (the agent's exit-code contract)."""
-        bad = {Status.FAIL, Status.ERROR}
-        return 1 if any(r.status in bad for r in self.results) else 0
+        return contract.exit_code(r.status for r in self.results)
 
     def counts(self) -> dict[str, int]:
-        out = {s.value: 0 for s in Status}
-        for r in self.results:
-            out[r.status.value] += 1
-        return out
+        return contract.counts(r.status for r in self.results)
 
     def to_dict(self, catalogs: Catalogs) -> dict[str, Any]:
-        results = []
-        for r in self.results:
-            item = r.to_dict()
-            item["clauses"] = catalogs.clause_ids(r.check_id)
-            results.append(item)
-        return {
-            "schema": SCHEMA,
-            "report_id": self.report_id,
-            "host": {"id": self.host_id, "hostname": self.hostname},
-            "generated_at": rfc3339(self.generated_at),
-            "agent": {"version": self.agent_version},
+        return contract.build_report(
+            host_id=self.host_id,
+            hostname=self.hostname,
+            producer=self.agent_version,
             # Facts not asked for (None) are left out; unavailable ones stay, with their reason.
-            "inventory": {k: v for k, v in jsonable(self.facts).items() if v is not None},
-            "summary": self.counts(),
-            "results": results,
-        }
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            inventory={k: v for k, v in jsonable(self.facts).items() if v is not None},
+            results=self.results,
+            catalogs=catalogs,
+            generated_at=self.generated_at,
+            report_id=self.report_id,
+        )
 
 
 def build_report(

@@ -8,6 +8,7 @@ on every run and must stay light.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -106,6 +107,18 @@ class Catalogs:
 
     def clause_ids(self, check_id: str) -> list[str]:
         return list(self._index.get(check_id, ()))
+
+    def editions(self) -> list[dict[str, str]]:
+        """Which catalogs a report was joined with: each standard's edition and a digest of the
+        catalog's content, so a corrected mapping of the same edition is told apart."""
+        return [
+            {
+                "standard": cat.standard.id,
+                "edition": cat.standard.edition,
+                "sha256": hashlib.sha256(msgspec.json.encode(cat)).hexdigest(),
+            }
+            for cat in self._catalogs
+        ]
 
     def mapped_check_ids(self) -> set[str]:
         return set(self._index)

@@ -1,4 +1,4 @@
-"""The signed envelope a host report travels in, and the report's schema (`medsec.report/v1`).
+"""The signed envelope a host report travels in (the report's own contract is `checks.report`).
 
 The agent signs the exact bytes of the report JSON; the envelope carries them base64-encoded, so
 no canonical-JSON rules are needed and the collector verifies exactly what was signed before it
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from checks import report as report_contract
+from checks.report import Report, ReportResult
+
+__all__ = ["Envelope", "EnvelopeError", "Report", "ReportResult", "SignatureInvalid"]
+
 ENVELOPE_SCHEMA: Literal["medsec.envelope/v1"] = "medsec.envelope/v1"
-REPORT_SCHEMA = "medsec.report/v1"
 ALGORITHMS = ("ed25519", "sm2-sm3")
 Alg = Literal["ed25519", "sm2-sm3"]
 
@@ -197,63 +200,12 @@ def open_envelope(body: bytes) -> tuple[Envelope, bytes, bytes]:
     return envelope, report, signature
 
 
-# --------------------------------------------------------------------------- the report schema
-
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-_Text = Annotated[str, msgspec.Meta(max_length=8192)]
-
-
-class ReportHost(msgspec.Struct, frozen=True):
-    id: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+:[0-9a-f]{16,128}$")]
-    hostname: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
-
-
-class ReportTitle(msgspec.Struct, frozen=True):
-    en: _Text
-    zh: _Text
-
-
-class ReportResult(msgspec.Struct, frozen=True):
-    check_id: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")]
-    status: Literal["pass", "fail", "error", "not_applicable", "manual"]
-    severity: Literal["low", "medium", "high", "critical"]
-    title: ReportTitle
-    message: _Text
-    target: _Id | None = None
-    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
-    clauses: Annotated[list[_Id], msgspec.Meta(max_length=64)] = msgspec.field(default_factory=list)
-
-
-class ReportAgent(msgspec.Struct, frozen=True):
-    version: Annotated[str, msgspec.Meta(max_length=64)]
-
-
-class Report(msgspec.Struct, frozen=True):
-    """`medsec.report/v1` as the agent renders it (DESIGN.md, Contracts). Unknown top-level keys
-    are tolerated so a newer agent can add fields; the ones below are required and typed."""
-
-    schema: Literal["medsec.report/v1"]
-    report_id: Annotated[
-        str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-    ]
-    host: ReportHost
-    generated_at: datetime
-    agent: ReportAgent
-    results: Annotated[list[ReportResult], msgspec.Meta(max_length=10_000)]
-    inventory: dict[str, Any] = msgspec.field(default_factory=dict)
-    summary: dict[str, int] = msgspec.field(default_factory=dict)
+# --------------------------------------------------------------------------- the report in it
 
 
 def parse_report(report_bytes: bytes) -> Report:
-    """Validate a report at the boundary; raises `EnvelopeError("invalid_report", ...)`."""
+    """Validate the report an envelope carried; raises `EnvelopeError("invalid_report", ...)`."""
     try:
-        report = msgspec.json.decode(report_bytes, type=Report)
-    except RecursionError:
-        raise EnvelopeError("invalid_report", "report: nested too deeply") from None
-    except msgspec.ValidationError as exc:
-        raise EnvelopeError("invalid_report", f"report: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise EnvelopeError("invalid_report", f"report is not JSON: {exc}") from None
-    if report.generated_at.tzinfo is None:
-        raise EnvelopeError("invalid_report", "report: generated_at has no time zone")
-    return report
+        return report_contract.parse_report(report_bytes)
+    except report_contract.ReportInvalid as exc:
+        raise EnvelopeError("invalid_report", str(exc)) from None

@@ -45,6 +45,15 @@ class Unavailable:
 
 
 @dataclass(frozen=True)
+class Msg:
+    """One message in both languages the reports speak: hospital staff and assessors read Chinese,
+    vendors and logs often English. Every outcome carries both; renderers pick one."""
+
+    en: str
+    zh: str
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a check function yields: one per examined object."""
 
@@ -52,6 +61,20 @@ class Outcome:
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
+    message_zh: str | None = None
+    """The message in Chinese; None only for outcomes not yet translated (a meta-test fails)."""
+
+
+def outcome(
+    status: Status,
+    message: Msg | str,
+    evidence: Mapping[str, Any] | None = None,
+    *,
+    target: str | None = None,
+) -> Outcome:
+    if isinstance(message, Msg):
+        return Outcome(status, message.en, dict(evidence or {}), target, message.zh)
+    return Outcome(status, message, dict(evidence or {}), target)
 
 
 def require(value: object, kind: type[F]) -> F:
@@ -66,27 +89,27 @@ def require(value: object, kind: type[F]) -> F:
 
 
 def passed(
-    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+    message: Msg | str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
 ) -> Outcome:
-    return Outcome(Status.PASS, message, dict(evidence or {}), target)
+    return outcome(Status.PASS, message, evidence, target=target)
 
 
 def failed(
-    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+    message: Msg | str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
 ) -> Outcome:
-    return Outcome(Status.FAIL, message, dict(evidence or {}), target)
+    return outcome(Status.FAIL, message, evidence, target=target)
 
 
 def errored(
-    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+    message: Msg | str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
 ) -> Outcome:
-    return Outcome(Status.ERROR, message, dict(evidence or {}), target)
+    return outcome(Status.ERROR, message, evidence, target=target)
 
 
 def not_applicable(
-    message: str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
+    message: Msg | str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
 ) -> Outcome:
-    return Outcome(Status.NOT_APPLICABLE, message, dict(evidence or {}), target)
+    return outcome(Status.NOT_APPLICABLE, message, evidence, target=target)
 
 
 @dataclass(frozen=True)
@@ -101,9 +124,14 @@ class Result:
     title_zh: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
+    message_zh: str | None = None
+
+    def message_in(self, lang: str) -> str:
+        """The message a reader of `lang` sees; English where no Chinese exists."""
+        return self.message_zh or self.message if lang == "zh" else self.message
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        item = {
             "check_id": self.check_id,
             "status": self.status.value,
             "severity": self.severity.value,
@@ -112,6 +140,9 @@ class Result:
             "message": self.message,
             "evidence": dict(self.evidence),
         }
+        if self.message_zh is not None:
+            item["message_zh"] = self.message_zh
+        return item
 
 
 def jsonable(value: Any) -> Any:  # noqa: PLR0911 — one return per JSON kind

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from checks.model import Outcome, Result, Status, Unavailable
+from checks.model import Msg, Outcome, Result, Status, Unavailable, outcome
 from checks.registry import Check, Registry
 
 
@@ -48,26 +48,39 @@ def validate_overrides(registry: Registry, overrides: Mapping[str, Mapping[str, 
         resolve_params(registry.get(check_id), values)
 
 
-def _result(check: Check, outcome: Outcome) -> Result:
+def _result(check: Check, found: Outcome) -> Result:
     return Result(
         check_id=check.id,
-        status=outcome.status,
-        message=outcome.message,
+        status=found.status,
+        message=found.message,
         severity=check.severity,
         title_en=check.title_en,
         title_zh=check.title_zh,
-        evidence=outcome.evidence,
-        target=outcome.target,
+        evidence=found.evidence,
+        target=found.target,
+        message_zh=found.message_zh,
     )
 
 
 def _missing_fact(check: Check, facts: Any) -> Outcome | None:
+    """The first needed fact, or sub-fact (`disk.volumes`), that is missing or unavailable."""
     for need in check.needs:
-        value = getattr(facts, need, None)
-        if value is None:
-            return Outcome(Status.ERROR, f"fact {need!r} was not gathered", {"fact": need})
-        if isinstance(value, Unavailable):
-            return Outcome(Status.ERROR, f"{need} unavailable: {value.reason}", {"fact": need})
+        value = facts
+        for depth, part in enumerate(need.split("."), start=1):
+            value = getattr(value, part, None)
+            name = ".".join(need.split(".")[:depth])
+            if value is None:
+                return outcome(
+                    Status.ERROR,
+                    Msg(f"fact {name!r} was not gathered", f"未采集事实 {name}"),
+                    {"fact": name},
+                )
+            if isinstance(value, Unavailable):
+                return outcome(
+                    Status.ERROR,
+                    Msg(f"{name} unavailable: {value.reason}", f"无法获取 {name}：{value.reason}"),
+                    {"fact": name},
+                )
     return None
 
 
@@ -80,21 +93,25 @@ def run_check(check: Check, facts: Any, overrides: Mapping[str, Any] | None = No
         if check.applies_to is not None:
             reason = check.applies_to(facts)
             if reason is not None:
-                return [_result(check, Outcome(Status.NOT_APPLICABLE, reason))]
+                return [_result(check, outcome(Status.NOT_APPLICABLE, reason))]
         outcomes = list(check(facts, **params))
     except Exception as exc:  # the runner boundary: a broken check is an error result
         return [
             _result(
                 check,
-                Outcome(
+                outcome(
                     Status.ERROR,
-                    f"check raised {type(exc).__name__}: {exc}",
+                    Msg(
+                        f"check raised {type(exc).__name__}: {exc}",
+                        f"检查项执行出错 {type(exc).__name__}：{exc}",
+                    ),
                     {"exception": type(exc).__name__, "detail": str(exc)},
                 ),
             )
         ]
     if not outcomes:
-        return [_result(check, Outcome(Status.ERROR, "check produced no outcome"))]
+        silent = Msg("check produced no outcome", "检查项未给出结论")
+        return [_result(check, outcome(Status.ERROR, silent))]
     return [_result(check, o) for o in outcomes]
 
 

@@ -22,14 +22,14 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any, TypeVar
 
+from checks import report as contract
 from checks.catalog import Catalogs, builtin_catalogs
 from checks.facts.network import MatrixCell, NetFacts, VantageRun
-from checks.model import Result, Status, Unavailable, jsonable
+from checks.model import Result, Unavailable, jsonable
 from checks.net import network_registry
 from checks.runner import evaluate
 from collector.scan import SCAN_HOST_PREFIX
@@ -39,10 +39,8 @@ from collector.scan.vantage import VantageError
 from collector.scan.zones import ZonesError, confinement_from_env, load_zones
 
 SCAN_SCHEMA = "medsec.scan/v1"
-REPORT_SCHEMA = "medsec.report/v1"
 VERSION = "0.1.0"
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
-_MESSAGE_LIMIT = 8000
 
 StoreReport = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
@@ -125,25 +123,6 @@ def _run_row(run: VantageRun) -> dict[str, Any]:
     return jsonable(run)  # type: ignore[no-any-return]
 
 
-def _clip(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _result_item(result: Result, catalogs: Catalogs) -> dict[str, Any]:
-    item = result.to_dict()
-    item["message"] = _clip(item["message"])
-    item["evidence"] = jsonable(item["evidence"])
-    item["clauses"] = catalogs.clause_ids(result.check_id)
-    return item
-
-
-def counts(results: Sequence[Result]) -> dict[str, int]:
-    out = {s.value: 0 for s in Status}
-    for result in results:
-        out[result.status.value] += 1
-    return out
-
-
 def scan_document(
     facts: NetFacts, results: Sequence[Result], catalogs: Catalogs, zones_file: str
 ) -> dict[str, Any]:
@@ -156,8 +135,8 @@ def scan_document(
         "ports": list(facts.ports),
         "runs": [_run_row(r) for r in facts.runs],
         "matrix": matrix_rows(facts),
-        "summary": counts(results),
-        "results": [_result_item(r, catalogs) for r in results],
+        "summary": contract.counts(r.status for r in results),
+        "results": [contract.result_item(r, catalogs) for r in results],
     }
 
 
@@ -179,17 +158,11 @@ def results_to_report(
     """
     scanner = scanner or socket.gethostname()
     digest = hashlib.sha256(f"{scanner}\0{os.path.abspath(zones_file)}".encode()).hexdigest()
-    moment = now or datetime.now(UTC)
-    return {
-        "schema": REPORT_SCHEMA,
-        "report_id": report_id or str(uuid.uuid4()),
-        "host": {
-            "id": f"{SCAN_HOST_PREFIX}{digest[:32]}",
-            "hostname": scanner[:253] or "collector",
-        },
-        "generated_at": moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "agent": {"version": f"medsec-scan {VERSION}"},
-        "inventory": {
+    return contract.build_report(
+        host_id=f"{SCAN_HOST_PREFIX}{digest[:32]}",
+        hostname=scanner[:253] or "collector",
+        producer=f"medsec-scan {VERSION}",
+        inventory={
             "network": {
                 "zones_file": zones_file,
                 "zones": jsonable(facts.zones),
@@ -200,9 +173,11 @@ def results_to_report(
                 "seconds": facts.seconds,
             }
         },
-        "summary": counts(results),
-        "results": [_result_item(r, catalogs) for r in results],
-    }
+        results=results,
+        catalogs=catalogs,
+        generated_at=now,
+        report_id=report_id,
+    )
 
 
 def render_table(facts: NetFacts, results: Sequence[Result], width: int = 120) -> str:
@@ -237,7 +212,7 @@ def render_table(facts: NetFacts, results: Sequence[Result], width: int = 120) -
             result.message if len(result.message) <= room else result.message[: room - 1] + "…"
         )
         lines.append(f"{head} {message}")
-    summary = counts(results)
+    summary = contract.counts(r.status for r in results)
     lines.append("")
     lines.append("  ".join(f"{k}: {v}" for k, v in summary.items() if v))
     return "\n".join(lines) + "\n"
@@ -336,8 +311,7 @@ def run_scan(
         out.write(render_table(facts, results, shutil.get_terminal_size((120, 20)).columns))
     if args.store and store is not None:
         store(report)
-    bad = {Status.FAIL, Status.ERROR}
-    return EXIT_FINDING if any(r.status in bad for r in results) else EXIT_OK
+    return EXIT_FINDING if contract.exit_code(r.status for r in results) else EXIT_OK
 
 
 async def _sigterm_cancels(work: Coroutine[Any, Any, T]) -> T:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.render import RenderOptions, render_json, render_table
 from agent.report import build_report
 from checks.catalog import builtin_catalogs
 from checks.facts import HostFacts
 from checks.registry import builtin_registry
+from checks.render import render_json, render_table
 from checks.runner import evaluate
 from tests.checks.cases import HW, LOCKOUT_OK, TPM_GOOD
 
@@ -57,7 +57,7 @@ def check_golden(name: str, data: bytes) -> None:
 
 
 def test_json_report_matches_golden_and_contract():
-    data = render_json(report(), builtin_catalogs(), RenderOptions())
+    data = render_json(report().to_dict(builtin_catalogs()), builtin_catalogs())
     check_golden("report.json", data)
     doc = json.loads(data)
     assert doc["schema"] == "medsec.report/v1"
@@ -71,12 +71,12 @@ def test_json_report_matches_golden_and_contract():
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_table_matches_golden(lang):
-    data = render_table(report(), builtin_catalogs(), RenderOptions(lang=lang))
+    data = render_table(report().to_dict(builtin_catalogs()), builtin_catalogs(), lang)
     check_golden(f"table.{lang}.txt", data)
     assert b"\x1b[" not in data
 
 
 def test_table_colours_status_only_when_asked():
-    data = render_table(report(), builtin_catalogs(), RenderOptions(color=True))
+    data = render_table(report().to_dict(builtin_catalogs()), builtin_catalogs(), color=True)
     assert b"\x1b[31mFAIL" in data
     assert b"\x1b[32mPASS" in data

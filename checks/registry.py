@@ -1,25 +1,29 @@
 """The check registry: `@check` turns a pure function into a described `Check`.
 
-The decorator only attaches metadata; it registers nothing globally. A `Registry` is built
-explicitly from the modules that define checks (`builtin_registry()`), so tests and sites can
-assemble their own without leaking state between each other.
+The decorator only attaches metadata; it registers nothing globally. A `Registry` is built by
+walking a package (`discover("checks.host")`): every `Check` defined in any of its modules is
+found, so a new check module cannot be forgotten by a hand-kept list. Tests and sites can still
+assemble their own registries without leaking state between each other.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from checks.model import Outcome, Severity
+from checks.model import Msg, Outcome, Severity
 
 CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 CheckFunc = Callable[..., Iterable[Outcome]]
-# Returns None when the check applies, else the reason it does not.
-Applicability = Callable[[Any], str | None]
+# Returns None when the check applies, else the reason it does not (a `Msg` in both languages).
+Applicability = Callable[[Any], "Msg | str | None"]
 
 
 class RegistryError(ValueError):
@@ -58,8 +62,12 @@ def check(
     """Declare a check. The id is `<domain>.<subject>` in lower snake case and never changes."""
     if not CHECK_ID.match(check_id):
         raise RegistryError(f"check id {check_id!r} is not <domain>.<subject> in lower snake case")
+    for need in needs:
+        if not all(part.isidentifier() for part in need.split(".")):
+            raise RegistryError(f"check {check_id}: need {need!r} is not a (dotted) fact name")
 
     def wrap(func: CheckFunc) -> Check:
+        _match_signature(check_id, func, params or {})
         return Check(
             id=check_id,
             title_en=title_en,
@@ -73,6 +81,29 @@ def check(
         )
 
     return wrap
+
+
+def _match_signature(check_id: str, func: CheckFunc, params: Mapping[str, Any]) -> None:
+    """A declared parameter the function does not take, or a parameter the function needs that is
+    not declared, would only fail when the check first runs at a site; refuse it at declaration."""
+    signature = inspect.signature(func)
+    taken = list(signature.parameters.values())[1:]  # the first is the facts
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken):
+        return
+    names = {p.name for p in taken}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise RegistryError(
+            f"check {check_id}: {func.__name__}() takes no parameter {unknown[0]!r}"
+        )
+    undeclared = sorted(
+        p.name for p in taken if p.default is inspect.Parameter.empty and p.name not in params
+    )
+    if undeclared:
+        raise RegistryError(
+            f"check {check_id}: parameter {undeclared[0]!r} of {func.__name__}() is not declared "
+            "in params="
+        )
 
 
 class Registry:
@@ -92,7 +123,12 @@ class Registry:
     def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
         found: list[Check] = []
         for module in modules:
-            found.extend(v for v in vars(module).values() if isinstance(v, Check))
+            # A check imported into another module is counted where it is defined, once.
+            found.extend(
+                v
+                for v in vars(module).values()
+                if isinstance(v, Check) and v.func.__module__ == module.__name__
+            )
         return cls(found)
 
     def __iter__(self) -> Iterator[Check]:
@@ -117,11 +153,18 @@ class Registry:
     def needs(self, check_ids: Iterable[str] | None = None) -> set[str]:
         """The facts the selected checks need, so the agent gathers only those."""
         chosen = self if check_ids is None else (self.get(i) for i in check_ids)
-        return {n for c in chosen for n in c.needs}
+        return {n.split(".")[0] for c in chosen for n in c.needs}
+
+
+def discover(package: str) -> Registry:
+    """Every check defined in any module of `package` (walked recursively)."""
+    root = importlib.import_module(package)
+    modules = [root]
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        modules.append(importlib.import_module(info.name))
+    return Registry.from_modules(modules)
 
 
 def builtin_registry() -> Registry:
-    """Every check medsec ships. Imported lazily so `import checks` stays free of work."""
-    from checks.host import backup, boot, crypto, disk, firewall, logs, tpm, wipe
-
-    return Registry.from_modules([backup, boot, crypto, disk, firewall, logs, tpm, wipe])
+    """Every host check medsec ships (the agent's). Found lazily so `import checks` stays light."""
+    return discover("checks.host")

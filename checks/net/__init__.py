@@ -5,11 +5,9 @@ border firewall, WAF, ZTNA coverage, TLS floor). They are not part of the agent'
 
 from __future__ import annotations
 
-from checks.registry import Registry
+from checks.registry import Registry, discover
 
 
 def network_registry() -> Registry:
     """Every network check, evaluated by the collector over `NetFacts`."""
-    from checks.net import border, segmentation, tls, waf, ztna
-
-    return Registry.from_modules([border, segmentation, tls, waf, ztna])
+    return discover("checks.net")

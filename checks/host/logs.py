@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
+from checks.hostport import parse_host_port
 from checks.model import (
     Outcome,
     Severity,
@@ -38,23 +39,11 @@ def _days(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
-def _split_server(entry: str) -> tuple[str, int | None]:
-    entry = entry.strip()
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest.lstrip(":")
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""
-    return host.lower(), int(port) if port.isdigit() else None
-
-
 def _declared(rule: LogForwarding, servers: Sequence[str]) -> bool:
     """A declared entry is a host (any port) or host:port ([v6]:port)."""
     for entry in servers:
-        host, port = _split_server(entry)
-        if host != rule.host.lower():
+        host, port = parse_host_port(entry.strip())
+        if host.lower() != rule.host.lower():
             continue
         if port is None or port == (rule.port or _DEFAULT_PORTS[rule.daemon]):
             return True

@@ -33,6 +33,7 @@ from checks.facts.logs import (
     OldestRecord,
     Retention,
 )
+from checks.hostport import parse_host_port
 from checks.model import Unavailable
 from inventory.runner import GatherError, Runner, SourceMissing
 
@@ -784,29 +785,18 @@ def _balanced(text: str, start: int) -> int:
     return len(text)
 
 
-def _split_host_port(text: str) -> tuple[str, int | None]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    return host, int(port) if port.isdigit() else None
-
-
 def parse_legacy_forward(action: str) -> tuple[str, int | None, str] | None:
     """(host, port, protocol) of a legacy forwarding action: `@@(o)host:port;Template`,
     `@[2001:db8::1]:514`, `:omrelp:host:port`; None for any other action."""
     action = action.split(";", 1)[0].strip()
     if action.startswith(":omrelp:"):
-        host, port = _split_host_port(action[len(":omrelp:") :])
+        host, port = parse_host_port(action[len(":omrelp:") :])
         return host, port, "relp"
     if not action.startswith("@"):
         return None
     protocol = "tcp" if action.startswith("@@") else "udp"
     target = re.sub(r"^\([^)]*\)", "", action.lstrip("@"))
-    host, port = _split_host_port(target)
+    host, port = parse_host_port(target)
     return (host, port, protocol) if host else None
 
 

@@ -1,20 +1,35 @@
-"""Every check's recorded cases, gathered from the per-domain case modules."""
+"""Every check's recorded cases, host and network, gathered from the per-domain case modules,
+with the registry each check belongs to."""
 
 from __future__ import annotations
 
-from checks.facts import HostFacts
-from checks.model import Status
+from checks.net import network_registry
+from checks.registry import Registry, builtin_registry
 from tests.checks import (
     cases,
     cases_backup,
     cases_disk,
     cases_logs_firewall,
+    cases_net,
     cases_wipe_crypto,
 )
+from tests.checks.meta import Case
 
-Case = tuple[str, HostFacts, Status, str]
-
-ALL_CASES: dict[str, list[Case]] = {}
+HOST_CASES: dict[str, list[Case]] = {}
 for _module in (cases, cases_backup, cases_disk, cases_logs_firewall, cases_wipe_crypto):
     for _check_id, _cases in _module.CASES.items():
-        ALL_CASES.setdefault(_check_id, []).extend(_cases)
+        HOST_CASES.setdefault(_check_id, []).extend(_cases)
+
+ALL_CASES: dict[str, list[Case]] = {**HOST_CASES}
+for _check_id, _cases in cases_net.CASES.items():
+    ALL_CASES.setdefault(_check_id, []).extend(_cases)
+
+
+def registries() -> tuple[Registry, Registry]:
+    """The agent's host checks and the collector's network checks."""
+    return builtin_registry(), network_registry()
+
+
+def registry_of(check_id: str) -> Registry:
+    host, net = registries()
+    return host if check_id in host else net

@@ -128,3 +128,33 @@ def test_evaluate_keeps_check_order_and_alias_lookup():
     assert reg.get("demo.old_name").id == "demo.renamed"
     results = evaluate(reg, Facts(widgets={"a": 1}))
     assert [r.check_id for r in results] == ["demo.renamed", "demo.threshold"]
+
+
+@dataclass
+class Inner:
+    volumes: object = None
+
+
+@check("demo.dotted", title_en="d", title_zh="d", severity=Severity.LOW, needs=("widgets.volumes",))
+def dotted(facts):
+    yield passed("volumes known")
+
+
+@pytest.mark.parametrize(
+    ("widgets", "words"),
+    [
+        (None, "'widgets' was not gathered"),
+        (Unavailable("no lsblk"), "widgets unavailable: no lsblk"),
+        (Inner(volumes=Unavailable("blkid failed")), "widgets.volumes unavailable: blkid failed"),
+    ],
+)
+def test_a_dotted_need_turns_any_unavailable_level_into_one_error(widgets, words):
+    [result] = run_check(dotted, Facts(widgets=widgets))
+    assert result.status is Status.ERROR
+    assert words in result.message
+    assert any(zh in (result.message_zh or "") for zh in ("无法获取", "未采集"))
+    assert run_check(dotted, Facts(widgets=Inner(volumes=[])))[0].status is Status.PASS
+
+
+def test_the_agent_gathers_the_top_level_fact_of_a_dotted_need():
+    assert Registry([dotted]).needs() == {"widgets"}

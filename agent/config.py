@@ -68,8 +68,9 @@ class ChecksConfig(_Section, forbid_unknown_fields=True, frozen=True):
 class EncryptionConfig(_Section, forbid_unknown_fields=True, frozen=True):
     required_mounts: tuple[str, ...] | None = None
     """Mounts that must sit on dm-crypt; None: the data mounts present (/, /var, /srv, DB dirs)."""
-    min_strength: Literal["aes-256", "sm4"] = "aes-256"
-    """Weakest acceptable cipher: aes-256 (AES-256 or SM4 pass) or sm4 (only SM4 passes)."""
+    min_strength: Literal["aes-256", "sm4"] | None = None
+    """Alias of `checks.parameters.disk.cipher_strength.min_strength` (the check's default
+    applies when neither is set): aes-256 (AES-256 or SM4 pass) or sm4 (only SM4 passes)."""
 
     def __post_init__(self) -> None:
         for mount in self.required_mounts or ():
@@ -145,15 +146,17 @@ def _dsn_has_password(dsn: str) -> bool:
 
 
 class LogsConfig(_Section, forbid_unknown_fields=True, frozen=True):
-    min_retention_days: int = 183
-    """MNDS 7.2.3.4 and the Cybersecurity Law: six months."""
+    min_retention_days: int | None = None
+    """Alias of `checks.parameters.log.retention.min_retention_days` (default: the check's, six
+    months: MNDS 7.2.3.4 and the Cybersecurity Law)."""
     access_logs: tuple[str, ...] = ()
     """Application access logs whose rotation is checked too (absolute paths)."""
-    central_servers: tuple[str, ...] = ()
-    """Log servers declared to keep logs centrally; forwarding there satisfies retention."""
+    central_servers: tuple[str, ...] | None = None
+    """Alias of `checks.parameters.log.retention.central_log_servers`: log servers declared to
+    keep logs centrally; forwarding there satisfies retention."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_retention_days <= 3650:
+        if self.min_retention_days is not None and not 1 <= self.min_retention_days <= 3650:
             raise ValueError("min_retention_days: must be between 1 and 3650")
 
 
@@ -245,21 +248,36 @@ class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
         return "sm2-sm3" if self.crypto == "sm" else "ed25519"
 
     def check_overrides(self) -> dict[str, dict[str, Any]]:
-        """Section settings as check parameters; `checks.parameters` wins where both are set."""
-        derived: dict[str, dict[str, Any]] = {
-            "disk.cipher_strength": {"min_strength": self.encryption.min_strength},
-            "log.retention": {
-                "min_retention_days": self.logs.min_retention_days,
-                "central_log_servers": list(self.logs.central_servers),
-            },
-        }
-        if self.encryption.required_mounts is not None:
-            derived["disk.encrypted_mounts"] = {
-                "required_mounts": list(self.encryption.required_mounts)
-            }
-        for check_id, values in self.checks.parameters.items():
-            derived[check_id] = {**derived.get(check_id, {}), **values}
-        return derived
+        """The site's check parameters: `checks.parameters`, plus the section keys that are
+        documented aliases of parameters (`PARAMETER_ALIASES`). Defaults live in the checks only;
+        setting a parameter both ways is refused when the config is parsed."""
+        merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.checks.parameters.items()}
+        for (section, key), (check_id, name) in PARAMETER_ALIASES.items():
+            value = getattr(getattr(self, section), key)
+            if value is not None:
+                merged.setdefault(check_id, {})[name] = (
+                    list(value) if isinstance(value, tuple) else value
+                )
+        return merged
+
+    def alias_conflicts(self) -> list[str]:
+        """Parameters set both through an alias and in `checks.parameters`."""
+        return [
+            f"{section}.{key} and checks.parameters.{check_id}.{name} both set it"
+            for (section, key), (check_id, name) in PARAMETER_ALIASES.items()
+            if getattr(getattr(self, section), key) is not None
+            and name in self.checks.parameters.get(check_id, {})
+        ]
+
+
+PARAMETER_ALIASES: dict[tuple[str, str], tuple[str, str]] = {
+    ("encryption", "min_strength"): ("disk.cipher_strength", "min_strength"),
+    ("encryption", "required_mounts"): ("disk.encrypted_mounts", "required_mounts"),
+    ("logs", "min_retention_days"): ("log.retention", "min_retention_days"),
+    ("logs", "central_servers"): ("log.retention", "central_log_servers"),
+}
+"""Config keys kept from before `checks.parameters` existed: each is another spelling of one
+check parameter, validated against that parameter's type, with no default of its own."""
 
 
 # Values of these keys may carry a secret: an error names the key but never echoes the value.
@@ -286,8 +304,10 @@ def parse_config(data: Any, source: str, registry: Registry) -> AgentConfig:
     unknown = [c for c in config.checks.parameters if c not in registry]
     if unknown:
         raise ConfigError(f"{source}: checks.parameters: unknown check id {unknown[0]!r}")
+    conflicts = config.alias_conflicts()
+    if conflicts:
+        raise ConfigError(f"{source}: {conflicts[0]}; keep one")
     try:
-        validate_overrides(registry, config.checks.parameters)
         validate_overrides(
             registry, {k: v for k, v in config.check_overrides().items() if k in registry}
         )

@@ -43,6 +43,9 @@ class Check:
     params: Mapping[str, Any] = field(default_factory=dict)
     applies_to: Applicability | None = None
     aliases: tuple[str, ...] = ()
+    shares: Mapping[str, str] = field(default_factory=dict)
+    """Parameters this check takes from another: {parameter: owning check id}. A site sets such
+    a threshold once, on the owner, and both checks judge by it."""
 
     def __call__(self, facts: Any, **params: Any) -> Iterable[Outcome]:
         return self.func(facts, **params)
@@ -58,6 +61,7 @@ def check(
     params: Mapping[str, Any] | None = None,
     applies_to: Applicability | None = None,
     aliases: tuple[str, ...] = (),
+    shares: Mapping[str, str] | None = None,
 ) -> Callable[[CheckFunc], Check]:
     """Declare a check. The id is `<domain>.<subject>` in lower snake case and never changes."""
     if not CHECK_ID.match(check_id):
@@ -78,8 +82,12 @@ def check(
             params=dict(params or {}),
             applies_to=applies_to,
             aliases=aliases,
+            shares=dict(shares or {}),
         )
 
+    for name in shares or {}:
+        if name not in (params or {}):
+            raise RegistryError(f"check {check_id}: shared parameter {name!r} is not in params=")
     return wrap
 
 

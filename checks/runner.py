@@ -45,7 +45,23 @@ def _same_kind(default: Any, value: Any) -> bool:
 def validate_overrides(registry: Registry, overrides: Mapping[str, Mapping[str, Any]]) -> None:
     """Fail fast on a bad override, before any fact is gathered."""
     for check_id, values in overrides.items():
-        resolve_params(registry.get(check_id), values)
+        chosen = registry.get(check_id)
+        resolve_params(chosen, values)
+        for name in values:
+            owner = chosen.shares.get(name)
+            if owner is not None:
+                raise ParameterError(
+                    f"check {check_id} parameter {name!r} is shared with {owner}: set it there"
+                )
+
+
+def overrides_for(check: Check, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A check's own overrides, with the shared parameters its owners were given."""
+    own = dict(overrides.get(check.id, {}))
+    for name, owner in check.shares.items():
+        if name in overrides.get(owner, {}):
+            own[name] = overrides[owner][name]
+    return own
 
 
 def _result(check: Check, found: Outcome) -> Result:
@@ -123,5 +139,5 @@ def evaluate(
     overrides = overrides or {}
     results: list[Result] = []
     for c in checks:
-        results.extend(run_check(c, facts, overrides.get(c.id)))
+        results.extend(run_check(c, facts, overrides_for(c, overrides)))
     return results

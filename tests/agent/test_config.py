@@ -20,6 +20,13 @@ def test_defaults_from_an_empty_file(tmp_path):
     assert config.checks.disabled == ()
 
 
+def test_thresholds_have_one_default_the_checks_own(tmp_path):
+    # An unset alias adds no override of its own: the check's declared default applies.
+    assert load(tmp_path, "").check_overrides() == {}
+    config = load(tmp_path, "checks: {parameters: {backup.rpo: {default_rpo_minutes: 30}}}")
+    assert config.check_overrides() == {"backup.rpo": {"default_rpo_minutes": 30}}
+
+
 def test_full_config(tmp_path):
     config = load(
         tmp_path,
@@ -48,6 +55,15 @@ checks:
         ("checks: {parameters: {tpm.pcr_bank: {accepted_banks: sha256}}}", "must be list"),
         ("- just\n- a list", "top level must be a mapping"),
         ("tpm: {tcti: [unclosed", "invalid YAML at line 2"),
+        (
+            "logs: {min_retention_days: 200}\n"
+            "checks: {parameters: {log.retention: {min_retention_days: 365}}}",
+            "logs.min_retention_days and checks.parameters.log.retention.min_retention_days",
+        ),
+        (
+            "checks: {parameters: {backup.offsite: {default_rpo_minutes: 30}}}",
+            "shared with backup.rpo: set it there",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_value(tmp_path, text, words):

@@ -8,7 +8,7 @@ import pytest
 
 from checks.model import Severity, Status, Unavailable, failed, passed
 from checks.registry import Registry, RegistryError, check
-from checks.runner import ParameterError, evaluate, run_check
+from checks.runner import ParameterError, evaluate, run_check, validate_overrides
 
 
 @dataclass
@@ -158,3 +158,24 @@ def test_a_dotted_need_turns_any_unavailable_level_into_one_error(widgets, words
 
 def test_the_agent_gathers_the_top_level_fact_of_a_dotted_need():
     assert Registry([dotted]).needs() == {"widgets"}
+
+
+@check(
+    "demo.follower",
+    title_en="f",
+    title_zh="f",
+    severity=Severity.LOW,
+    needs=("widgets",),
+    params={"limit": 3},
+    shares={"limit": "demo.threshold"},
+)
+def follower(facts, limit):
+    yield passed(f"limit {limit}")
+
+
+def test_a_shared_threshold_is_set_once_on_its_owner():
+    reg = Registry([threshold, follower])
+    results = evaluate(reg, Facts(widgets={"a": 5}), {"demo.threshold": {"limit": 10}})
+    assert [r.message for r in results] == ["limit 10", "a: 5 (limit 10)"]
+    with pytest.raises(ParameterError, match=r"shared with demo\.threshold"):
+        validate_overrides(reg, {"demo.follower": {"limit": 1}})

@@ -5,16 +5,9 @@ plus switches for the faults a scan must catch. Addresses are 198.18.0.0/15 only
 out of the lab. See `Lab` for the Python API and `topology` for every address and name.
 """
 
-from collector.lab.lab import (
-    DaemonStatus,
-    DownReport,
-    Lab,
-    LabError,
-    LabStatus,
-    LabUnavailable,
-    default_dir,
-    default_prefix,
-)
+from collector.lab.host import LabError, LabUnavailable
+from collector.lab.lab import Lab, default_dir, default_prefix
+from collector.lab.state import DaemonStatus, DownReport, LabStatus
 from collector.lab.topology import FAULTS, PERSONAS
 
 __all__ = [

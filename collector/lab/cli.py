@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from collector.lab import Lab, LabError, LabStatus, default_prefix
 from collector.lab import topology as t
-from collector.lab.lab import Lab, LabError, LabStatus, default_prefix
 
 
 def _common() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ file's policy), Apache + ModSecurity, nginx, snmpd and sshd configurations, and 
 with the lab's own paths and namespace names filled in.
 
 Each builder is a function of its inputs returning text, so the configurations are tested without
-root; `lab.py` only writes them under the lab folder (`LabPaths`) and starts the daemons.
+root; `daemons.py` and `network.py` write them under the lab folder (`LabPaths`).
 """
 
 from __future__ import annotations

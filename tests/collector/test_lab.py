@@ -37,7 +37,9 @@ from collector.lab.configs import (
     parse_policy,
     render_zones,
 )
-from collector.lab.lab import _preflight, _zones_template, processes_in
+from collector.lab.host import preflight
+from collector.lab.lab import zones_template
+from collector.lab.processes import processes_in
 
 REPO = Path(__file__).resolve().parents[2]
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -49,7 +51,7 @@ CLI = (sys.executable, "-m", "collector.lab.cli")
 
 
 def test_packaged_zones_file_matches_the_lab() -> None:
-    text = _zones_template()
+    text = zones_template()
     check_zones(text)
     rules = parse_policy(text)
     assert ("internet", "dmz", "tcp", 443) in {(r.source, r.target, r.proto, r.port) for r in rules}
@@ -62,7 +64,7 @@ def test_packaged_zones_file_matches_the_lab() -> None:
 
 
 def test_ruleset_is_the_policy_plus_the_faults_switched_on() -> None:
-    rules = parse_policy(_zones_template())
+    rules = parse_policy(zones_template())
     clean = nft_ruleset(rules, ())
     assert "policy drop" in clean
     assert 'iifname "br-dmz" oifname "br-his" tcp dport { 5432, 8443 }' in clean
@@ -87,13 +89,13 @@ def test_policy_errors_name_the_entry() -> None:
 
 def test_rendered_zones_file_has_the_prefix_and_absolute_paths() -> None:
     paths = LabPaths(Path("/run/medsec/x"))
-    document = yaml.safe_load(render_zones(_zones_template(), "x-", paths))
+    document = yaml.safe_load(render_zones(zones_template(), "x-", paths))
     vantages = {zone["name"]: zone["vantage"] for zone in document["zones"]}
     assert vantages["his"] == {"kind": "netns", "netns": "x-his"}
     assert vantages["office"]["key_file"] == "/run/medsec/x/ssh/probe_key"
     assert vantages["office"]["known_hosts"] == "/run/medsec/x/ssh/known_hosts"
     assert vantages["office"]["via_netns"] == "x-mgmt"
-    assert document["policy"] == yaml.safe_load(_zones_template())["policy"]
+    assert document["policy"] == yaml.safe_load(zones_template())["policy"]
 
 
 def test_modsecurity_conf_blocks_is_absolute_and_needs_the_recommended_directives() -> None:
@@ -138,7 +140,7 @@ def test_cli_rejects_unknown_fault() -> None:
 
 def _cannot_build() -> str | None:
     try:
-        _preflight()
+        preflight()
     except LabUnavailable as exc:
         return str(exc)
     name = f"medsec-probe-{os.getpid()}"

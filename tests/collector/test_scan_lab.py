@@ -29,7 +29,7 @@ from checks.model import Status
 from checks.net import network_registry
 from checks.runner import evaluate
 from collector.lab import Lab, LabUnavailable
-from collector.lab.lab import processes_in
+from collector.lab.processes import processes_in
 from collector.scan.cli import main as scan_main
 from collector.scan.cli import results_to_report
 from collector.scan.runner import ProgressEvent, scan

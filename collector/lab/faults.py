@@ -1,0 +1,126 @@
+"""The faults a daemon carries (the WAF bypass, TLS 1.0 at the ZTNA gateway): rewrite the one
+configuration file the fault lives in, have the daemon reload it, and return only once the lab
+behaves accordingly, as seen by a request from inside the dmz. (The router's faults are its
+ruleset: `network.load_ruleset`.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector.lab import netns as ns
+from collector.lab import topology as t
+from collector.lab.configs import LabPaths, modsecurity_engine_conf, nginx_tls_conf
+from collector.lab.host import LabError
+from collector.lab.processes import alive_in, read_pid
+
+
+@dataclass(frozen=True)
+class _DaemonFault:
+    daemon: str
+    file: Callable[[LabPaths], Path]
+    text: Callable[[bool], str]
+    """The file's text with the fault on (True) or off."""
+    effective: Callable[[str, bool], bool]
+    """Whether the lab, seen from the dmz's namespace, behaves as the fault on or off says."""
+
+
+DAEMON_FAULTS: dict[str, _DaemonFault] = {
+    t.FAULT_WAF_BYPASS: _DaemonFault(
+        "waf",
+        lambda paths: paths.apache / "engine.conf",
+        modsecurity_engine_conf,
+        lambda dmz, on: portal_attack_status(dmz) == (200 if on else 403),
+    ),
+    t.FAULT_TLS10: _DaemonFault(
+        "gateway",
+        lambda paths: paths.nginx / "tls.conf",
+        nginx_tls_conf,
+        lambda dmz, on: gateway_accepts_tls10(dmz) is on,
+    ),
+}
+
+
+def switch(name: str, on: bool, *, paths: LabPaths, dmz: str) -> None:
+    """Switch one of `DAEMON_FAULTS` on or off; `dmz` is the dmz's namespace."""
+    fault = DAEMON_FAULTS[name]
+    _switch_daemon_file(
+        fault.file(paths),
+        fault.text(on),
+        paths=paths,
+        daemon=fault.daemon,
+        netns=dmz,
+        effective=lambda: fault.effective(dmz, on),
+    )
+
+
+def _switch_daemon_file(
+    path: Path,
+    text: str,
+    *,
+    paths: LabPaths,
+    daemon: str,
+    netns: str,
+    effective: Callable[[], bool],
+    reload_signal: signal.Signals = signal.SIGHUP,
+    timeout: float = 15.0,
+) -> None:
+    if path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+        pid = read_pid(paths.pidfile(daemon))
+        if pid is None or not alive_in(pid, netns):
+            raise LabError(f"{daemon} is not running: `medsec lab down` then `up`")
+        os.kill(pid, reload_signal)
+    # An old worker may answer once more after the signal: wait for two answers in a row.
+    deadline = time.monotonic() + timeout
+    confirmed = 0
+    while confirmed < 2:
+        confirmed = confirmed + 1 if effective() else 0
+        if confirmed < 2:
+            if time.monotonic() > deadline:
+                raise LabError(f"{daemon} did not take the new configuration in {timeout} s")
+            time.sleep(0.05)
+
+
+def portal_attack_status(dmz: str) -> int:
+    """Status of an XSS probe to the portal, sent from inside the dmz (0: no answer)."""
+    request = (
+        "GET /?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E HTTP/1.1\r\n"
+        "Host: portal.hospital.lab\r\nUser-Agent: medsec-lab-selfcheck\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        with ns.connect(dmz, *t.PORTAL, timeout=2.0) as connection:
+            connection.sendall(request.encode())
+            head = connection.recv(64).decode("latin-1")
+    except OSError:
+        return 0
+    parts = head.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def gateway_accepts_tls10(dmz: str) -> bool:
+    """Whether the gateway completes a TLS 1.0 handshake (client at SECLEVEL=0)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1
+    try:
+        with (
+            ns.connect(dmz, *t.GATEWAY, timeout=2.0) as connection,
+            context.wrap_socket(connection) as tls,
+        ):
+            return tls.version() == "TLSv1"
+    except OSError:
+        return False

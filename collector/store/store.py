@@ -1,10 +1,6 @@
 """`Store`: every read and write the collector makes to its database, one transaction per method,
-in SQLAlchemy Core over SQLite (one hospital) or PostgreSQL (a province).
-
-SQLite runs in WAL mode with foreign keys on; write transactions start with `BEGIN IMMEDIATE` so
-writers from several threads queue on the busy timeout instead of failing half-way. PostgreSQL
-connections are checked before use (`pool_pre_ping`), so a restarted server costs no request.
-Database errors that mean "unreachable" become `StoreUnavailable` with one line and no DSN.
+in SQLAlchemy Core over SQLite (one hospital) or PostgreSQL (a province). Its engine and
+transactions live in `engine`, its errors in `errors`, and `rows` turns rows into models.
 """
 
 from __future__ import annotations
@@ -13,19 +9,14 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, ClassVar
+from datetime import datetime, timedelta
+from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
@@ -48,6 +39,34 @@ from collector.models import (
     User,
 )
 from collector.store import audit, batch
+from collector.store.engine import Database, connect
+from collector.store.errors import (
+    AgentExists,
+    AgentRevoked,
+    AuditAltered,
+    EnrollmentInvalid,
+    HostClaimed,
+    NotFound,
+    ReplayedReport,
+    ScanRunning,
+    StaleCredential,
+    StoreError,
+    StoreUnavailable,
+    UserExists,
+)
+from collector.store.rows import (
+    AGENT_COLUMNS,
+    LOST_SCAN,
+    SCAN_COLUMNS,
+    USER_COLUMNS,
+    Row,
+    to_agent,
+    to_audit_entry,
+    to_host_summary,
+    to_result_row,
+    to_scan,
+    to_user,
+)
 from collector.store.schema import (
     agents,
     audit_head,
@@ -59,84 +78,39 @@ from collector.store.schema import (
     scans,
     users,
 )
+from collector.store.values import (
+    MAX_ROWS,
+    bounded,
+    check_page,
+    refuse_nul,
+    safe_text,
+    storable,
+    strip_nul,
+    utc,
+)
 
-_Row = sa.Row[*tuple[Any, ...]]  # a row of any shape; fields are read by name
-
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_UPGRADE_LOCK = 0x6D6564736563  # "medsec": one migrator at a time on a shared PostgreSQL
-_SQLITE_BUSY_MS = 30_000
-_PG_CONNECT_TIMEOUT_S = 10
-_MAX_ROWS = 2**62
+__all__ = [
+    "AgentExists",
+    "AgentRevoked",
+    "AuditAltered",
+    "AuditNote",
+    "EnrollmentInvalid",
+    "HostClaimed",
+    "NotFound",
+    "ReplayedReport",
+    "ScanRunning",
+    "StaleCredential",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UserExists",
+]
 
 logger = logging.getLogger("medsec.collector.store")
 
 _DATA_ERRORS = (sa.exc.SQLAlchemyError, ValueError)
 """How one report's data can break a batch's transaction (the database refusing a value, or the
 parsed report not matching its bytes); anything else is a bug and fails the whole batch."""
-
-
-class StoreError(Exception):
-    """Base of the store's errors; the message is one line, safe to show."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached (or is locked past the busy timeout)."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class UserExists(StoreError):
-    pass
-
-
-class AgentExists(StoreError):
-    pass
-
-
-class ReplayedReport(StoreError):
-    """A report id already stored with other bytes or by another agent."""
-
-
-class AgentRevoked(StoreError):
-    """The agent was revoked after its request was authenticated; its report is not stored."""
-
-
-class StaleCredential(StoreError):
-    """The token or key a report was checked with no longer belongs to its agent (re-enrolled
-    meanwhile); the report is not stored."""
-
-
-class HostClaimed(StoreError):
-    """The report is about a host that another, still enrolled, agent reports: an agent speaks
-    only for the hosts it reports first (or took over from a revoked agent)."""
-
-
-class AuditAltered(StoreError):
-    """The audit chain does not verify where an operation needed it to."""
-
-
-class ScanRunning(StoreError):
-    """A scan of these zones is running already."""
-
-
-class EnrollmentInvalid(StoreError):
-    """`reason`: "unknown" | "expired" | "used" | "name_mismatch"."""
-
-    _MESSAGES: ClassVar[dict[str, str]] = {
-        "unknown": "the enrolment token is not known",
-        "expired": "the enrolment token has expired",
-        "used": "the enrolment token has already been used",
-        "name_mismatch": "the enrolment token was issued for another agent name",
-    }
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(self._MESSAGES[reason])
-        self.reason = reason
-
-
-# ----------------------------------------------------------------------------- helpers
 
 
 def hash_token(token: str) -> str:
@@ -148,114 +122,6 @@ def _new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def _utc(moment: datetime) -> datetime:
-    """Aware UTC; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if limit < 0 or offset < 0:
-        raise ValueError(f"limit and offset must not be negative (got {limit}, {offset})")
-
-
-def _bounded(n: int) -> int:
-    """A LIMIT or OFFSET both databases accept (a BIGINT); no table comes near it."""
-    return min(n, _MAX_ROWS)
-
-
-def _json_dumps(value: Any) -> str:
-    return msgspec.json.encode(value).decode("utf-8")
-
-
-def _strip_nul(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold U+0000; replace it (SQLite gets the same data)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
-    return value
-
-
-def _text(value: str) -> str:
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def _storable(*values: str | None) -> bool:
-    """No U+0000 in any value: PostgreSQL refuses it even in a WHERE clause. Such a key cannot
-    name anything stored, so lookups answer "not found" on both backends instead of failing."""
-    return not any(value is not None and "\x00" in value for value in values)
-
-
-def _refuse_nul(what: str, value: str) -> None:
-    if "\x00" in value:
-        raise ValueError(f"{what} must not contain NUL characters")
-
-
-def _first_line(exc: BaseException, secret: str | None) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
-    text = lines[0] if lines else type(orig).__name__
-    if secret:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _agent(row: _Row) -> Agent:
-    return Agent(
-        id=row.id,
-        name=row.name,
-        alg=SignatureAlg(row.alg) if row.alg else None,
-        public_key_pem=row.public_key_pem,
-        enrolled_at=row.enrolled_at,
-        revoked_at=row.revoked_at,
-        last_seen_at=row.last_seen_at,
-    )
-
-
-def _user(row: _Row) -> User:
-    return User(id=row.id, name=row.name, role=Role(row.role), created_at=row.created_at)
-
-
-def _audit_entry(row: _Row) -> AuditEntry:
-    return AuditEntry(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        role=row.role,
-        action=row.action,
-        source=row.source,
-        outcome=row.outcome,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
-_AGENT_COLUMNS = (
-    agents.c.id,
-    agents.c.name,
-    agents.c.alg,
-    agents.c.public_key_pem,
-    agents.c.enrolled_at,
-    agents.c.revoked_at,
-    agents.c.last_seen_at,
-)
-_USER_COLUMNS = (users.c.id, users.c.name, users.c.role, users.c.created_at)
-_SCAN_COLUMNS = (
-    scans.c.id,
-    scans.c.zones,
-    scans.c.requested_by,
-    scans.c.state,
-    scans.c.started_at,
-    scans.c.deadline,
-    scans.c.finished_at,
-    scans.c.report_id,
-    scans.c.message,
-)
-_LOST_SCAN = "lost: the collector stopped while the scan ran"
 _HOST_SUMMARY = sa.select(
     hosts.c.id,
     hosts.c.hostname,
@@ -284,46 +150,6 @@ _RESULT_ROWS = sa.select(
         reports, reports.c.pk == hosts.c.last_report_pk
     )
 )
-
-
-def _scan(row: _Row, now: datetime) -> ScanRun:
-    lost = row.state == ScanState.RUNNING.value and row.deadline < now
-    return ScanRun(
-        id=row.id,
-        zones=row.zones,
-        requested_by=row.requested_by,
-        state=ScanState.FAILED if lost else ScanState(row.state),
-        started_at=row.started_at,
-        finished_at=row.deadline if lost else row.finished_at,
-        report_id=row.report_id,
-        message=_LOST_SCAN if lost else row.message,
-    )
-
-
-def _host_summary(row: _Row) -> HostSummary:
-    return HostSummary(
-        id=row.id,
-        hostname=row.hostname,
-        agent=row.agent,
-        last_report_id=row.report_id,
-        last_report_at=row.last_report_at,
-        counts=dict(row.counts),
-    )
-
-
-def _result_row(row: _Row) -> ResultRow:
-    return ResultRow(
-        report_id=row.report_id,
-        host_id=row.host_id,
-        hostname=row.hostname,
-        check_id=row.check_id,
-        status=row.status,
-        target=row.target,
-        message=row.message,
-        generated_at=row.generated_at,
-        clauses=tuple(row.clauses),
-        evidence=dict(row.evidence),
-    )
 
 
 def _result_params(
@@ -472,10 +298,10 @@ class _IngestJob:
 
     @property
     def generated_at(self) -> datetime:
-        return _utc(self.report.generated_at)
+        return utc(self.report.generated_at)
 
     def clean(self, value: Any) -> Any:
-        return _strip_nul(value) if self.has_nul else value
+        return strip_nul(value) if self.has_nul else value
 
     def row(self) -> dict[str, Any]:
         return {
@@ -533,14 +359,14 @@ def _audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's orde
     actor: str, role: str, action: str, source: str, outcome: str, at: datetime
 ) -> _AuditJob:
     fields = {
-        "actor": _text(actor),
-        "role": _text(role),
-        "action": _text(action),
-        "source": _text(source),
-        "outcome": _text(outcome),
+        "actor": safe_text(actor),
+        "role": safe_text(role),
+        "action": safe_text(action),
+        "source": safe_text(source),
+        "outcome": safe_text(outcome),
     }
     # The hash covers the microsecond UTC text; store exactly that instant.
-    return _AuditJob(_utc(at), fields)
+    return _AuditJob(utc(at), fields)
 
 
 def _lock_key(host_id: str) -> int:
@@ -548,7 +374,7 @@ def _lock_key(host_id: str) -> int:
     return int.from_bytes(hashlib.sha256(host_id.encode()).digest()[:8], "big", signed=True)
 
 
-def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | None:
+def _credential_problem(job: _IngestJob, enrolled: Row | None) -> StoreError | None:
     """Why the agent may no longer store this report (its row locked at commit), or None."""
     if enrolled is None or enrolled.public_key_pem != job.agent.public_key_pem:
         return StaleCredential("the agent's key changed since this report was checked")
@@ -562,7 +388,7 @@ def _credential_problem(job: _IngestJob, enrolled: _Row | None) -> StoreError | 
 # ----------------------------------------------------------------------------- the store
 
 
-class Store:
+class Store(Database):
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(
@@ -581,86 +407,13 @@ class Store:
     def open(cls, url: str, *, audit_key: AuditKey | None = None) -> Store:
         """An engine for `url` (`sqlite:///PATH` or `postgresql+psycopg://...`); no I/O yet and
         no migration (see `upgrade`)."""
-        try:
-            parsed = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise StoreError("the database URL is not valid") from None
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        common: dict[str, Any] = {
-            "json_serializer": _json_dumps,
-            "json_deserializer": msgspec.json.decode,
-            "pool_pre_ping": True,
-        }
-        if parsed.drivername == "postgresql+psycopg":
-            connect_args: dict[str, Any] = {"application_name": "medsec-collector"}
-            if "connect_timeout" not in parsed.query:
-                connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
-            engine = sa.create_engine(parsed, connect_args=connect_args, **common)
-        elif parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-            if parsed.database in (None, "", ":memory:"):
-                raise StoreError("SQLite needs a file: sqlite:///PATH")
-            engine = sa.create_engine(
-                parsed, connect_args={"timeout": _SQLITE_BUSY_MS / 1000}, **common
-            )
-            _sqlite_transactions(engine)
-        else:
-            raise StoreError(
-                f"unsupported database driver {parsed.drivername!r}:"
-                " use sqlite:///PATH or postgresql+psycopg://..."
-            )
-        return cls(engine, parsed.password, audit_key)
-
-    def upgrade(self) -> None:
-        """Apply the Alembic migrations up to head, in one transaction (a no-op when current).
-        Several collectors starting at once on PostgreSQL migrate one after the other."""
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
-        with self._tx(write=True) as conn:
-            if self._dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        engine, password = connect(url)
+        return cls(engine, password, audit_key)
 
     def close(self) -> None:
         """Write what is queued, then release the connections."""
         self._writer.close()
         self._engine.dispose()
-
-    def ping(self) -> bool:
-        try:
-            with self._tx(write=False) as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except StoreUnavailable:
-            return False
-        return True
-
-    @contextmanager
-    def _tx(self, *, write: bool, snapshot: bool = False) -> Iterator[sa.Connection]:
-        """One transaction; `write` takes SQLite's write lock up front, `snapshot` gives every
-        statement the same view (REPEATABLE READ on PostgreSQL; any SQLite read in WAL)."""
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn.execution_options(medsec_write=True)
-                if snapshot and self._dialect == "postgresql":
-                    conn.execution_options(isolation_level="REPEATABLE READ")
-                with conn.begin():
-                    yield conn
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise StoreUnavailable(
-                f"database unavailable: {_first_line(exc, self._password)}"
-            ) from exc
-        except sa.exc.TimeoutError as exc:
-            raise StoreUnavailable("database unavailable: no free connection in the pool") from exc
-
-    def _insert(self, table: sa.Table) -> pg.Insert | sqlite.Insert:
-        if self._dialect == "postgresql":
-            return pg.insert(table)
-        return sqlite.insert(table)
 
     # -- agents and enrolment ----------------------------------------------------------------
 
@@ -670,8 +423,8 @@ class Store:
         unused token for the agent stops working."""
         if ttl <= timedelta(0):
             raise ValueError("the enrolment token's lifetime must be positive")
-        _refuse_nul("an agent name", name)
-        now = _utc(now)
+        refuse_nul("an agent name", name)
+        now = utc(now)
         token = _new_token("mse_")
         with self._tx(write=True) as conn:
             row = self._lock_agent_row(conn, name, now)
@@ -695,8 +448,8 @@ class Store:
         """Spend an enrolment token: register the agent's key and alg and issue its `msa_` API
         token (replacing any earlier one). `EnrollmentInvalid` says why a token is refused."""
         signature_alg = SignatureAlg(alg)
-        _refuse_nul("a public key", public_key_pem)
-        now = _utc(now)
+        refuse_nul("a public key", public_key_pem)
+        now = utc(now)
         api_token = _new_token("msa_")
         with self._tx(write=True) as conn:
             found = conn.execute(
@@ -711,7 +464,7 @@ class Store:
                 raise EnrollmentInvalid("unknown")
             # Lock the agent before the token, in the same order as create_enrollment.
             agent = conn.execute(
-                sa.select(*_AGENT_COLUMNS).where(agents.c.id == found.agent_id).with_for_update()
+                sa.select(*AGENT_COLUMNS).where(agents.c.id == found.agent_id).with_for_update()
             ).one()
             if found.used_at is not None:
                 raise EnrollmentInvalid("used")
@@ -737,10 +490,10 @@ class Store:
                     revoked_at=None,
                 )
             )
-            enrolled = conn.execute(sa.select(*_AGENT_COLUMNS).where(agents.c.id == agent.id)).one()
-        return _agent(enrolled), api_token
+            enrolled = conn.execute(sa.select(*AGENT_COLUMNS).where(agents.c.id == agent.id)).one()
+        return to_agent(enrolled), api_token
 
-    def _lock_agent_row(self, conn: sa.Connection, name: str, now: datetime) -> _Row:
+    def _lock_agent_row(self, conn: sa.Connection, name: str, now: datetime) -> Row:
         """Agent `name`'s row, created (never enrolled) if new, locked until the commit."""
         conn.execute(
             self._insert(agents)
@@ -748,7 +501,7 @@ class Store:
             .on_conflict_do_nothing(index_elements=[agents.c.name])
         )
         return conn.execute(
-            sa.select(*_AGENT_COLUMNS).where(agents.c.name == name).with_for_update()
+            sa.select(*AGENT_COLUMNS).where(agents.c.name == name).with_for_update()
         ).one()
 
     def agent_by_token(self, token: str) -> Agent | None:
@@ -757,16 +510,16 @@ class Store:
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(
-                sa.select(*_AGENT_COLUMNS).where(agents.c.api_token_hash == hash_token(token))
+                sa.select(*AGENT_COLUMNS).where(agents.c.api_token_hash == hash_token(token))
             ).first()
-        return None if row is None else _agent(row)
+        return None if row is None else to_agent(row)
 
     def service_agent(self, name: str, public_key_pem: str, now: datetime) -> Agent:
         """An agent identity the collector itself uses (its scanner), enrolled with
         `public_key_pem` unless it is active already. One transaction: processes creating it
         at once all get the same agent. Its API token is random and never shown."""
-        _refuse_nul("an agent name", name)
-        now = _utc(now)
+        refuse_nul("an agent name", name)
+        now = utc(now)
         with self._tx(write=True) as conn:
             row = self._lock_agent_row(conn, name, now)
             if row.enrolled_at is None or row.revoked_at is not None:
@@ -781,19 +534,19 @@ class Store:
                         revoked_at=None,
                     )
                 )
-                row = conn.execute(sa.select(*_AGENT_COLUMNS).where(agents.c.id == row.id)).one()
-        return _agent(row)
+                row = conn.execute(sa.select(*AGENT_COLUMNS).where(agents.c.id == row.id)).one()
+        return to_agent(row)
 
     def list_agents(self) -> list[Agent]:
         with self._tx(write=False) as conn:
-            rows = conn.execute(sa.select(*_AGENT_COLUMNS).order_by(agents.c.name)).all()
-        return [_agent(row) for row in rows]
+            rows = conn.execute(sa.select(*AGENT_COLUMNS).order_by(agents.c.name)).all()
+        return [to_agent(row) for row in rows]
 
     def revoke_agent(self, name: str, now: datetime) -> Agent:
         """Revoke `name` (kept as revoked if it already was) and void its unused enrolment
         tokens. Its API token then identifies a revoked agent."""
-        now = _utc(now)
-        if not _storable(name):
+        now = utc(now)
+        if not storable(name):
             raise NotFound(f"no agent named {name!r}")
         with self._tx(write=True) as conn:
             row = conn.execute(
@@ -810,46 +563,46 @@ class Store:
                     enrollment_tokens.c.agent_id == row.id, enrollment_tokens.c.used_at.is_(None)
                 )
             )
-            revoked = conn.execute(sa.select(*_AGENT_COLUMNS).where(agents.c.id == row.id)).one()
-        return _agent(revoked)
+            revoked = conn.execute(sa.select(*AGENT_COLUMNS).where(agents.c.id == row.id)).one()
+        return to_agent(revoked)
 
     # -- users -------------------------------------------------------------------------------
 
     def add_user(self, name: str, role: Role, now: datetime) -> tuple[User, str]:
         """A new user and their `msu_` API token (shown once; only its hash is kept)."""
         role = Role(role)
-        _refuse_nul("a user name", name)
-        now = _utc(now)
+        refuse_nul("a user name", name)
+        now = utc(now)
         token = _new_token("msu_")
         with self._tx(write=True) as conn:
             inserted = conn.execute(
                 self._insert(users)
                 .values(name=name, role=role.value, token_hash=hash_token(token), created_at=now)
                 .on_conflict_do_nothing(index_elements=[users.c.name])
-                .returning(*_USER_COLUMNS)
+                .returning(*USER_COLUMNS)
             ).first()
             if inserted is None:
                 raise UserExists(f"a user named {name!r} already exists")
-        return _user(inserted), token
+        return to_user(inserted), token
 
     def user_by_token(self, token: str) -> User | None:
         if not token.startswith("msu_"):
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(
-                sa.select(*_USER_COLUMNS).where(users.c.token_hash == hash_token(token))
+                sa.select(*USER_COLUMNS).where(users.c.token_hash == hash_token(token))
             ).first()
-        return None if row is None else _user(row)
+        return None if row is None else to_user(row)
 
     def list_users(self) -> list[User]:
         with self._tx(write=False) as conn:
-            rows = conn.execute(sa.select(*_USER_COLUMNS).order_by(users.c.name)).all()
-        return [_user(row) for row in rows]
+            rows = conn.execute(sa.select(*USER_COLUMNS).order_by(users.c.name)).all()
+        return [to_user(row) for row in rows]
 
     def remove_user(self, name: str) -> None:
         with self._tx(write=True) as conn:
             if (
-                not _storable(name)
+                not storable(name)
                 or conn.execute(sa.delete(users).where(users.c.name == name)).rowcount == 0
             ):
                 raise NotFound(f"no user named {name!r}")
@@ -895,7 +648,7 @@ class Store:
             agent,
             report,
             report_bytes,
-            _utc(now),
+            utc(now),
             None if token is None else hash_token(token),
             hashlib.sha256(report_bytes).hexdigest(),
             audit,
@@ -1033,19 +786,19 @@ class Store:
 
     def list_hosts(self, limit: int, offset: int) -> Page[HostSummary]:
         """Hosts by hostname, each with its newest report's id, time and counts."""
-        _check_page(limit, offset)
+        check_page(limit, offset)
         with self._tx(write=False) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(hosts)).scalar_one()
             rows = conn.execute(
                 _HOST_SUMMARY.order_by(hosts.c.hostname, hosts.c.id)
-                .limit(_bounded(limit))
-                .offset(_bounded(offset))
+                .limit(bounded(limit))
+                .offset(bounded(offset))
             ).all()
-        return Page(tuple(_host_summary(row) for row in rows), total, limit, offset)
+        return Page(tuple(to_host_summary(row) for row in rows), total, limit, offset)
 
     def get_host(self, host_id: str) -> tuple[HostSummary, dict[str, Any], list[ResultRow]] | None:
         """The host's summary, latest inventory and the results of its newest report."""
-        if not _storable(host_id):
+        if not storable(host_id):
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(
@@ -1056,12 +809,12 @@ class Store:
             found = conn.execute(
                 _RESULT_ROWS.where(hosts.c.id == host_id).order_by(results.c.pk)
             ).all()
-        return _host_summary(row), dict(row.inventory), [_result_row(r) for r in found]
+        return to_host_summary(row), dict(row.inventory), [to_result_row(r) for r in found]
 
     def host_reports(self, host_id: str, limit: int, offset: int) -> Page[ReportSummary]:
         """The host's reports, newest first (an unknown host has none)."""
-        _check_page(limit, offset)
-        if not _storable(host_id):
+        check_page(limit, offset)
+        if not storable(host_id):
             return Page((), 0, limit, offset)
         with self._tx(write=False) as conn:
             total = conn.execute(
@@ -1079,8 +832,8 @@ class Store:
                 .select_from(reports.join(agents, agents.c.id == reports.c.agent_id))
                 .where(reports.c.host_id == host_id)
                 .order_by(reports.c.generated_at.desc(), reports.c.pk.desc())
-                .limit(_bounded(limit))
-                .offset(_bounded(offset))
+                .limit(bounded(limit))
+                .offset(bounded(offset))
             ).all()
         items = tuple(
             ReportSummary(
@@ -1099,8 +852,8 @@ class Store:
         self, check_id: str | None, status: str | None, limit: int, offset: int
     ) -> Page[ResultRow]:
         """Results of each host's newest report, by hostname then report order, filtered."""
-        _check_page(limit, offset)
-        if not _storable(check_id, status):
+        check_page(limit, offset)
+        if not storable(check_id, status):
             return Page((), 0, limit, offset)
         conditions: list[sa.ColumnElement[bool]] = []
         if check_id is not None:
@@ -1116,16 +869,16 @@ class Store:
             rows = conn.execute(
                 _RESULT_ROWS.where(*conditions)
                 .order_by(hosts.c.hostname, hosts.c.id, results.c.pk)
-                .limit(_bounded(limit))
-                .offset(_bounded(offset))
+                .limit(bounded(limit))
+                .offset(bounded(offset))
             ).all()
-        return Page(tuple(_result_row(row) for row in rows), total, limit, offset)
+        return Page(tuple(to_result_row(row) for row in rows), total, limit, offset)
 
     def prune_reports(self, before: datetime, chunk: int = 2000) -> tuple[int, int]:
         """Delete the reports received before `before`, with their results, except each host's
         newest report (what the API shows). In transactions of `chunk` reports, so writers are
         never held up for long. Returns (reports, results) deleted."""
-        before = _utc(before)
+        before = utc(before)
         current = sa.select(hosts.c.last_report_pk).scalar_subquery()
         doomed = (
             sa.select(reports.c.pk)
@@ -1155,7 +908,7 @@ class Store:
         """Record a running scan of `zones` that must end by `deadline`; `ScanRunning` if one
         runs already (in any collector process). A scan still running past its deadline was
         lost with its collector: it is closed as failed first, so it cannot block its zones."""
-        now = _utc(now)
+        now = utc(now)
         with self._tx(write=True) as conn:
             conn.execute(
                 sa.update(scans)
@@ -1164,24 +917,24 @@ class Store:
                     scans.c.state == ScanState.RUNNING.value,
                     scans.c.deadline < now,
                 )
-                .values(state=ScanState.FAILED.value, finished_at=now, message=_LOST_SCAN)
+                .values(state=ScanState.FAILED.value, finished_at=now, message=LOST_SCAN)
             )
             row = conn.execute(
                 self._insert(scans)
                 .values(
                     id=str(uuid.uuid4()),
-                    zones=_text(zones),
-                    requested_by=_text(requested_by),
+                    zones=safe_text(zones),
+                    requested_by=safe_text(requested_by),
                     state=ScanState.RUNNING.value,
                     started_at=now,
-                    deadline=_utc(deadline),
+                    deadline=utc(deadline),
                 )
                 .on_conflict_do_nothing()
-                .returning(*_SCAN_COLUMNS)
+                .returning(*SCAN_COLUMNS)
             ).first()
         if row is None:
             raise ScanRunning(f"a scan of {zones!r} is running already")
-        return _scan(row, now)
+        return to_scan(row, now)
 
     def finish_scan(
         self,
@@ -1201,36 +954,36 @@ class Store:
                 .where(scans.c.id == scan_id, scans.c.state == ScanState.RUNNING.value)
                 .values(
                     state=state.value,
-                    finished_at=_utc(now),
+                    finished_at=utc(now),
                     report_id=report_id,
-                    message=None if message is None else _text(message),
+                    message=None if message is None else safe_text(message),
                 )
             )
-            row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
+            row = conn.execute(sa.select(*SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
         if row is None:
             raise NotFound(f"no scan {scan_id}")
-        return _scan(row, _utc(now))
+        return to_scan(row, utc(now))
 
     def get_scan(self, scan_id: str, now: datetime) -> ScanRun | None:
         """The scan; one still marked running past its deadline is shown as lost."""
-        if not _storable(scan_id):
+        if not storable(scan_id):
             return None
         with self._tx(write=False) as conn:
-            row = conn.execute(sa.select(*_SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
-        return None if row is None else _scan(row, _utc(now))
+            row = conn.execute(sa.select(*SCAN_COLUMNS).where(scans.c.id == scan_id)).first()
+        return None if row is None else to_scan(row, utc(now))
 
     def list_scans(self, limit: int, offset: int, now: datetime) -> Page[ScanRun]:
         """Scans, newest first (as `get_scan` shows each)."""
-        _check_page(limit, offset)
+        check_page(limit, offset)
         with self._tx(write=False) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(scans)).scalar_one()
             rows = conn.execute(
-                sa.select(*_SCAN_COLUMNS)
+                sa.select(*SCAN_COLUMNS)
                 .order_by(scans.c.started_at.desc(), scans.c.id)
-                .limit(_bounded(limit))
-                .offset(_bounded(offset))
+                .limit(bounded(limit))
+                .offset(bounded(offset))
             ).all()
-        return Page(tuple(_scan(row, _utc(now)) for row in rows), total, limit, offset)
+        return Page(tuple(to_scan(row, utc(now)) for row in rows), total, limit, offset)
 
     # -- audit -------------------------------------------------------------------------------
 
@@ -1271,7 +1024,7 @@ class Store:
         self._move_head(conn, seq, prev, int(head.base_seq), str(head.base_hash), keyed_from)
         return [(job, AuditEntry(**row)) for job, row in zip(jobs, rows, strict=True)]
 
-    def _audit_keying(self, conn: sa.Connection, head: _Row) -> int | None:
+    def _audit_keying(self, conn: sa.Connection, head: Row) -> int | None:
         """The first keyed entry of the chain whose head row `head` is locked, for an append or
         a prune. The key file says where keying starts; the head row must agree (it records it
         once the chain gets there, with its MAC). A keyed chain without the key, keying switched
@@ -1298,7 +1051,7 @@ class Store:
             )
         return expected
 
-    def _keying_problem(self, head: _Row) -> str | None:
+    def _keying_problem(self, head: Row) -> str | None:
         """With the key: what is wrong with the head row's keying, or None."""
         if self._audit_key is None:
             return None
@@ -1399,24 +1152,24 @@ class Store:
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         """Entries oldest first (seq order), so pages stay put while the log grows."""
-        _check_page(limit, offset)
+        check_page(limit, offset)
         with self._tx(write=False) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
             rows = conn.execute(
                 sa.select(audit_log)
                 .order_by(audit_log.c.seq)
-                .limit(_bounded(limit))
-                .offset(_bounded(offset))
+                .limit(bounded(limit))
+                .offset(bounded(offset))
             ).all()
-        return Page(tuple(_audit_entry(row) for row in rows), total, limit, offset)
+        return Page(tuple(to_audit_entry(row) for row in rows), total, limit, offset)
 
     def audit_entry(self, seq: int) -> AuditEntry | None:
         """Entry `seq`, or None (never written, pruned or deleted)."""
-        if not 0 < seq < _MAX_ROWS:
+        if not 0 < seq < MAX_ROWS:
             return None
         with self._tx(write=False) as conn:
             row = conn.execute(sa.select(audit_log).where(audit_log.c.seq == seq)).first()
-        return None if row is None else _audit_entry(row)
+        return None if row is None else to_audit_entry(row)
 
     def verify_audit(self) -> AuditVerdict:
         """Re-walk the whole chain and compare its end with the head, in one snapshot (entries
@@ -1439,7 +1192,7 @@ class Store:
             )
             key = self._audit_key
             return audit.verify_chain(
-                (_audit_entry(row) for row in rows),
+                (to_audit_entry(row) for row in rows),
                 (int(head.seq), str(head.hash)),
                 (int(head.base_seq), str(head.base_hash)),
                 key=None if key is None else key.secret,
@@ -1455,7 +1208,7 @@ class Store:
         Each entry is checked before it goes (`AuditAltered`, and nothing more is deleted): a
         prune must not erase the trace of an edit. In transactions of `chunk` entries, each
         moving the chain's start, so appends (which lock the head row) wait only briefly."""
-        before = _utc(before)
+        before = utc(before)
         with self._tx(write=False) as conn:
             first_young = conn.execute(
                 sa.select(sa.func.min(audit_log.c.seq)).where(audit_log.c.at >= before)
@@ -1476,7 +1229,7 @@ class Store:
                     .where(audit_log.c.seq > head.base_seq, audit_log.c.seq <= upto)
                     .order_by(audit_log.c.seq)
                 ).all()
-                entries = [_audit_entry(row) for row in rows]
+                entries = [to_audit_entry(row) for row in rows]
                 end = (upto, entries[-1].hash) if entries else (upto, "")
                 verdict = audit.verify_chain(
                     entries,
@@ -1494,39 +1247,3 @@ class Store:
                 self._move_head(
                     conn, int(head.seq), str(head.hash), upto, entries[-1].hash, keyed_from
                 )
-
-
-def _sqlite_transactions(engine: sa.Engine) -> None:
-    """WAL, foreign keys and a busy timeout on every connection; SQLAlchemy, not the sqlite3
-    module, emits BEGIN, so a write transaction can take the write lock at its start."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
-            _use_wal(cursor)
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get("medsec_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _use_wal(cursor: Any) -> None:
-    """Switch the database to WAL (a lasting property of the file). SQLite does not wait on its
-    busy timeout for that switch: while another process's first connection holds the lock —
-    collectors starting together on a new database — it answers "database is locked" at once,
-    so wait here as the busy timeout would."""
-    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
-    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,12 +94,10 @@ def test_no_server_error_from_schema_driven_requests(
             assert isinstance(body["error"], str), (where, body)
             assert isinstance(body["message"], str), (where, body)
 
-    started = time.monotonic()
     try:
         run()
     finally:
         session.close()
-    assert time.monotonic() - started < 60
     assert len(seen) >= 10, seen  # most operations were exercised
     verdict = server.store.verify_audit()
     assert verdict.ok, verdict

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,11 +192,8 @@ def test_tpm_that_answers_with_an_error_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_no_tpm_anywhere(closed_tcti: str, empty_root: LocalRunner) -> None:
-    started = time.monotonic()
     facts = collect_tpm(empty_root, closed_tcti)
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 1.0  # a refused connection fails fast
     assert facts == TpmFacts(
         present=False,
         source="none",

@@ -5,7 +5,9 @@ the same invocation; the agent talks to a real swtpm (with EK certificates) star
 TSS path is measured, not the quick "no TPM" path. Peak RSS is the largest single process of the
 command's tree (ru_maxrss of the waited children), the figure an operator's `ps` would show.
 
-Target (issue 2): agent ≤ 1 s wall and ≤ 50 MB peak RSS on 2 cores.
+Target: agent ≤ 1 s wall and ≤ 50 MB peak RSS on 2 cores. `--compare-with REV` also runs the
+agent of an earlier commit (checked out in a temporary git worktree) in the same invocation,
+interleaved run by run, so a change can be held to "within 5 % of before".
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ _MEASURE = (
 )
 
 
+# Runs `agent.cli.main` from a given source tree, so two trees are launched the same way.
+_LAUNCH = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from agent.cli import main; sys.exit(main())"
+)
+
+
+_RUN = ("--format", "json", "--no-push")
+_GIT = shutil.which("git") or "/usr/bin/git"
+
+
 def measure(argv: list[str]) -> tuple[float, float, int]:
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, *argv],
@@ -48,10 +60,25 @@ def measure(argv: list[str]) -> tuple[float, float, int]:
     return float(wall), int(rss_kb) / 1024, int(code)
 
 
+def _worktree(rev: str, work: Path) -> Path:
+    """`rev` checked out beside the benchmark's other files (removed at the end)."""
+    tree = work / "base"
+    subprocess.run(
+        [_GIT, "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return tree
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--skip-lynis", action="store_true")
+    parser.add_argument(
+        "--compare-with", metavar="REV", help="also measure the agent of this git revision"
+    )
     args = parser.parse_args()
 
     agent = shutil.which("medsec-agent", path=str(Path(sys.executable).parent))
@@ -67,21 +94,38 @@ def main() -> int:
         try:
             cfg = work / "agent.yaml"
             cfg.write_text(json.dumps({"tpm": {"tcti": tpm.tcti}}), encoding="utf-8")
-            argv = [agent, "run", "--config", str(cfg), "--format", "json", "--no-push"]
-            measure(argv)  # warm the page cache
-            runs = [measure(argv) for _ in range(args.runs)]
+            trees = {"medsec-agent run (full, swtpm)": ROOT}
+            if args.compare_with:
+                trees[f"  the same at {args.compare_with}"] = _worktree(args.compare_with, work)
+            argvs = {
+                name: [sys.executable, "-c", _LAUNCH, str(tree), "run", "--config", str(cfg), *_RUN]
+                for name, tree in trees.items()
+            }
+            runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in argvs}
+            for argv in argvs.values():
+                measure(argv)  # warm the page cache
+            for _ in range(args.runs):
+                for name, argv in argvs.items():
+                    runs[name].append(measure(argv))
         finally:
             tpm.stop()
+            if args.compare_with:
+                subprocess.run(
+                    [_GIT, "-C", str(ROOT), "worktree", "remove", "--force", str(work / "base")],
+                    check=False,
+                    capture_output=True,
+                    timeout=60,
+                )
 
-    walls = [w for w, _, _ in runs]
     rows = [
         (
-            "medsec-agent run (full, swtpm)",
-            statistics.median(walls),
-            max(walls),
-            max(r for _, r, _ in runs),
+            name,
+            statistics.median([w for w, _, _ in done]),
+            max(w for w, _, _ in done),
+            max(r for _, r, _ in done),
             f"{args.runs} runs",
         )
+        for name, done in runs.items()
     ]
     lynis = shutil.which("lynis")
     if lynis and not args.skip_lynis:

@@ -1,1 +1,1 @@
-"""The `medsec` collector: API, storage, zone scans and reports (being built; see the issues)."""
+"""The `medsec` collector: enrolment, signed ingestion, storage, the audit log, zone scans and the API."""

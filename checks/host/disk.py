@@ -1,46 +1,63 @@
 """Disk-encryption checks: data file systems and swap reach the disk only through dm-crypt, the
-volume ciphers are AES-256 or SM4, and LUKS keys are sealed by the TPM 2.0. Pure functions of
-`DiskFacts`; one result per mount, swap area or volume, with the device path as target.
+volume ciphers are of the strength the site requires (AES-256 or SM4 by default), and LUKS keys
+are sealed by the TPM 2.0. Pure functions of `DiskFacts`; one result per mount, swap area or
+volume, with the device path as target.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from checks.facts import HostFacts
 from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, Mount, Swap, containing_mount
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 BASE_MOUNTS = ("/", "/var", "/home", "/srv", "/opt")
 """Checked by default when they are mount points (else their data is on `/`, checked anyway)."""
+
+T = TypeVar("T")
 
 
 def _disk(facts: Any) -> DiskFacts:
     return require(facts.disk, DiskFacts)
 
 
-def _no_volumes(facts: HostFacts) -> str | None:
+def _needed(value: T | Unavailable) -> T:
+    """A sub-fact the check declared in `needs=` (`disk.mounts`, ...): the runner reports it as
+    `error` when unavailable, before the check runs, so reaching here with one is a bug."""
+    if isinstance(value, Unavailable):
+        raise TypeError(f"needed fact unavailable: {value.reason}")
+    return value
+
+
+def _no_volumes(facts: HostFacts) -> Msg | None:
     disk = facts.disk
     if isinstance(disk, DiskFacts) and disk.volumes == ():
-        return "no encrypted volumes (LUKS or dm-crypt) on this host; see disk.encrypted_mounts"
+        return Msg(
+            "no encrypted volumes (LUKS or dm-crypt) on this host; see disk.encrypted_mounts",
+            "本机无加密卷（LUKS 或 dm-crypt），参见 disk.encrypted_mounts",
+        )
     return None
 
 
-def _no_luks(facts: HostFacts) -> str | None:
+def _no_luks(facts: HostFacts) -> Msg | None:
     disk = facts.disk
     volumes = disk.volumes if isinstance(disk, DiskFacts) else None
     if isinstance(volumes, tuple) and not any(v.kind.startswith("luks") for v in volumes):
-        return "no LUKS volumes on this host; see disk.encrypted_mounts"
+        return Msg(
+            "no LUKS volumes on this host; see disk.encrypted_mounts",
+            "本机无 LUKS 加密卷，参见 disk.encrypted_mounts",
+        )
     return None
 
 
-def _no_swap(facts: HostFacts) -> str | None:
+def _no_swap(facts: HostFacts) -> Msg | None:
     disk = facts.disk
     if isinstance(disk, DiskFacts) and disk.swaps == ():
-        return "no active swap area"
+        return Msg("no active swap area", "本机未启用交换空间")
     return None
 
 
@@ -55,11 +72,14 @@ def _wanted_paths(disk: DiskFacts, mounts: tuple[Mount, ...], required: list[str
 
 
 def _mount_outcome(mount: Mount, paths: list[str]) -> Outcome:
-    where = mount.mountpoint
+    where = where_zh = mount.mountpoint
     moved = [p for p in paths if p != mount.mountpoint]
     if moved:
         where += f" (holding {', '.join(moved)}, not separate mounts)"
+        where_zh += f"（承载 {', '.join(moved)}，其并非独立挂载点）"
     device = mount.device or mount.source
+    # Chinese sets no space between a closing full-width parenthesis and the next word.
+    on_zh = f"{device} 上的 {where_zh}{'' if moved else ' '}"
     evidence: dict[str, Any] = {
         "mountpoint": mount.mountpoint,
         "paths": paths,
@@ -71,28 +91,42 @@ def _mount_outcome(mount: Mount, paths: list[str]) -> Outcome:
     }
     if isinstance(mount.encrypted, Unavailable):
         return errored(
-            f"{where}: cannot tell whether it is encrypted: {mount.encrypted.reason}",
+            Msg(
+                f"{where}: cannot tell whether it is encrypted: {mount.encrypted.reason}",
+                f"{where_zh}：无法判断是否加密：{mount.encrypted.reason}",
+            ),
             evidence,
             target=device,
         )
+    crypt = ", ".join(mount.crypt_layers)
     if mount.encrypted:
         return passed(
-            f"{where} on {device} is encrypted: dm-crypt layer {', '.join(mount.crypt_layers)} "
-            f"lies beneath it",
+            Msg(
+                f"{where} on {device} is encrypted: dm-crypt layer {crypt} lies beneath it",
+                f"{on_zh}已加密：其下层为 dm-crypt 加密层 {crypt}",
+            ),
             evidence,
             target=device,
         )
     if mount.crypt_layers:
+        layers = " → ".join(mount.layers)
         return failed(
-            f"{where} on {device} is only partly encrypted: {', '.join(mount.crypt_layers)} "
-            f"covers some of the devices beneath it ({' → '.join(mount.layers)}), not all",
+            Msg(
+                f"{where} on {device} is only partly encrypted: {crypt} covers some of the "
+                f"devices beneath it ({layers}), not all",
+                f"{on_zh}仅部分加密，不符合：{crypt} 只覆盖其下层的部分设备"
+                f"（{layers}），未覆盖全部",
+            ),
             evidence,
             target=device,
         )
     chain = " → ".join(mount.layers) or device
     return failed(
-        f"{where} on {device} is not encrypted: no dm-crypt layer between it and the disk "
-        f"({chain})",
+        Msg(
+            f"{where} on {device} is not encrypted: no dm-crypt layer between it and the disk "
+            f"({chain})",
+            f"{on_zh}未加密，不符合：其与磁盘之间无 dm-crypt 加密层（{chain}）",
+        ),
         evidence,
         target=device,
     )
@@ -103,7 +137,7 @@ def _mount_outcome(mount: Mount, paths: list[str]) -> Outcome:
     title_en="File systems holding data are on encrypted volumes (LUKS/dm-crypt)",
     title_zh="重要数据所在文件系统位于加密卷（LUKS/dm-crypt）之上",
     severity=Severity.HIGH,
-    needs=("disk",),
+    needs=("disk.mounts",),
     params={"required_mounts": []},
 )
 def encrypted_mounts(facts: HostFacts, required_mounts: list[str]) -> Iterator[Outcome]:
@@ -115,14 +149,19 @@ def encrypted_mounts(facts: HostFacts, required_mounts: list[str]) -> Iterator[O
     here when the service wrote into the unencrypted directory underneath instead.
     """
     disk = _disk(facts)
-    if isinstance(disk.mounts, Unavailable):
-        yield errored(f"mounts unavailable: {disk.mounts.reason}")
-        return
+    mounts = _needed(disk.mounts)
     groups: dict[str, tuple[Mount, list[str]]] = {}
-    for path in _wanted_paths(disk, disk.mounts, required_mounts):
-        mount = containing_mount(disk.mounts, path)
+    for path in _wanted_paths(disk, mounts, required_mounts):
+        mount = containing_mount(mounts, path)
         if mount is None:
-            yield errored(f"{path}: no mounted file system holds it", {"path": path}, target=path)
+            yield errored(
+                Msg(
+                    f"{path}: no mounted file system holds it",
+                    f"{path}：未找到承载该路径的已挂载文件系统",
+                ),
+                {"path": path},
+                target=path,
+            )
             continue
         paths = groups.setdefault(mount.mountpoint, (mount, []))[1]
         if path not in paths:
@@ -139,15 +178,16 @@ class _Policy:
     aes_bits: int | None
     """Least effective AES key length accepted; None when AES is not accepted at all."""
     name: str
+    name_zh: str
 
 
 def _policy(min_strength: str) -> _Policy:
     text = min_strength.strip().lower()
     if text == "sm4":
-        return _Policy(None, "SM4")
+        return _Policy(None, "SM4", "SM4")
     algorithm, _, bits = text.partition("-")
     if algorithm == "aes" and bits in ("128", "192", "256"):
-        return _Policy(int(bits), f"AES-{bits} or SM4")
+        return _Policy(int(bits), f"AES-{bits} or SM4", f"AES-{bits} 或 SM4")
     raise ValueError(f"min_strength must be aes-128, aes-192, aes-256 or sm4, not {min_strength!r}")
 
 
@@ -168,7 +208,14 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
         evidence["mapped_path"] = volume.mapped_path
     cipher = volume.cipher
     if isinstance(cipher, Unavailable):
-        return errored(f"{target}: cipher unavailable: {cipher.reason}", evidence, target=target)
+        return errored(
+            Msg(
+                f"{target}: cipher unavailable: {cipher.reason}",
+                f"{target}：无法获取加密算法：{cipher.reason}",
+            ),
+            evidence,
+            target=target,
+        )
     evidence.update(
         cipher=cipher.spec,
         key_bits=cipher.key_bits,
@@ -177,25 +224,44 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
         mode=cipher.mode,
     )
     stated = f"{cipher.spec}, {cipher.key_bits}-bit key"
+    stated_zh = f"{cipher.spec}，密钥 {cipher.key_bits} 位"
     if cipher.algorithm is None:
         return errored(
-            f"{target}: unknown cipher {cipher.spec!r}: cannot judge its strength",
+            Msg(
+                f"{target}: unknown cipher {cipher.spec!r}: cannot judge its strength",
+                f"{target}：未知加密算法 {cipher.spec!r}，无法判断其强度",
+            ),
             evidence,
             target=target,
         )
     if cipher.algorithm == "null":
         return failed(
-            f"{target}: data is not encrypted ({cipher.spec}: null cipher)", evidence, target=target
+            Msg(
+                f"{target}: data is not encrypted ({cipher.spec}: null cipher)",
+                f"{target}：数据未加密，不符合（{cipher.spec}：空加密算法）",
+            ),
+            evidence,
+            target=target,
         )
     if cipher.mode == "ecb":
         return failed(
-            f"{target}: ECB mode ({stated}) encrypts equal blocks alike and leaks data patterns",
+            Msg(
+                f"{target}: ECB mode ({stated}) encrypts equal blocks alike and leaks data "
+                "patterns",
+                f"{target}：ECB 模式（{stated_zh}）对相同明文块生成相同密文，"
+                "会泄露数据特征，不符合",
+            ),
             evidence,
             target=target,
         )
     if cipher.effective_bits is None:
         return errored(
-            f"{target}: cannot tell the key strength of {stated}", evidence, target=target
+            Msg(
+                f"{target}: cannot tell the key strength of {stated}",
+                f"{target}：无法判断 {stated_zh} 的密钥强度",
+            ),
+            evidence,
+            target=target,
         )
     strength = _strength(cipher)
     accepted = cipher.algorithm == "sm4" or (
@@ -204,9 +270,19 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
         and cipher.effective_bits >= policy.aes_bits
     )
     if accepted:
-        return passed(f"{target}: {strength} ({stated})", evidence, target=target)
+        return passed(
+            Msg(
+                f"{target}: {strength} ({stated})",
+                f"{target}：{strength}（{stated_zh}），强度符合要求",
+            ),
+            evidence,
+            target=target,
+        )
     return failed(
-        f"{target}: {strength} ({stated}) is weaker than the required {policy.name}",
+        Msg(
+            f"{target}: {strength} ({stated}) is weaker than the required {policy.name}",
+            f"{target}：{strength}（{stated_zh}）弱于要求的 {policy.name_zh}，不符合",
+        ),
         evidence,
         target=target,
     )
@@ -214,10 +290,10 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
 
 @check(
     "disk.cipher_strength",
-    title_en="Disk encryption uses AES-256 or SM4",
-    title_zh="磁盘加密采用 AES-256 或 SM4 算法",
+    title_en="Disk encryption uses a cipher of the required strength (AES or SM4)",
+    title_zh="磁盘加密采用满足强度要求的密码算法（AES 或 SM4）",
     severity=Severity.HIGH,
-    needs=("disk",),
+    needs=("disk.volumes",),
     applies_to=_no_volumes,
     params={"min_strength": "aes-256"},
 )
@@ -226,11 +302,7 @@ def cipher_strength(facts: HostFacts, min_strength: str) -> Iterator[Outcome]:
     aes-128, aes-192) accepts AES with at least that effective key length, or SM4; "sm4" accepts
     SM4 only. XTS halves the stored key: a 256-bit aes-xts key is AES-128."""
     policy = _policy(min_strength)
-    volumes = _disk(facts).volumes
-    if isinstance(volumes, Unavailable):
-        yield errored(f"encrypted volumes unavailable: {volumes.reason}")
-        return
-    for volume in volumes:
+    for volume in _needed(_disk(facts).volumes):
         yield _cipher_outcome(volume, policy)
 
 
@@ -250,26 +322,43 @@ def _swap_outcome(swap: Swap) -> Outcome:
     }
     if swap.in_memory:
         return passed(
-            f"swap {swap.path} is zram without a writeback device: it never reaches a disk",
+            Msg(
+                f"swap {swap.path} is zram without a writeback device: it never reaches a disk",
+                f"交换空间 {swap.path} 为无回写设备的 zram，数据不会写入磁盘",
+            ),
             evidence,
             target=target,
         )
     if isinstance(swap.encrypted, Unavailable):
+        reason = swap.encrypted.reason
         return errored(
-            f"swap {swap.path}: cannot tell whether it is encrypted: {swap.encrypted.reason}",
+            Msg(
+                f"swap {swap.path}: cannot tell whether it is encrypted: {reason}",
+                f"交换空间 {swap.path}：无法判断是否加密：{reason}",
+            ),
             evidence,
             target=target,
         )
     if swap.encrypted:
+        crypt = ", ".join(swap.crypt_layers)
         return passed(
-            f"swap {swap.path} is encrypted by {', '.join(swap.crypt_layers)}",
+            Msg(
+                f"swap {swap.path} is encrypted by {crypt}",
+                f"交换空间 {swap.path} 已由 {crypt} 加密",
+            ),
             evidence,
             target=target,
         )
     where = swap.path if target == swap.path else f"{swap.path} on {target}"
+    where_zh = swap.path if target == swap.path else f"{swap.path}（设备 {target}）"
+    chain = " → ".join(swap.layers) or target
     return failed(
-        f"swap {where} is not encrypted: memory paged out to it (patient data "
-        f"included) reaches the disk in clear ({' → '.join(swap.layers) or target})",
+        Msg(
+            f"swap {where} is not encrypted: memory paged out to it (patient data "
+            f"included) reaches the disk in clear ({chain})",
+            f"交换空间 {where_zh} 未加密，不符合：换出到其中的内存数据（含患者数据）以明文写入磁盘"
+            f"（{chain}）",
+        ),
         evidence,
         target=target,
     )
@@ -280,17 +369,13 @@ def _swap_outcome(swap: Swap) -> Outcome:
     title_en="Swap is encrypted or stays in memory",
     title_zh="交换分区已加密或仅驻留内存（zram）",
     severity=Severity.MEDIUM,
-    needs=("disk",),
+    needs=("disk.swaps",),
     applies_to=_no_swap,
 )
 def swap_encrypted(facts: HostFacts) -> Iterator[Outcome]:
     """One result per active swap area: on dm-crypt (a swap file counts when its file system is
     encrypted), or zram that writes back to no device."""
-    swaps = _disk(facts).swaps
-    if isinstance(swaps, Unavailable):
-        yield errored(f"swap areas unavailable: {swaps.reason}")
-        return
-    for swap in swaps:
+    for swap in _needed(_disk(facts).swaps):
         yield _swap_outcome(swap)
 
 
@@ -303,9 +388,14 @@ def _sealing_outcome(volume: EncryptedVolume) -> Outcome:
     keys = volume.keys
     if volume.kind == "luks1":
         return failed(
-            f"{target}: LUKS1 header has no token area to hold a TPM 2.0 binding; convert it "
-            "(cryptsetup convert --type luks2) and enrol the TPM (systemd-cryptenroll "
-            "--tpm2-device=auto, or clevis luks bind … tpm2)",
+            Msg(
+                f"{target}: LUKS1 header has no token area to hold a TPM 2.0 binding; convert it "
+                "(cryptsetup convert --type luks2) and enrol the TPM (systemd-cryptenroll "
+                "--tpm2-device=auto, or clevis luks bind … tpm2)",
+                f"{target}：LUKS1 头部没有可存放 TPM 2.0 绑定的令牌区，不符合；请转换为 LUKS2"
+                "（cryptsetup convert --type luks2）并登记 TPM（systemd-cryptenroll "
+                "--tpm2-device=auto，或 clevis luks bind … tpm2）",
+            ),
             evidence,
             target=target,
         )
@@ -318,27 +408,46 @@ def _sealing_outcome(volume: EncryptedVolume) -> Outcome:
             keyslots=keys.keyslots,
         )
     if isinstance(keys, Unavailable) or keys is None:
-        reason = keys.reason if isinstance(keys, Unavailable) else "no header was read"
-        return errored(f"{target}: LUKS keyslots unavailable: {reason}", evidence, target=target)
+        if isinstance(keys, Unavailable):
+            reason = reason_zh = keys.reason
+        else:
+            reason, reason_zh = "no header was read", "未读取到 LUKS 头部"
+        return errored(
+            Msg(
+                f"{target}: LUKS keyslots unavailable: {reason}",
+                f"{target}：无法获取 LUKS 密钥槽信息：{reason_zh}",
+            ),
+            evidence,
+            target=target,
+        )
     how = [
-        name
-        for name, present in (
-            ("systemd-tpm2 token", keys.tpm2_token),
-            ("clevis tpm2 binding", keys.clevis_tpm2),
+        (name, name_zh)
+        for name, name_zh, present in (
+            ("systemd-tpm2 token", "systemd-tpm2 令牌", keys.tpm2_token),
+            ("clevis tpm2 binding", "clevis tpm2 绑定", keys.clevis_tpm2),
         )
         if present
     ]
     if how:
-        pcrs = ", ".join(str(p) for p in keys.tpm2_pcrs) or "none"
+        pcrs = ", ".join(str(p) for p in keys.tpm2_pcrs)
         return passed(
-            f"{target}: volume key sealed by the TPM 2.0 ({' and '.join(how)}; PCRs {pcrs})",
+            Msg(
+                f"{target}: volume key sealed by the TPM 2.0 "
+                f"({' and '.join(en for en, _ in how)}; PCRs {pcrs or 'none'})",
+                f"{target}：卷密钥已由 TPM 2.0 密封"
+                f"（{'、'.join(zh for _, zh in how)}；PCR {pcrs or '无'}）",
+            ),
             evidence,
             target=target,
         )
-    tokens = ", ".join(keys.tokens) or "none"
+    tokens = ", ".join(keys.tokens)
     return failed(
-        f"{target}: no systemd-tpm2 token or clevis tpm2 binding on a keyslot that unlocks the "
-        f"data (tokens: {tokens})",
+        Msg(
+            f"{target}: no systemd-tpm2 token or clevis tpm2 binding on a keyslot that unlocks the "
+            f"data (tokens: {tokens or 'none'})",
+            f"{target}：可解锁数据的密钥槽均无 systemd-tpm2 令牌或 clevis tpm2 绑定，不符合"
+            f"（令牌：{tokens or '无'}）",
+        ),
         evidence,
         target=target,
     )
@@ -349,17 +458,13 @@ def _sealing_outcome(volume: EncryptedVolume) -> Outcome:
     title_en="LUKS volume keys are sealed by the TPM 2.0",
     title_zh="磁盘加密密钥由 TPM 2.0 芯片密封保护",
     severity=Severity.MEDIUM,
-    needs=("disk",),
+    needs=("disk.volumes",),
     applies_to=_no_luks,
 )
 def key_sealed_by_tpm(facts: HostFacts) -> Iterator[Outcome]:
     """One result per LUKS volume: a systemd-tpm2 token or a clevis binding using the tpm2 pin
     (directly or inside sss) on a keyslot that unlocks the data. Headerless dm-crypt mappings
     (plain swap with a random key, ...) are not judged: there is no header to hold a binding."""
-    volumes = _disk(facts).volumes
-    if isinstance(volumes, Unavailable):
-        yield errored(f"encrypted volumes unavailable: {volumes.reason}")
-        return
-    for volume in volumes:
+    for volume in _needed(_disk(facts).volumes):
         if volume.kind.startswith("luks"):
             yield _sealing_outcome(volume)

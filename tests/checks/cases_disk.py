@@ -199,6 +199,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "cryptsetup is not installed",
         ),
         ("no volumes", disk(volumes=()), Status.NOT_APPLICABLE, "no encrypted volumes"),
+        (
+            "lsblk failed",
+            disk(volumes=Unavailable("lsblk is not installed")),
+            Status.ERROR,
+            "lsblk is not installed",
+        ),
     ],
     "disk.swap_encrypted": [
         ("swap LV on LUKS", disk(), Status.PASS, LUKS_MAPPING),
@@ -222,6 +228,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "/swap.img",
         ),
         ("no swap", disk(swaps=()), Status.NOT_APPLICABLE, "no active swap"),
+        (
+            "swaps unreadable",
+            disk(swaps=Unavailable("/proc/swaps does not exist")),
+            Status.ERROR,
+            "/proc/swaps",
+        ),
     ],
     "disk.key_sealed_by_tpm": [
         ("systemd-tpm2 token", disk(), Status.PASS, "systemd-tpm2 token"),
@@ -258,6 +270,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             volume(kind="plain", uuid=None, keys=None),
             Status.NOT_APPLICABLE,
             "no LUKS volumes",
+        ),
+        (
+            "lsblk failed",
+            disk(volumes=Unavailable("lsblk is not installed")),
+            Status.ERROR,
+            "lsblk is not installed",
         ),
     ],
 }

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from checks.facts.firewall import FirewallFacts, InputChain
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 _PROTOCOLS = (("IPv4", "ip", "default_ipv4"), ("IPv6", "ip6", "default_ipv6"))
@@ -24,6 +24,10 @@ def _firewall(facts: Any) -> FirewallFacts:
 
 def _name(chain: InputChain) -> str:
     return f"{chain.source} {chain.family} {chain.table} {chain.name}"
+
+
+def _joined(parts: list[Msg]) -> Msg:
+    return Msg("; ".join(p.en for p in parts), "；".join(p.zh for p in parts))
 
 
 def _evidence(firewall: FirewallFacts) -> dict[str, Any]:
@@ -58,16 +62,26 @@ def _evidence(firewall: FirewallFacts) -> dict[str, Any]:
 def firewall_default_deny(facts: Any) -> Iterator[Outcome]:
     firewall = _firewall(facts)
     evidence = _evidence(firewall)
-    denying: list[str] = []
-    open_: list[str] = []
+    denying: list[Msg] = []
+    open_: list[Msg] = []
     for label, family, attr in _PROTOCOLS:
         seeing = [c for c in firewall.chains if getattr(c, attr) is not None]
         deny = next((c for c in seeing if getattr(c, attr) in {"drop", "reject"}), None)
         if deny is not None:
             how = deny.final_rule or f"policy {deny.policy}"
-            denying.append(f"{label} by {_name(deny)} ({how})")
+            how_zh = deny.final_rule or f"默认策略 {deny.policy}"
+            denying.append(
+                Msg(
+                    f"{label} by {_name(deny)} ({how})", f"{label} 由 {_name(deny)}（{how_zh}）拒绝"
+                )
+            )
         elif not seeing:
-            open_.append(f"{label} ({family}): no input filter chain")
+            open_.append(
+                Msg(
+                    f"{label} ({family}): no input filter chain",
+                    f"{label}（{family}）无入方向过滤链，不符合",
+                )
+            )
         else:
             accepting = ", ".join(
                 f"{_name(c)} (policy {c.policy}"
@@ -75,9 +89,23 @@ def firewall_default_deny(facts: Any) -> Iterator[Outcome]:
                 + ")"
                 for c in seeing
             )
-            open_.append(f"{label} ({family}) input accepts by default: {accepting}")
+            accepting_zh = "、".join(
+                f"{_name(c)}（默认策略 {c.policy}"
+                + (f"，{c.final_rule}" if c.final_rule else "")
+                + "）"
+                for c in seeing
+            )
+            open_.append(
+                Msg(
+                    f"{label} ({family}) input accepts by default: {accepting}",
+                    f"{label}（{family}）入方向默认放行，不符合：{accepting_zh}",
+                )
+            )
     if not open_:
-        yield passed("inbound default deny: " + "; ".join(denying), evidence)
+        found = _joined(denying)
+        yield passed(
+            Msg(f"inbound default deny: {found.en}", f"入方向默认拒绝：{found.zh}"), evidence
+        )
         return
     unreadable = [
         v.reason
@@ -85,15 +113,30 @@ def firewall_default_deny(facts: Any) -> Iterator[Outcome]:
         if isinstance(v, Unavailable)
     ]
     if unreadable:
-        yield errored("firewall rules unreadable: " + "; ".join(unreadable), evidence)
-        return
-    if all(v is None for v in (firewall.nft, firewall.iptables_legacy, firewall.iptables)):
-        yield errored("neither nft nor iptables is installed: the rules cannot be read", evidence)
-        return
-    if not firewall.chains:
-        yield failed(
-            "no input filter chain at all: every inbound IPv4 and IPv6 packet is accepted",
+        yield errored(
+            Msg(
+                "firewall rules unreadable: " + "; ".join(unreadable),
+                "无法读取防火墙规则：" + "；".join(unreadable),
+            ),
             evidence,
         )
         return
-    yield failed("; ".join(open_), evidence)
+    if all(v is None for v in (firewall.nft, firewall.iptables_legacy, firewall.iptables)):
+        yield errored(
+            Msg(
+                "neither nft nor iptables is installed: the rules cannot be read",
+                "nft 与 iptables 均未安装，无法读取防火墙规则",
+            ),
+            evidence,
+        )
+        return
+    if not firewall.chains:
+        yield failed(
+            Msg(
+                "no input filter chain at all: every inbound IPv4 and IPv6 packet is accepted",
+                "不存在任何入方向过滤链，不符合：所有 IPv4 与 IPv6 入站报文均被放行",
+            ),
+            evidence,
+        )
+        return
+    yield failed(_joined(open_), evidence)

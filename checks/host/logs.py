@@ -1,5 +1,6 @@
-"""Log retention: every log stream is kept at least six months (Cybersecurity Law Art. 21/23,
-MNDS 7.2.3.4, GB/T 22239 8.1.5.4 d), locally or on a central log server the site declares.
+"""Log retention: every log stream is kept for the retention the site requires (by default six
+months: Cybersecurity Law Art. 21/23, MNDS 7.2.3.4, GB/T 22239 8.1.5.4 d), locally or on a
+central log server the site declares.
 
 One result per stream. Locally, a time limit in the configuration decides (logrotate `rotate` ×
 interval, journald `MaxRetentionSec`); where the configuration bounds a stream by size or by a
@@ -16,6 +17,7 @@ from typing import Any
 from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
 from checks.hostport import parse_host_port
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     Unavailable,
@@ -64,23 +66,39 @@ def _local(
     oldest: OldestRecord | Unavailable | None,
     observed_at: datetime,
     minimum: int,
-) -> tuple[bool | None, str]:
-    """(kept long enough locally: True/False/None for unknown, the reason in words)."""
+) -> tuple[bool | None, Msg]:
+    """(kept long enough locally: True/False/None for unknown, the reason in words).
+
+    The gatherer's description of the configuration is English; the Chinese quotes it verbatim,
+    as an assessor quotes a configuration line, and says the conclusion in Chinese around it."""
     text = retention.description
     if retention.volatile:
-        return False, text
+        return False, Msg(text, f"日志仅存于易失存储，重启即丢失（{text}）")
     if retention.unlimited:
-        return True, text
+        return True, Msg(text, f"不限留存期限（{text}）")
     if retention.days is not None:
         ok = retention.days >= minimum
-        return ok, f"{text} {'≥' if ok else '<'} {minimum}"
+        return ok, Msg(
+            f"{text} {'≥' if ok else '<'} {minimum}",
+            f"{text}（留存 {_days(retention.days)} 天，{'达到' if ok else '不足'}要求的 "
+            f"{minimum} 天）",
+        )
+    # No time limit in the configuration: the oldest record still kept decides.
+    unbounded = f"配置未规定留存时限（{text}）"
     if isinstance(oldest, Unavailable):
-        return None, f"{text}; the oldest record is unreadable: {oldest.reason}"
+        return None, Msg(
+            f"{text}; the oldest record is unreadable: {oldest.reason}",
+            f"{unbounded}；无法读取最早的日志记录：{oldest.reason}",
+        )
     if oldest is None:
-        return False, f"{text}; no record is kept yet"
+        return False, Msg(f"{text}; no record is kept yet", f"{unbounded}；尚无留存的日志记录")
     age = _age_days(oldest, observed_at)
     ok = age >= minimum
-    return ok, f"{text}; the oldest record is {_days(age)} days old {'≥' if ok else '<'} {minimum}"
+    return ok, Msg(
+        f"{text}; the oldest record is {_days(age)} days old {'≥' if ok else '<'} {minimum}",
+        f"{unbounded}；最早的日志记录已留存 {_days(age)} 天，{'达到' if ok else '不足'}要求的 "
+        f"{minimum} 天",
+    )
 
 
 def _evidence(
@@ -138,19 +156,32 @@ def _judge(  # noqa: PLR0911 — one return per conclusion
 ) -> Outcome:
     name = stream.name
     if not stream.present:
-        return not_applicable(stream.absent_reason or "stream not present", target=name)
+        absent = stream.absent_reason
+        if absent:
+            return not_applicable(Msg(absent, f"该日志流不存在：{absent}"), target=name)
+        return not_applicable(Msg("stream not present", "该日志流不存在"), target=name)
     evidence = _evidence(stream, logs, minimum, servers)
     retention = stream.retention
     if not isinstance(retention, Retention):
-        reason = retention.reason if isinstance(retention, Unavailable) else "not gathered"
-        return errored(f"cannot tell the retention: {reason}", evidence, target=name)
+        if isinstance(retention, Unavailable):
+            reason = reason_zh = retention.reason
+        else:
+            reason, reason_zh = "not gathered", "未采集"
+        return errored(
+            Msg(f"cannot tell the retention: {reason}", f"无法判断留存期限：{reason_zh}"),
+            evidence,
+            target=name,
+        )
     ok, local = _local(retention, stream.oldest, datetime.fromisoformat(logs.observed_at), minimum)
     if ok:
         return passed(local, evidence, target=name)
     forwarded = stream.forwarded_to
     if isinstance(forwarded, Unavailable):
         return errored(
-            f"{local}; forwarding configuration unreadable: {forwarded.reason}",
+            Msg(
+                f"{local.en}; forwarding configuration unreadable: {forwarded.reason}",
+                f"{local.zh}；无法读取日志转发配置：{forwarded.reason}",
+            ),
             evidence,
             target=name,
         )
@@ -158,16 +189,24 @@ def _judge(  # noqa: PLR0911 — one return per conclusion
     if declared:
         rule = declared[0]
         return passed(
-            f"forwarded by {rule.daemon} to declared central log server {_target(rule)} "
-            f"({rule.protocol}); locally: {local}",
+            Msg(
+                f"forwarded by {rule.daemon} to declared central log server {_target(rule)} "
+                f"({rule.protocol}); locally: {local.en}",
+                f"由 {rule.daemon} 转发至已登记的集中日志服务器 {_target(rule)}"
+                f"（{rule.protocol}）；本地：{local.zh}",
+            ),
             evidence,
             target=name,
         )
     if forwarded:
         targets = ", ".join(sorted({_target(f) for f in forwarded}))
         return failed(
-            f"{local}; forwarded to {targets}, which is not declared in central_log_servers: "
-            f"declare it if that server keeps logs ≥ {minimum} days",
+            Msg(
+                f"{local.en}; forwarded to {targets}, which is not declared in "
+                f"central_log_servers: declare it if that server keeps logs ≥ {minimum} days",
+                f"{local.zh}；日志转发至 {targets}，但其未登记在 central_log_servers 中，"
+                f"不符合：如该服务器留存日志不少于 {minimum} 天，请予以登记",
+            ),
             evidence,
             target=name,
         )
@@ -178,8 +217,8 @@ def _judge(  # noqa: PLR0911 — one return per conclusion
 
 @check(
     "log.retention",
-    title_en="Logs are kept at least six months, locally or on a declared central log server",
-    title_zh="日志留存不少于六个月（本地留存或转发至已登记的集中日志服务器）",
+    title_en="Logs are kept for the required period, locally or on a declared central log server",
+    title_zh="日志留存满足规定期限（本地留存或转发至已登记的集中日志服务器）",
     severity=Severity.HIGH,
     needs=("logs",),
     params={"min_retention_days": 183, "central_log_servers": []},

@@ -1,9 +1,10 @@
-"""One-line messages for config files validated with msgspec, shared by the agent's config and the
-collector's settings: "KEY: PROBLEM (value: VALUE)", naming the key by its dotted path and never
-echoing the value of a key that may hold a secret.
+"""One-line messages for config files validated with msgspec, shared by the agent's config, the
+collector's settings and the scanner's zones file: "KEY: PROBLEM (value: VALUE)", naming the key
+by its dotted path and never echoing the value of a key that may hold a secret.
 
-Sections validate their own fields in `__post_init__` by raising `ValueError("<field>: <problem>")`;
-the message is then attributed to that field rather than to the whole section.
+Sections validate their own fields in `__post_init__` by raising `ValueError("<field>: <problem>")`
+(or `"<field>[<index>]: <problem>"` for one item of a list); the message is then attributed to
+that field rather than to the whole section.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
 _MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
-_FIELD = re.compile(r"^(?P<key>[a-z_]+): (?P<rest>.*)$")
+_FIELD = re.compile(r"^(?P<key>[a-z_]+)(?P<index>\[\d+\])?: (?P<rest>.*)$")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -32,12 +33,13 @@ def lookup(data: Any, path: str) -> Any:
 
 
 def _shown(dotted: str, value: Any, secret_keys: Collection[str]) -> str:
+    # Nothing to show for an absent or null value, nor for a whole section or list.
+    if value is None or isinstance(value, dict | list):
+        return ""
     if dotted.rsplit(".", 1)[-1] in secret_keys:
         return " (value not shown: it may hold a secret)"
     if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
         return " (value not shown: it may hold a password)"
-    if isinstance(value, dict | list):
-        return ""
     return f" (value: {value!r})"
 
 
@@ -55,8 +57,9 @@ def describe(error: msgspec.ValidationError, data: Any, secret_keys: Collection[
     if m := _MISSING.match(message):
         return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
     if (m := _FIELD.match(message)) and isinstance(lookup(data, path), dict):
-        path, message = f"{path}.{m.group('key')}", m.group("rest")
-        dotted = path.lstrip(".")
+        # A section's own validation names the field (and item) it rejects.
+        path = f"{path}.{m.group('key')}{m.group('index') or ''}"
+        message, dotted = m.group("rest"), path.lstrip(".")
     shown = _shown(dotted, lookup(data, path), secret_keys)
     return f"{dotted or '(top level)'}: {message}{shown}"
 

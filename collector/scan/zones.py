@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from checks.configtext import ConfigFileError, read_yaml
+from checks.configtext import ConfigFileError, describe, read_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PORT = re.compile(r"^(tcp|udp)/(\d{1,5})$")
@@ -525,47 +525,6 @@ def confinement_from_env(environ: dict[str, str] | None = None) -> tuple[str, ..
 
 # --- loading --------------------------------------------------------------------------------
 
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`")
-_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`")
-_FIELD = re.compile(r"^(?P<key>[a-z_]+)(?P<index>\[\d+\])?: (?P<rest>.*)$")
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-
-
-def _lookup(data: Any, path: str) -> Any:
-    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        try:
-            data = data[key] if key else data[int(index)]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _shown(value: Any) -> str:
-    if value is None or isinstance(value, dict | list):
-        return ""
-    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
-        return " (value not shown: it may hold a password)"
-    return f" (value: {value!r})"
-
-
-def _describe(error: msgspec.ValidationError, data: Any) -> str:
-    text = str(error)
-    at = _AT.search(text)
-    path = at.group("path") if at else ""
-    message = text[: at.start()] if at else text
-    dotted = path.lstrip(".")
-    if m := _UNKNOWN.match(message):
-        key = ".".join(p for p in (dotted, m.group("key")) if p)
-        value = _lookup(data, f"{path}.{m.group('key')}")
-        return f"unknown key {key}{_shown(value)}"
-    if m := _MISSING.match(message):
-        return f"missing key {'.'.join(p for p in (dotted, m.group('key')) if p)}"
-    if (m := _FIELD.match(message)) and isinstance(_lookup(data, path), dict):
-        # A section's own validation names the field (and item) it rejects.
-        path = f"{path}.{m.group('key')}{m.group('index') or ''}"
-        message, dotted = m.group("rest"), path.lstrip(".")
-    return f"{dotted or '(top level)'}: {message}{_shown(_lookup(data, path))}"
-
 
 def _check_zones(zones: Zones) -> None:
     names = [z.name for z in zones.zones]
@@ -666,7 +625,7 @@ def parse_zones(data: Any, source: str, *, confine: Sequence[str] | None = None)
     try:
         zones = msgspec.convert(data, Zones)
     except msgspec.ValidationError as exc:
-        raise ZonesError(f"{source}: {_describe(exc, data)}") from None
+        raise ZonesError(f"{source}: {describe(exc, data)}") from None
     try:
         _cross_check(zones, confine)
     except (ValueError, ZonesError) as exc:

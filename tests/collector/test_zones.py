@@ -163,6 +163,22 @@ def test_errors_name_the_key_and_value(tmp_path: Path, change: Any, expected: st
     assert expected in _error(tmp_path, data)
 
 
+def test_errors_are_one_line_ending_in_the_problem_when_there_is_no_value(tmp_path: Path) -> None:
+    """An absent or null value has nothing to show: the line ends with the problem."""
+    data = _base()
+    data["zones"][1]["cidrs"] = None
+    path = _write(tmp_path, data)
+    with pytest.raises(ZonesError) as info:
+        load_zones(path)
+    assert str(info.value) == f"{path}: zones[1].cidrs: Expected `array`, got `null`"
+    data["zones"][1]["cidrs"] = ["198.18.1.0/24"]
+    data["policy"]["allow"][0].pop("ports")
+    path = _write(tmp_path, data)
+    with pytest.raises(ZonesError) as info:
+        load_zones(path)
+    assert str(info.value) == f"{path}: policy.allow[0].ports: at least one port (tcp/80, udp/161)"
+
+
 def test_ssh_vantage_checks_its_files(tmp_path: Path) -> None:
     data = _base()
     data["zones"][3]["vantage"] = {

@@ -19,10 +19,13 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 from xml.parsers import expat  # nmap's own output; expat fetches no external entity
 
-from collector.scan.zones import PortSpec, Scope
+if TYPE_CHECKING:
+    # For types only: zones.py takes its `scan` defaults from `NMAP_DEFAULTS`, so importing it
+    # back at run time would be a cycle.
+    from collector.scan.zones import PortSpec, Scope
 
 ScanKind = Literal["syn", "connect", "udp", "ack"]
 SCAN_FLAGS: dict[ScanKind, str] = {"syn": "-sS", "connect": "-sT", "udp": "-sU", "ack": "-sA"}
@@ -262,7 +265,8 @@ def parse_nmap_xml(data: bytes | str) -> NmapRun:
 
 @dataclass(frozen=True)
 class NmapOptions:
-    """Timing and politeness, from the zones file's `scan` section."""
+    """Timing and politeness, from the zones file's `scan` section (whose keys say what each
+    is for). These defaults are the only ones: that section takes its own from `NMAP_DEFAULTS`."""
 
     timing: int = 4
     max_retries: int = 1
@@ -272,6 +276,9 @@ class NmapOptions:
     max_rtt_timeout_ms: int | None = None
     host_timeout_seconds: float = 60.0
     stats_every: str = "1s"
+
+
+NMAP_DEFAULTS = NmapOptions()
 
 
 def port_argument(ports: Sequence[PortSpec], scans: Sequence[ScanKind]) -> str:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from checks.configtext import ConfigFileError, describe, read_yaml
+from collector.scan.nmap import NMAP_DEFAULTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PORT = re.compile(r"^(tcp|udp)/(\d{1,5})$")
@@ -355,17 +356,17 @@ class SnmpConfig(_Section, forbid_unknown_fields=True, frozen=True):
 class ScanConfig(_Section, forbid_unknown_fields=True, frozen=True):
     extra_ports: tuple[str, ...] = ()
     """Ports scanned besides every port the policy names (tcp/23, tcp/3389: what must stay shut)."""
-    timing: int = 4
+    timing: int = NMAP_DEFAULTS.timing
     """nmap timing template -T0..-T5."""
-    max_retries: int = 1
-    min_rate: int | None = 3000
+    max_retries: int = NMAP_DEFAULTS.max_retries
+    min_rate: int | None = NMAP_DEFAULTS.min_rate
     """nmap --min-rate (packets/s): without it, drop-everything firewalls make nmap crawl."""
-    max_rate: int | None = None
-    min_hostgroup: int = 1024
+    max_rate: int | None = NMAP_DEFAULTS.max_rate
+    min_hostgroup: int = NMAP_DEFAULTS.min_hostgroup
     """nmap --min-hostgroup: big groups spare nmap a tail of waits per group."""
-    max_rtt_timeout_ms: int | None = None
+    max_rtt_timeout_ms: int | None = NMAP_DEFAULTS.max_rtt_timeout_ms
     """nmap --max-rtt-timeout; None: the timing template's (T4: 1250 ms)."""
-    host_timeout_seconds: float = 60.0
+    host_timeout_seconds: float = NMAP_DEFAULTS.host_timeout_seconds
     """nmap --host-timeout: a host that takes longer is reported unfinished (`error`)."""
     vantage_timeout_seconds: float = 600.0
     """Everything one vantage does (scans and probes); past it the vantage is cancelled."""

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from collector.scan.nmap import (
+    NMAP_DEFAULTS,
     NmapError,
     NmapOptions,
     NmapResult,
@@ -34,7 +35,7 @@ from collector.scan.nmap import (
     port_argument,
     run_nmap_process,
 )
-from collector.scan.runner import ack_targets, build_cells
+from collector.scan.runner import ack_targets, build_cells, nmap_options
 from collector.scan.vantage import PROBE_SCRIPT, LocalVantage
 from collector.scan.zones import PortSpec, Scope, ScopeError, parse_zones
 
@@ -211,6 +212,21 @@ def test_argv_has_reasons_xml_on_stdout_and_the_timing() -> None:
     with pytest.raises(NmapError, match="one TCP scan type"):
         build_argv(nmap="nmap", scans=["syn", "ack"], ports=ports, targets=["127.0.0.1"],
                    scope=LOOPBACK, options=NmapOptions())  # fmt: skip
+
+
+def test_a_zones_file_without_scan_settings_gives_nmap_its_defaults() -> None:
+    assert nmap_options(parse_zones(LAB_ZONES, "zones.yaml")) == NMAP_DEFAULTS
+    tuned = NmapOptions(
+        timing=3,
+        max_retries=0,
+        min_rate=None,
+        max_rate=50,
+        min_hostgroup=16,
+        max_rtt_timeout_ms=300,
+        host_timeout_seconds=9.0,
+    )
+    scan = {k: v for k, v in vars(tuned).items() if k != "stats_every"}
+    assert nmap_options(parse_zones({**LAB_ZONES, "scan": scan}, "zones.yaml")) == tuned
 
 
 @pytest.mark.parametrize("target", ["198.18.0.7", "0.0.0.0/0", "127.0.0.1/7", "localhost"])

@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from checks.facts.network import REACHABLE_STATES, NetFacts, SnmpIdentity
+from checks.facts.network import REACHABLE_STATES, NetFacts, PortObservation, SnmpIdentity
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     Unavailable,
@@ -23,8 +24,10 @@ from checks.model import (
     failed,
     not_applicable,
     passed,
+    require,
 )
 from checks.net.matrix import Pair, cut, hops, lines, live_hosts, pairs
+from checks.net.wording import joined, observed
 from checks.registry import check
 
 FILTER_REASONS = frozenset({"admin-prohibited", "host-prohibited", "net-prohibited"})
@@ -62,6 +65,7 @@ VENDORS: dict[int, Vendor] = {
     8072: Vendor("net-snmp (Linux/Unix host)", "host"),
 }
 _ENTERPRISE = re.compile(r"^\.?1\.3\.6\.1\.4\.1\.(\d+)")
+_ROLES_ZH = {"firewall": "防火墙", "network": "网络设备", "host": "主机", "unknown": "类型未知"}
 
 
 def classify(identity: SnmpIdentity) -> tuple[str, str]:
@@ -77,13 +81,26 @@ def classify(identity: SnmpIdentity) -> tuple[str, str]:
     return vendor.name, vendor.role
 
 
-def _device(facts: NetFacts) -> tuple[dict[str, object], bool, str]:
+def _vendor_zh(vendor: str) -> str:
+    if vendor == "unknown":
+        return "厂商未知"
+    if vendor.startswith("enterprise "):
+        return f"企业号 {vendor.removeprefix('enterprise ')}"
+    return vendor
+
+
+def _device(facts: NetFacts) -> tuple[dict[str, object], bool, Msg]:
     """Evidence of the boundary device, whether it is a firewall, and a phrase naming it."""
     snmp = facts.snmp
     if snmp is None:
-        return {"snmp": "not configured"}, False, "no SNMP agent configured"
+        return (
+            {"snmp": "not configured"},
+            False,
+            Msg("no SNMP agent configured", "未配置 SNMP 代理"),
+        )
     if isinstance(snmp, Unavailable):
-        return {"snmp": f"unavailable: {snmp.reason}"}, False, f"SNMP: {snmp.reason}"
+        phrase = Msg(f"SNMP: {snmp.reason}", f"SNMP 查询失败：{snmp.reason}")
+        return {"snmp": f"unavailable: {snmp.reason}"}, False, phrase
     vendor, role = classify(snmp)
     evidence: dict[str, object] = {
         "host": snmp.host,
@@ -93,11 +110,15 @@ def _device(facts: NetFacts) -> tuple[dict[str, object], bool, str]:
         "vendor": vendor,
         "role": role,
     }
-    phrase = f"{snmp.sys_descr or vendor} ({vendor}, {role}; sysObjectID {snmp.sys_object_id})"
+    phrase = Msg(
+        f"{snmp.sys_descr or vendor} ({vendor}, {role}; sysObjectID {snmp.sys_object_id})",
+        f"{snmp.sys_descr or _vendor_zh(vendor)}（{_vendor_zh(vendor)}，{_ROLES_ZH[role]}；"
+        f"sysObjectID {snmp.sys_object_id}）",
+    )
     return evidence, role == "firewall", phrase
 
 
-def _drops(pair: Pair, live: dict[str, set[str]]) -> list[str]:
+def _drops(pair: Pair, live: dict[str, set[str]]) -> list[Msg]:
     """Silence toward hosts known to answer: the sign of a filter, not of an empty address."""
     found = []
     tcp = [c for c in pair.cells if c.proto == "tcp"]
@@ -107,16 +128,25 @@ def _drops(pair: Pair, live: dict[str, set[str]]) -> list[str]:
         for cell in tcp:
             if not any(o.address == address for o in cell.observations):
                 found.append(
-                    f"{pair.name} {address} {cell.spec}: no answer, while {address} answers "
-                    f"other ports from {pair.source.name}"
+                    Msg(
+                        f"{pair.name} {address} {cell.spec}: no answer, while {address} answers "
+                        f"other ports from {pair.source.name}",
+                        f"{pair.name} {address} {cell.spec}：无应答，而从 {pair.source.name} "
+                        f"探测 {address} 的其他端口有应答",
+                    )
                 )
     unfinished = set(pair.run.unfinished_hosts) if pair.run else set()
     for address, sources in sorted(live.items()):
         others = sources - {pair.source.name}
         if address not in seen and address not in unfinished and others and pair.cells:
             found.append(
-                f"{pair.name} {address}: no answer on any port, though it answers from "
-                + ", ".join(sorted(others))
+                Msg(
+                    f"{pair.name} {address}: no answer on any port, though it answers from "
+                    + ", ".join(sorted(others)),
+                    f"{pair.name} {address}：所有端口均无应答，但从 "
+                    + "、".join(sorted(others))
+                    + " 探测时有应答",
+                )
             )
     return found
 
@@ -132,12 +162,15 @@ def _drops(pair: Pair, live: dict[str, set[str]]) -> list[str]:
 def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterator[Outcome]:
     device, is_firewall, phrase = _device(facts)
     live = live_hosts(facts)
-    acks = facts.ack if not isinstance(facts.ack, Unavailable) else ()
+    acks: tuple[PortObservation, ...] = require(facts.ack, tuple)
     for pair in pairs(facts):
         target = pair.name
         if not pair.measured:
             yield not_applicable(
-                f"{target}: zone {pair.source.name} has no vantage",
+                Msg(
+                    f"{target}: zone {pair.source.name} has no vantage",
+                    f"{target}：区域 {pair.source.name} 未配置探测点",
+                ),
                 {"from": pair.source.name, "to": pair.target.name},
                 target=target,
             )
@@ -146,16 +179,14 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
         drops = _drops(pair, live_here)
         prohibited = [o for o in pair.observations() if o.reason in FILTER_REASONS]
         ack = [a for a in acks if a.source == pair.source.name and a.target == pair.target.name]
-        ack_filtered = [a for a in ack if a.state == "filtered"]
         answers = pair.reachable()
-        all_silent = pair.probes > 0 and not any(True for _ in pair.observations())
         hop_counts = sorted({h for o in answers if (h := hops(o.reason_ttl)) is not None})
         evidence = {
             "from": pair.source.name,
             "to": pair.target.name,
             "probes": pair.probes,
             "no_answer": pair.silent,
-            "drops": cut(drops),
+            "drops": cut([d.en for d in drops]),
             "prohibited": cut(lines(prohibited)),
             "ack_probes": cut(lines(ack)),
             "answers": cut(lines(answers)),
@@ -164,57 +195,122 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
         }
         if require_firewall_identity and not is_firewall:
             yield failed(
-                f"{target}: the boundary device is not identified as a firewall ({phrase})",
+                Msg(
+                    f"{target}: the boundary device is not identified as a firewall ({phrase.en})",
+                    f"{target}：边界设备未被识别为防火墙（{phrase.zh}）",
+                ),
                 evidence,
                 target=target,
             )
             continue
-        signals = []
-        if drops:
-            signals.append(f"{len(drops)} probes to live hosts dropped ({drops[0]})")
-        if prohibited:
-            signals.append(f"ICMP {prohibited[0].reason} ({prohibited[0].line()})")
-        if ack_filtered:
-            signals.append(
-                f"unsolicited ACKs dropped, a stateful filter ({ack_filtered[0].line()})"
-            )
-        if all_silent:
-            signals.append(f"no answer to any of {pair.probes} probes")
+        signals = _signals(pair, drops, prohibited, ack)
         if signals:
-            yield passed(f"{target}: filtered: {'; '.join(signals)}; device: {phrase}", evidence,
-                         target=target)  # fmt: skip
+            seen = joined(signals)
+            yield passed(
+                Msg(
+                    f"{target}: filtered: {seen.en}; device: {phrase.en}",
+                    f"{target}：存在过滤：{seen.zh}；边界设备：{phrase.zh}",
+                ),
+                evidence,
+                target=target,
+            )
             continue
         same_segment = bool(hop_counts) and hop_counts == [0]
         if is_firewall and not same_segment and answers:
             yield passed(
-                f"{target}: every probe answered (no filtering seen on this path: see "
-                f"net.segmentation), but the path is routed through the boundary firewall "
-                f"{phrase}",
+                Msg(
+                    f"{target}: every probe answered (no filtering seen on this path: see "
+                    f"net.segmentation), but the path is routed through the boundary firewall "
+                    f"{phrase.en}",
+                    f"{target}：所有探测均有应答（此路径上未见过滤，参见 net.segmentation），"
+                    f"但该路径经边界防火墙转发：{phrase.zh}",
+                ),
                 evidence,
                 target=target,
             )
             continue
         problem = pair.incomplete
         if problem is not None:
-            yield errored(f"{target}: could not measure: {problem}", evidence, target=target)
+            yield errored(
+                Msg(
+                    f"{target}: could not measure: {problem.en}",
+                    f"{target}：未能完成测量：{problem.zh}",
+                ),
+                evidence,
+                target=target,
+            )
             continue
         if not answers:
-            yield errored(f"{target}: no probe result to judge from", evidence, target=target)
+            yield errored(
+                Msg(
+                    f"{target}: no probe result to judge from", f"{target}：没有可供判断的探测结果"
+                ),
+                evidence,
+                target=target,
+            )
             continue
-        why = (
-            "answers come from the same segment (no hop: nothing routes between the zones)"
-            if same_segment
-            else f"and the boundary device is not a known firewall ({phrase})"
+        why = _unfiltered(answers, ack, same_segment, phrase)
+        yield failed(Msg(f"{target}: {why.en}", f"{target}：{why.zh}"), evidence, target=target)
+
+
+def _signals(
+    pair: Pair, drops: list[Msg], prohibited: list[PortObservation], ack: list[PortObservation]
+) -> list[Msg]:
+    """The signs of a filter on this path, strongest first."""
+    signals = []
+    if drops:
+        signals.append(
+            Msg(
+                f"{len(drops)} probes to live hosts dropped ({drops[0].en})",
+                f"发往在线主机的 {len(drops)} 个探测被丢弃（{drops[0].zh}）",
+            )
         )
-        unfiltered = [a for a in ack if a.state == "unfiltered"]
-        if unfiltered:
-            why += f"; unsolicited ACKs pass ({unfiltered[0].line()})"
-        yield failed(
-            f"{target}: nothing filters: every probe to {len({o.address for o in answers})} "
-            f"live hosts answered ({answers[0].line()}), {why}",
-            evidence,
-            target=target,
+    if prohibited:
+        line, reason = observed(prohibited[0]), prohibited[0].reason
+        signals.append(Msg(f"ICMP {reason} ({line.en})", f"ICMP {reason}（{line.zh}）"))
+    ack_filtered = [a for a in ack if a.state == "filtered"]
+    if ack_filtered:
+        line = observed(ack_filtered[0])
+        signals.append(
+            Msg(
+                f"unsolicited ACKs dropped, a stateful filter ({line.en})",
+                f"非请求的 ACK 被丢弃，存在状态检测过滤（{line.zh}）",
+            )
         )
+    if pair.probes > 0 and not any(True for _ in pair.observations()):
+        signals.append(
+            Msg(f"no answer to any of {pair.probes} probes", f"{pair.probes} 次探测均无应答")
+        )
+    return signals
+
+
+def _unfiltered(
+    answers: list[PortObservation], ack: list[PortObservation], same_segment: bool, phrase: Msg
+) -> Msg:
+    """Why nothing filters this path: every probe answered, and how the answers came."""
+    why = (
+        Msg(
+            "answers come from the same segment (no hop: nothing routes between the zones)",
+            "应答来自同一网段（无跳数：区域之间没有路由设备）",
+        )
+        if same_segment
+        else Msg(
+            f"and the boundary device is not a known firewall ({phrase.en})",
+            f"且边界设备不是已知的防火墙（{phrase.zh}）",
+        )
+    )
+    unfiltered = [a for a in ack if a.state == "unfiltered"]
+    if unfiltered:
+        line = observed(unfiltered[0])
+        why = Msg(
+            f"{why.en}; unsolicited ACKs pass ({line.en})",
+            f"{why.zh}；非请求的 ACK 可以通过（{line.zh}）",
+        )
+    hosts, first = len({o.address for o in answers}), observed(answers[0])
+    return Msg(
+        f"nothing filters: every probe to {hosts} live hosts answered ({first.en}), {why.en}",
+        f"未见任何过滤：发往 {hosts} 台在线主机的探测均有应答（{first.zh}），{why.zh}",
+    )
 
 
 def _in(pair: Pair, address: str) -> bool:

@@ -17,7 +17,7 @@ from checks.facts.network import (
     VantageRun,
     ZoneFacts,
 )
-from checks.model import require
+from checks.model import Msg, require
 
 _INITIAL_TTLS = (32, 64, 128, 255)
 MAX_LINES = 10
@@ -47,23 +47,34 @@ class Pair:
         return self.source.vantage is not None and self.run is not None
 
     @property
-    def incomplete(self) -> str | None:
+    def incomplete(self) -> Msg | None:
         """Why the pair was not measured completely; None when it was."""
         run = self.run
+        source, target = self.source.name, self.target.name
         if self.source.vantage is None or run is None:
-            return f"zone {self.source.name} has no vantage"
+            return Msg(f"zone {source} has no vantage", f"区域 {source} 未配置探测点")
         if run.status in {"error", "cancelled"}:
-            return f"the vantage in {self.source.name} failed: {run.message}"
+            return Msg(
+                f"the vantage in {source} failed: {run.message}",
+                f"{source} 的探测点运行失败：{run.message}",
+            )
         if run.status == "timeout":
-            return f"the vantage in {self.source.name} ran out of time: {run.message}"
+            return Msg(
+                f"the vantage in {source} ran out of time: {run.message}",
+                f"{source} 的探测点运行超时：{run.message}",
+            )
         unfinished = [h for h in run.unfinished_hosts if _in_zone(h, self.target)]
         if unfinished:
-            return (
-                f"{len(unfinished)} hosts of {self.target.name} were not finished "
-                f"(--host-timeout): {', '.join(unfinished[:5])}"
+            shown = ", ".join(unfinished[:5])
+            return Msg(
+                f"{len(unfinished)} hosts of {target} were not finished (--host-timeout): {shown}",
+                f"{target} 有 {len(unfinished)} 台主机未完成扫描（--host-timeout）：{shown}",
             )
         if not self.cells:
-            return f"no result from {self.source.name} toward {self.target.name}"
+            return Msg(
+                f"no result from {source} toward {target}",
+                f"没有从 {source} 到 {target} 的探测结果",
+            )
         return None
 
     @property

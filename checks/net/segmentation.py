@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from checks.facts.network import NetFacts
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     errored,
@@ -16,6 +17,7 @@ from checks.model import (
     passed,
 )
 from checks.net.matrix import Pair, cut, lines, pairs
+from checks.net.wording import first_of, joined, observed
 from checks.registry import check
 
 
@@ -29,8 +31,16 @@ def _allowed(facts: NetFacts, source: str, target: str) -> list[str]:
     )
 
 
-def _note(pair: Pair) -> str:
-    return f" (not scanned: {'; '.join(pair.unscanned)})" if pair.unscanned else ""
+def _note(pair: Pair) -> Msg:
+    if not pair.unscanned:
+        return Msg("", "")
+    return Msg(
+        f" (not scanned: {'; '.join(pair.unscanned)})", f"（未扫描：{'；'.join(pair.unscanned)}）"
+    )
+
+
+def _listed(items: list[str], none_en: str) -> Msg:
+    return Msg(", ".join(items) or none_en, "、".join(items) or "无")
 
 
 @check(
@@ -45,7 +55,11 @@ def segmentation(facts: NetFacts) -> Iterator[Outcome]:
         target = pair.name
         if not pair.measured:
             yield not_applicable(
-                f"{target}: zone {pair.source.name} has no vantage, so nothing was sent from it",
+                Msg(
+                    f"{target}: zone {pair.source.name} has no vantage, so nothing was sent "
+                    "from it",
+                    f"{target}：区域 {pair.source.name} 未配置探测点，未从该区域发出探测",
+                ),
                 {"from": pair.source.name, "to": pair.target.name},
                 target=target,
             )
@@ -65,23 +79,38 @@ def segmentation(facts: NetFacts) -> Iterator[Outcome]:
         }
         if violations:
             ports = sorted({v.spec for v in violations})
+            permitted, first = _listed(allowed, "nothing"), observed(violations[0])
             yield failed(
-                f"{target}: {', '.join(ports)} open but not allowed by the policy "
-                f"(allowed: {', '.join(allowed) or 'nothing'}); {violations[0].line()}",
+                Msg(
+                    f"{target}: {', '.join(ports)} open but not allowed by the policy "
+                    f"(allowed: {permitted.en}); {first.en}",
+                    f"{target}：开放了策略未允许的端口 {'、'.join(ports)}"
+                    f"（策略允许：{permitted.zh}）；{first.zh}",
+                ),
                 {**evidence, "violations": cut(lines(violations))},
                 target=target,
             )
             continue
         problem = pair.incomplete
         if problem is not None:
-            yield errored(f"{target}: could not measure completely: {problem}", evidence,
-                          target=target)  # fmt: skip
+            yield errored(
+                Msg(
+                    f"{target}: could not measure completely: {problem.en}",
+                    f"{target}：未能完整测量：{problem.zh}",
+                ),
+                evidence,
+                target=target,
+            )
             continue
-        seen = sorted({o.spec for o in opened})
+        seen = _listed(sorted({o.spec for o in opened}), "none")
+        permitted, note = _listed(allowed, "nothing"), _note(pair)
         yield passed(
-            f"{target}: no port outside the policy is open "
-            f"(open: {', '.join(seen) or 'none'}; allowed: {', '.join(allowed) or 'nothing'}; "
-            f"{pair.probes} probes){_note(pair)}",
+            Msg(
+                f"{target}: no port outside the policy is open (open: {seen.en}; "
+                f"allowed: {permitted.en}; {pair.probes} probes){note.en}",
+                f"{target}：未发现策略外开放的端口（开放：{seen.zh}；策略允许：{permitted.zh}；"
+                f"共 {pair.probes} 次探测）{note.zh}",
+            ),
             evidence,
             target=target,
         )
@@ -99,7 +128,13 @@ def internet_isolation(facts: NetFacts) -> Iterator[Outcome]:
     internet = [z for z in facts.zones if z.internet]
     if not critical or not internet:
         missing = "critical" if not critical else "internet"
-        yield not_applicable(f"no zone is marked {missing} in the zones file")
+        kind = "关键" if not critical else "互联网"
+        yield not_applicable(
+            Msg(
+                f"no zone is marked {missing} in the zones file",
+                f"区域文件中没有标记为{kind}（{missing}）的区域",
+            )
+        )
         return
     by_name = {p.name: p for p in pairs(facts)}
     for zone in critical:
@@ -117,36 +152,47 @@ def internet_isolation(facts: NetFacts) -> Iterator[Outcome]:
                 "outbound_probes": outbound.probes,
             }
             if answers_in or answers_out:
-                found = [*answers_in, *answers_out]
+                found = first_of([*answers_in, *answers_out])
                 way = (
-                    "is reachable from"
+                    Msg(f"{zone.name} is reachable from {outside.name}",
+                        f"{zone.name} 可被 {outside.name} 访问")
                     if answers_in and not answers_out
-                    else "has a path out to"
+                    else Msg(f"{zone.name} has a path out to {outside.name}",
+                             f"{zone.name} 可访问 {outside.name}")
                     if answers_out and not answers_in
-                    else "is reachable from and has a path out to"
-                )
+                    else Msg(f"{zone.name} is reachable from and has a path out to {outside.name}",
+                             f"{zone.name} 与 {outside.name} 可双向访问")
+                )  # fmt: skip
                 yield failed(
-                    f"{zone.name} {way} {outside.name}: {found[0].line()}"
-                    + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
-                    evidence,
-                    target=target,
+                    Msg(f"{way.en}: {found.en}", f"{way.zh}：{found.zh}"), evidence, target=target
                 )
                 continue
             problems = [
-                f"{direction}: {problem}"
-                for direction, problem in (
-                    ("inbound", inbound.incomplete),
-                    ("outbound", outbound.incomplete),
+                Msg(f"{en}: {problem.en}", f"{zh}：{problem.zh}")
+                for en, zh, problem in (
+                    ("inbound", "入向", inbound.incomplete),
+                    ("outbound", "出向", outbound.incomplete),
                 )
                 if problem is not None
             ]
             if problems:
-                yield errored(f"{target}: could not measure: {'; '.join(problems)}", evidence,
-                              target=target)  # fmt: skip
+                why = joined(problems)
+                yield errored(
+                    Msg(
+                        f"{target}: could not measure: {why.en}",
+                        f"{target}：未能完成测量：{why.zh}",
+                    ),
+                    evidence,
+                    target=target,
+                )
                 continue
             yield passed(
-                f"{zone.name} and {outside.name} do not reach each other: no answer to "
-                f"{inbound.probes} probes in and {outbound.probes} probes out",
+                Msg(
+                    f"{zone.name} and {outside.name} do not reach each other: no answer to "
+                    f"{inbound.probes} probes in and {outbound.probes} probes out",
+                    f"{zone.name} 与 {outside.name} 互不可达：入向 {inbound.probes} 次探测、"
+                    f"出向 {outbound.probes} 次探测均无应答",
+                ),
                 evidence,
                 target=target,
             )

@@ -1,4 +1,5 @@
-"""TLS floor: every TLS service the scan found refuses SSLv3, TLS 1.0 and TLS 1.1.
+"""TLS floor: every TLS service the scan found refuses the forbidden protocol versions (by
+default SSLv3, TLS 1.0 and TLS 1.1; a site may forbid more).
 
 Each version was offered alone (SSLv3 by a hand-made ClientHello, TLS 1.0/1.1 at OpenSSL
 security level 0 so the client's own floor cannot hide a server that allows them). One result
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 from checks.facts.network import NetFacts, TlsService
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     errored,
@@ -19,6 +21,7 @@ from checks.model import (
     passed,
     require,
 )
+from checks.net.wording import joined
 from checks.registry import check
 
 
@@ -29,8 +32,8 @@ def _services(facts: NetFacts) -> tuple[TlsService, ...]:
 
 @check(
     "net.tls_floor",
-    title_en="TLS services refuse SSLv3, TLS 1.0 and TLS 1.1",
-    title_zh="TLS 服务禁用 SSLv3、TLS 1.0 和 TLS 1.1",
+    title_en="TLS services refuse outdated protocol versions",
+    title_zh="TLS 服务禁用不安全的旧版协议",
     severity=Severity.MEDIUM,
     needs=("tls",),
     params={"forbidden_versions": ["SSLv3", "TLSv1", "TLSv1.1"]},
@@ -39,7 +42,10 @@ def tls_floor(facts: NetFacts, forbidden_versions: list[str]) -> Iterator[Outcom
     services = _services(facts)
     if not services:
         yield not_applicable(
-            f"no TLS service found ({facts.tls_probed} open TCP endpoints offered a handshake)"
+            Msg(
+                f"no TLS service found ({facts.tls_probed} open TCP endpoints offered a handshake)",
+                f"未发现 TLS 服务（已向 {facts.tls_probed} 个开放的 TCP 端点发起握手）",
+            )
         )
         return
     for service in services:
@@ -65,20 +71,32 @@ def tls_floor(facts: NetFacts, forbidden_versions: list[str]) -> Iterator[Outcom
         allowed = [v.version for v in service.versions if v.outcome == "accepted"]
         if accepted:
             yield failed(
-                f"{target} ({service.zone}) accepts "
-                + ", ".join(f"{v.version} ({v.detail})" for v in accepted),
+                Msg(
+                    f"{target} ({service.zone}) accepts "
+                    + ", ".join(f"{v.version} ({v.detail})" for v in accepted),
+                    f"{target}（{service.zone}）接受已禁用的协议版本 "
+                    + "、".join(f"{v.version}（{v.detail}）" for v in accepted),
+                ),
                 evidence,
                 target=target,
             )
         elif untested or missing:
-            why = [f"{v.version}: {v.detail}" for v in untested] + [
-                f"{name}: not offered" for name in missing
-            ]
-            yield errored(f"{target}: could not test {'; '.join(why)}", evidence, target=target)
+            why = [Msg(f"{v.version}: {v.detail}", f"{v.version}：{v.detail}") for v in untested]
+            why += [Msg(f"{name}: not offered", f"{name}：未尝试握手") for name in missing]
+            what = joined(why)
+            yield errored(
+                Msg(f"{target}: could not test {what.en}", f"{target}：无法测试 {what.zh}"),
+                evidence,
+                target=target,
+            )
         else:
             yield passed(
-                f"{target} ({service.zone}) refuses {', '.join(forbidden_versions)} "
-                f"(accepts {', '.join(allowed)})",
+                Msg(
+                    f"{target} ({service.zone}) refuses {', '.join(forbidden_versions)} "
+                    f"(accepts {', '.join(allowed)})",
+                    f"{target}（{service.zone}）拒绝 {'、'.join(forbidden_versions)}"
+                    f"（接受 {'、'.join(allowed)}）",
+                ),
                 evidence,
                 target=target,
             )

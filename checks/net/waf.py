@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from checks.facts.network import AttackExchange, HttpExchange, NetFacts, WebAppProbe
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     errored,
@@ -25,6 +26,7 @@ from checks.model import (
     passed,
     require,
 )
+from checks.net.wording import answered
 from checks.registry import check
 
 
@@ -40,18 +42,19 @@ class Fingerprint:
     statuses: tuple[int, ...] = ()
     """Statuses only this product uses."""
 
-    def matches(self, exchange: HttpExchange) -> str | None:
+    def matches(self, exchange: HttpExchange) -> Msg | None:
         """The marker found, or None."""
         for name, pattern in self.headers:
             for key, value in exchange.headers:
                 if key.lower() == name and re.search(pattern, value, re.IGNORECASE):
-                    return f"{key}: {value}"
+                    return Msg(f"{key}: {value}", f"{key}: {value}")
         for pattern in self.body:
             match = re.search(pattern, exchange.body, re.IGNORECASE)
             if match:
-                return f"body contains {match.group(0)!r}"
+                text = repr(match.group(0))
+                return Msg(f"body contains {text}", f"响应正文包含 {text}")
         if exchange.status in self.statuses:
-            return f"status {exchange.status}"
+            return Msg(f"status {exchange.status}", f"状态码 {exchange.status}")
         return None
 
 
@@ -85,7 +88,7 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
 _CUT = ("reset", "closed", "refused", "timed out", "EOF", "Remote end")
 
 
-def identify(exchanges: Sequence[HttpExchange]) -> tuple[str, str] | None:
+def identify(exchanges: Sequence[HttpExchange]) -> tuple[str, Msg] | None:
     """(product, marker) of the first fingerprint found in the answers."""
     for exchange in exchanges:
         for fingerprint in FINGERPRINTS:
@@ -95,18 +98,23 @@ def identify(exchanges: Sequence[HttpExchange]) -> tuple[str, str] | None:
     return None
 
 
-def _blocked(baseline: HttpExchange, attack: AttackExchange) -> str | None:
+def _blocked(baseline: HttpExchange, attack: AttackExchange) -> Msg | None:
     """How the attack request was blocked, or None when it was answered like any request."""
     answer = attack.exchange
     if answer.status is None:
         if answer.error and any(word in answer.error for word in _CUT):
-            return f"connection cut ({answer.error})"
+            return Msg(f"connection cut ({answer.error})", f"连接被切断（{answer.error}）")
         return None
     found = identify([answer])
     if found is not None:
-        return f"{answer.status} with {found[0]}'s marker ({found[1]})"
+        product, marker = found
+        return Msg(
+            f"{answer.status} with {product}'s marker ({marker.en})",
+            f"{answer.status}，带有 {product} 的特征（{marker.zh}）",
+        )
     if answer.status >= 400 and answer.status != baseline.status:
-        return f"{answer.status} {answer.reason}".strip()
+        status = f"{answer.status} {answer.reason}".strip()
+        return Msg(status, status)
     return None
 
 
@@ -125,31 +133,54 @@ def _app(facts: NetFacts) -> tuple[WebAppProbe, ...]:
 def waf(facts: NetFacts) -> Iterator[Outcome]:
     apps = _app(facts)
     if not apps:
-        yield not_applicable("the zones file lists no web application")
+        yield not_applicable(
+            Msg("the zones file lists no web application", "区域文件未列出 Web 应用")
+        )
         return
     for app in apps:
         target = app.name
         evidence: dict[str, object] = {"url": app.url, "zone": app.zone, "vantage": app.vantage}
         if not app.require_waf:
-            yield not_applicable(f"{target}: require_waf is false in the zones file", evidence,
-                                 target=target)  # fmt: skip
+            yield not_applicable(
+                Msg(
+                    f"{target}: require_waf is false in the zones file",
+                    f"{target}：区域文件中 require_waf 为 false，不要求部署 WAF",
+                ),
+                evidence,
+                target=target,
+            )
             continue
         baseline = app.baseline
         if app.error or baseline is None:
-            yield errored(f"{target}: could not probe {app.url}: {app.error or 'no answer'}",
-                          evidence, target=target)  # fmt: skip
+            yield errored(
+                Msg(
+                    f"{target}: could not probe {app.url}: {app.error or 'no answer'}",
+                    f"{target}：无法探测 {app.url}：{app.error or '无应答'}",
+                ),
+                evidence,
+                target=target,
+            )
             continue
         evidence["baseline"] = baseline.summary()
+        ordinary = answered(baseline)
         if baseline.status is None or baseline.status >= 400:
             yield errored(
-                f"{target}: the ordinary request to {app.url} did not succeed "
-                f"({baseline.summary()}): attacks cannot be told apart",
+                Msg(
+                    f"{target}: the ordinary request to {app.url} did not succeed "
+                    f"({ordinary.en}): attacks cannot be told apart",
+                    f"{target}：对 {app.url} 的正常请求未成功（{ordinary.zh}），"
+                    "无法判断攻击请求是否被阻断",
+                ),
                 evidence,
                 target=target,
             )
             continue
         if not app.attacks:
-            yield errored(f"{target}: no attack request was sent", evidence, target=target)
+            yield errored(
+                Msg(f"{target}: no attack request was sent", f"{target}：未发送攻击请求"),
+                evidence,
+                target=target,
+            )
             continue
         outcomes = [(attack, _blocked(baseline, attack)) for attack in app.attacks]
         evidence["attacks"] = [
@@ -157,7 +188,7 @@ def waf(facts: NetFacts) -> Iterator[Outcome]:
                 "kind": attack.kind,
                 "url": attack.exchange.url,
                 "answer": attack.exchange.summary(),
-                "blocked": how,
+                "blocked": how.en if how is not None else None,
             }
             for attack, how in outcomes
         ]
@@ -165,7 +196,7 @@ def waf(facts: NetFacts) -> Iterator[Outcome]:
         name = found[0] if found else None
         evidence["waf"] = name or "not identified"
         if found:
-            evidence["waf_marker"] = found[1]
+            evidence["waf_marker"] = found[1].en
         blockers = {a.exchange.header("server") for a, how in outcomes if how}
         blockers.discard(None)
         app_server = baseline.header("server")
@@ -173,23 +204,43 @@ def waf(facts: NetFacts) -> Iterator[Outcome]:
             evidence["answered_blocks"] = sorted(str(b) for b in blockers)
         let_through = [attack for attack, how in outcomes if how is None]
         if let_through:
-            first = let_through[0]
+            first, got = let_through[0], answered(let_through[0].exchange)
+            kinds = Msg(
+                ", ".join(a.kind for a in let_through), "、".join(a.kind for a in let_through)
+            )
             yield failed(
-                f"{target}: {', '.join(a.kind for a in let_through)} attack requests were "
-                f"answered like ordinary ones, not blocked: {first.exchange.url} -> "
-                f"{first.exchange.summary()} (ordinary request: {baseline.summary()})",
+                Msg(
+                    f"{target}: {kinds.en} attack requests were answered like ordinary ones, not "
+                    f"blocked: {first.exchange.url} -> {got.en} (ordinary request: {ordinary.en})",
+                    f"{target}：{kinds.zh} 攻击请求未被阻断，与正常请求一样得到应答："
+                    f"{first.exchange.url} -> {got.zh}（正常请求：{ordinary.zh}）",
+                ),
                 evidence,
                 target=target,
             )
             continue
-        who = name or "a WAF (product not identified"
-        if not name:
-            shown = ", ".join(sorted(str(b) for b in blockers)) or "no Server header"
-            who += f"; blocks answered by {shown})"
-        first_how = outcomes[0][1]
+        who = Msg(name, name) if name else _unnamed(blockers)
+        first_how = next(how for _, how in outcomes if how is not None)
+        kinds = Msg(", ".join(a.kind for a, _ in outcomes), "、".join(a.kind for a, _ in outcomes))
         yield passed(
-            f"{target}: ordinary request {baseline.summary()}; {len(outcomes)} attack requests "
-            f"({', '.join(a.kind for a, _ in outcomes)}) blocked ({first_how}) by {who}",
+            Msg(
+                f"{target}: ordinary request {ordinary.en}; {len(outcomes)} attack requests "
+                f"({kinds.en}) blocked ({first_how.en}) by {who.en}",
+                f"{target}：正常请求 {ordinary.zh}；{len(outcomes)} 个攻击请求（{kinds.zh}）"
+                f"均被阻断（{first_how.zh}），阻断方：{who.zh}",
+            ),
             evidence,
             target=target,
         )
+
+
+def _unnamed(blockers: set[str | None]) -> Msg:
+    """A WAF seen only by its behaviour, with the servers that answered its blocks."""
+    servers = sorted(str(b) for b in blockers)
+    shown = ", ".join(servers) or "no Server header"
+    return Msg(
+        f"a WAF (product not identified; blocks answered by {shown})",
+        f"未识别产品的 WAF（阻断应答的 Server 头：{'、'.join(servers)}）"
+        if servers
+        else "未识别产品的 WAF（阻断应答无 Server 头）",
+    )

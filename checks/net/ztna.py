@@ -8,6 +8,7 @@ it. One result per system, plus the overall coverage: covered systems / critical
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from checks.facts.network import (
     REACHABLE_STATES,
@@ -17,6 +18,7 @@ from checks.facts.network import (
     PortObservation,
 )
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     Status,
@@ -27,6 +29,7 @@ from checks.model import (
     require,
 )
 from checks.net.matrix import cut, lines, pair
+from checks.net.wording import answered, first_of, joined
 from checks.registry import check
 
 REFUSALS = (400, 401, 403, 407, 495, 496)
@@ -39,10 +42,10 @@ def _gateways(facts: NetFacts) -> dict[str, GatewayProbe]:
     return {g.system: g for g in gateways}
 
 
-def _direct(facts: NetFacts, system: CriticalSystem) -> tuple[list[PortObservation], list[str]]:
+def _direct(facts: NetFacts, system: CriticalSystem) -> tuple[list[PortObservation], list[Msg]]:
     """Direct answers from user and internet zones, and the zones that could not be measured."""
     answers: list[PortObservation] = []
-    unknown: list[str] = []
+    unknown: list[Msg] = []
     for zone in facts.zones:
         if zone.name == system.zone or not (zone.users or zone.internet):
             continue
@@ -57,24 +60,30 @@ def _direct(facts: NetFacts, system: CriticalSystem) -> tuple[list[PortObservati
             ]
         problem = measured.incomplete
         if problem is not None:
-            unknown.append(f"{zone.name}: {problem}")
+            unknown.append(Msg(f"{zone.name}: {problem.en}", f"{zone.name}：{problem.zh}"))
     return answers, unknown
 
 
-def _refusal(gateway: GatewayProbe) -> str | None:
+def _refusal(gateway: GatewayProbe) -> Msg | None:
     """How the gateway refused the anonymous client, or None when it let it in."""
     if not gateway.handshake:
-        return f"TLS handshake refused ({gateway.handshake_error or 'no detail'})"
+        error = gateway.handshake_error
+        return Msg(
+            f"TLS handshake refused ({error or 'no detail'})",
+            f"TLS 握手被拒绝（{error or '无详情'}）",
+        )
     anonymous = gateway.anonymous
     if anonymous is None or anonymous.status is None:
         error = anonymous.error if anonymous else gateway.error
-        return f"connection ended without an answer ({error})"
+        return Msg(f"connection ended without an answer ({error})", f"连接结束，无应答（{error}）")
     if anonymous.status in REFUSALS:
         text = anonymous.body.lower()
         detail = next((w for w in _CERT_TEXT if w in text), None)
-        return f"{anonymous.status} {anonymous.reason}" + (
-            f" ({_title(anonymous.body)})" if detail else ""
-        )
+        status = f"{anonymous.status} {anonymous.reason}"
+        if detail:
+            title = _title(anonymous.body)
+            return Msg(f"{status} ({title})", f"{status}（{title}）")
+        return Msg(status, status)
     return None
 
 
@@ -96,7 +105,9 @@ def _title(body: str) -> str:
 def ztna_coverage(facts: NetFacts, min_coverage_percent: float) -> Iterator[Outcome]:
     systems = facts.critical_systems
     if not systems:
-        yield not_applicable("the zones file lists no critical system")
+        yield not_applicable(
+            Msg("the zones file lists no critical system", "区域文件未列出关键业务系统")
+        )
         return
     gateways = _gateways(facts)
     outcomes: list[Outcome] = []
@@ -105,12 +116,7 @@ def ztna_coverage(facts: NetFacts, min_coverage_percent: float) -> Iterator[Outc
     covered = [o for o in outcomes if o.status is Status.PASS]
     coverage = round(100.0 * len(covered) / len(systems), 1)
     for outcome in outcomes:
-        yield Outcome(
-            outcome.status,
-            outcome.message,
-            {**outcome.evidence, "coverage_percent": coverage},
-            outcome.target,
-        )
+        yield replace(outcome, evidence={**outcome.evidence, "coverage_percent": coverage})
     not_covered = [str(o.target) for o in outcomes if o.status is Status.FAIL]
     unknown = [str(o.target) for o in outcomes if o.status is Status.ERROR]
     summary = {
@@ -120,18 +126,28 @@ def ztna_coverage(facts: NetFacts, min_coverage_percent: float) -> Iterator[Outc
         "unknown": unknown,
         "min_coverage_percent": min_coverage_percent,
     }
-    message = (
+    message = Msg(
         f"ZTNA coverage {coverage:g}% ({len(covered)} of {len(systems)} critical systems dark "
-        f"from user and internet zones and published through their gateway)"
+        f"from user and internet zones and published through their gateway)",
+        f"ZTNA 覆盖率 {coverage:g}%（{len(systems)} 个关键业务系统中有 {len(covered)} 个"
+        f"对用户区和互联网区均不可达，并经其网关发布）",
     )
     if coverage >= min_coverage_percent:
         yield passed(message, summary, target="coverage")
     elif not_covered:
-        yield failed(f"{message}; not covered: {', '.join(not_covered)}", summary,
-                     target="coverage")  # fmt: skip
+        names = ", ".join(not_covered)
+        yield failed(
+            Msg(f"{message.en}; not covered: {names}", f"{message.zh}；未覆盖：{names}"),
+            summary,
+            target="coverage",
+        )
     else:
-        yield errored(f"{message}; unknown: {', '.join(unknown)}", summary,
-                      target="coverage")  # fmt: skip
+        names = ", ".join(unknown)
+        yield errored(
+            Msg(f"{message.en}; unknown: {names}", f"{message.zh}；无法判定：{names}"),
+            summary,
+            target="coverage",
+        )
 
 
 def _system(  # noqa: PLR0911 — one return per verdict, in the order they are decided
@@ -145,66 +161,112 @@ def _system(  # noqa: PLR0911 — one return per verdict, in the order they are 
         "zone": system.zone,
         "gateway": system.ztna_gateway,
         "direct": cut(lines(direct)),
-        "unmeasured_zones": unknown,
+        "unmeasured_zones": [u.en for u in unknown],
     }
+    gateway_url = system.ztna_gateway
     if direct:
+        first = first_of(direct)
         return failed(
-            f"{target}: reachable directly, bypassing the ZTNA gateway: {direct[0].line()}"
-            + (f" (+{len(direct) - 1} more)" if len(direct) > 1 else ""),
+            Msg(
+                f"{target}: reachable directly, bypassing the ZTNA gateway: {first.en}",
+                f"{target}：可绕过 ZTNA 网关直接访问：{first.zh}",
+            ),
             evidence,
             target=target,
         )
-    if system.ztna_gateway is None:
-        return failed(f"{target}: not published through a ZTNA gateway (no ztna_gateway)",
-                      evidence, target=target)  # fmt: skip
+    if gateway_url is None:
+        return failed(
+            Msg(
+                f"{target}: not published through a ZTNA gateway (no ztna_gateway)",
+                f"{target}：未经 ZTNA 网关发布（未配置 ztna_gateway）",
+            ),
+            evidence,
+            target=target,
+        )
     if gateway is None:
-        return errored(f"{target}: the gateway {system.ztna_gateway} was not probed", evidence,
-                       target=target)  # fmt: skip
+        return errored(
+            Msg(
+                f"{target}: the gateway {gateway_url} was not probed",
+                f"{target}：未探测网关 {gateway_url}",
+            ),
+            evidence,
+            target=target,
+        )
     evidence["gateway_vantage"] = gateway.vantage
     evidence["gateway_tls"] = gateway.tls_version
     if gateway.vantage is None:
         return failed(
-            f"{target}: the gateway {system.ztna_gateway} answers no user or internet zone: "
-            f"{gateway.error}",
+            Msg(
+                f"{target}: the gateway {gateway_url} answers no user or internet zone: "
+                f"{gateway.error}",
+                f"{target}：网关 {gateway_url} 对任何用户区和互联网区均无应答：{gateway.error}",
+            ),
             evidence,
             target=target,
         )
     if gateway.error and gateway.anonymous is None:
-        return errored(f"{target}: gateway probe failed: {gateway.error}", evidence,
-                       target=target)  # fmt: skip
+        return errored(
+            Msg(
+                f"{target}: gateway probe failed: {gateway.error}",
+                f"{target}：网关探测失败：{gateway.error}",
+            ),
+            evidence,
+            target=target,
+        )
     refusal = _refusal(gateway)
     if gateway.anonymous is not None:
         evidence["without_credentials"] = gateway.anonymous.summary()
     if refusal is None:
-        let_in = gateway.anonymous.summary() if gateway.anonymous else "?"
+        let_in = answered(gateway.anonymous) if gateway.anonymous else Msg("?", "?")
         return failed(
-            f"{target}: the gateway {system.ztna_gateway} lets a client without credentials "
-            f"through ({let_in})",
+            Msg(
+                f"{target}: the gateway {gateway_url} lets a client without credentials "
+                f"through ({let_in.en})",
+                f"{target}：网关 {gateway_url} 放行了未携带凭据的客户端（{let_in.zh}）",
+            ),
             evidence,
             target=target,
         )
-    evidence["refusal"] = refusal
-    published = "not verified (no client certificate in the zones file)"
+    evidence["refusal"] = refusal.en
+    published = Msg(
+        "published not verified (no client certificate in the zones file)",
+        "发布未验证（区域文件未提供客户端证书）",
+    )
     if gateway.authenticated is not None:
         answer = gateway.authenticated
+        got = answered(answer)
         evidence["with_credentials"] = answer.summary()
         if answer.status is None or answer.status >= 400:
             return failed(
-                f"{target}: the gateway refuses the configured client certificate too "
-                f"({answer.summary()}): the system is not published through it",
+                Msg(
+                    f"{target}: the gateway refuses the configured client certificate too "
+                    f"({got.en}): the system is not published through it",
+                    f"{target}：网关同样拒绝已配置的客户端证书（{got.zh}），该系统未经网关发布",
+                ),
                 evidence,
                 target=target,
             )
-        published = f"with a client certificate: {answer.summary()}"
+        published = Msg(
+            f"published with a client certificate: {got.en}",
+            f"使用客户端证书可经网关访问：{got.zh}",
+        )
     if unknown:
+        zones = joined(unknown)
         return errored(
-            f"{target}: could not measure every user and internet zone: {'; '.join(unknown)}",
+            Msg(
+                f"{target}: could not measure every user and internet zone: {zones.en}",
+                f"{target}：未能测量全部用户区和互联网区：{zones.zh}",
+            ),
             evidence,
             target=target,
         )
     return passed(
-        f"{target}: dark from every user and internet zone; the gateway {system.ztna_gateway} "
-        f"refuses a client without credentials ({refusal}); published {published}",
+        Msg(
+            f"{target}: dark from every user and internet zone; the gateway {gateway_url} "
+            f"refuses a client without credentials ({refusal.en}); {published.en}",
+            f"{target}：对所有用户区和互联网区均不可达；网关 {gateway_url} 拒绝未携带凭据的"
+            f"客户端（{refusal.zh}）；{published.zh}",
+        ),
         evidence,
         target=target,
     )

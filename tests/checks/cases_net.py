@@ -4,7 +4,8 @@ the checks' default parameters (same shape as tests/checks/cases.py).
 The clean facts are the hospital lab as `collector.scan` measured it (collector/lab: internet,
 dmz, his, office; the policy of collector/lab/zones.yaml); each variant changes what one fault
 changes. A network check yields one result per zone pair, app, system or service: a case's
-status and words must appear on at least one result (test_net_checks.py says exactly how).
+status and words must appear on at least one result (tests/checks/meta.py, `case_problem`, says
+exactly how).
 """
 
 from __future__ import annotations
@@ -377,6 +378,14 @@ OFFICE_FAILED = replace(
     ),
     matrix=tuple(c for c in matrix() if c.source != "office"),
 )
+UNKNOWN_AGENT = SnmpIdentity(
+    host="198.18.4.1",
+    version="2c",
+    sys_descr="",
+    sys_object_id="1.3.6.1.4.1.99999.1",
+    sys_name=None,
+    vantage="netns:lab-mgmt",
+)
 HOST_TIMEOUT = replace(
     CLEAN,
     runs=tuple(
@@ -415,8 +424,15 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
             runs=tuple(run(z.name, status="timeout", message="nmap stopped after 600 s")
                        if z.name == "internet" else run(z.name) for z in ZONES),
         ), Status.ERROR, "inbound: the vantage in internet ran out of time"),
+        ("both ways", with_cells(
+            observation("internet", "his", "198.18.2.20", "tcp/8443", "open", "syn-ack"),
+            observation("his", "internet", "198.18.0.10", "tcp/443", "closed", "reset"),
+        ), Status.FAIL, "his is reachable from and has a path out to internet: internet -> his "
+         "198.18.2.20 tcp/8443 open (syn-ack ttl 63; syn scan from netns:lab-internet) (+1 more)"),
         ("no critical zone", replace(CLEAN, zones=tuple(replace(z, critical=False) for z in ZONES)),
          Status.NOT_APPLICABLE, "no zone is marked critical"),
+        ("no internet zone", replace(CLEAN, zones=tuple(replace(z, internet=False) for z in ZONES)),
+         Status.NOT_APPLICABLE, "no zone is marked internet"),
     ],
     "net.border_firewall": [
         ("clean", CLEAN, Status.PASS,
@@ -432,6 +448,13 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
          "dmz->his: nothing filters: every probe to 2 live hosts answered"),
         ("routed, not a firewall", replace(with_open(("office", "his")), snmp=NET_SNMP),
          Status.FAIL, "and the boundary device is not a known firewall (Linux gw"),
+        ("routed, agent of an unknown vendor", replace(with_open(("office", "his")),
+                                                       snmp=UNKNOWN_AGENT),
+         Status.FAIL, "not a known firewall (enterprise 99999 (enterprise 99999, unknown; "
+         "sysObjectID 1.3.6.1.4.1.99999.1))"),
+        ("routed, SNMP agent silent", replace(with_open(("office", "his")),
+                                              snmp=Unavailable("no answer from 198.18.4.1")),
+         Status.FAIL, "not a known firewall (SNMP: no answer from 198.18.4.1)"),
         ("vantage down, nothing seen", replace(
             OFFICE_FAILED, matrix=tuple(c for c in matrix() if c.source != "office")),
          Status.ERROR, "office->dmz: could not measure: the vantage in office failed"),
@@ -457,6 +480,13 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
          Status.ERROR, "the ordinary request to http://198.18.1.10/ did not succeed"),
         ("no waf required", replace(CLEAN, web_apps=(BOOKING,)), Status.NOT_APPLICABLE,
          "booking: require_waf is false"),
+        ("no web application", replace(CLEAN, web_apps=()), Status.NOT_APPLICABLE,
+         "the zones file lists no web application"),
+        ("not probed", replace(CLEAN, web_apps=(portal(baseline=None, attacks=(),
+                                                       error="connection refused"),)),
+         Status.ERROR, "portal: could not probe http://198.18.1.10/: connection refused"),
+        ("no attack sent", replace(CLEAN, web_apps=(portal(attacks=()),)), Status.ERROR,
+         "portal: no attack request was sent"),
     ],
     "net.ztna_coverage": [
         ("clean", CLEAN, Status.PASS, "his-web: dark from every user and internet zone"),
@@ -471,6 +501,29 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
          Status.FAIL, "his-web: not published through a ZTNA gateway"),
         ("office unmeasured", OFFICE_FAILED, Status.ERROR,
          "his-web: could not measure every user and internet zone: office"),
+        ("handshake refused", replace(CLEAN, gateways=(gateway(
+            handshake=False, handshake_error="TLS: CERTIFICATE_REQUIRED", anonymous=None),)),
+         Status.PASS, "refuses a client without credentials (TLS handshake refused "
+         "(TLS: CERTIFICATE_REQUIRED))"),
+        ("no client certificate configured", replace(CLEAN, gateways=(gateway(
+            authenticated=None),)),
+         Status.PASS, "published not verified (no client certificate in the zones file)"),
+        ("client certificate refused", replace(CLEAN, gateways=(gateway(
+            authenticated=exchange("https://198.18.1.30/", 400, "nginx")),)),
+         Status.FAIL, "his-web: the gateway refuses the configured client certificate too "
+         "(400 Bad Request (Server: nginx))"),
+        ("gateway out of reach", replace(CLEAN, gateways=(gateway(
+            vantage_zone=None, vantage=None, handshake=False, anonymous=None, authenticated=None,
+            error="no user or internet zone has a vantage that reaches it"),)),
+         Status.FAIL, "his-web: the gateway https://198.18.1.30/ answers no user or internet zone"),
+        ("gateway probe failed", replace(CLEAN, gateways=(gateway(
+            handshake=False, anonymous=None, authenticated=None,
+            error="internet: vantage lost"),)),
+         Status.ERROR, "his-web: gateway probe failed: internet: vantage lost"),
+        ("gateway not probed", replace(CLEAN, gateways=()), Status.ERROR,
+         "his-web: the gateway https://198.18.1.30/ was not probed"),
+        ("no critical system", replace(CLEAN, critical_systems=(), gateways=()),
+         Status.NOT_APPLICABLE, "the zones file lists no critical system"),
     ],
     "net.tls_floor": [
         ("clean", CLEAN, Status.PASS, "198.18.1.30:443 (dmz) refuses SSLv3, TLSv1, TLSv1.1"),
@@ -486,6 +539,10 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
                            if v.version == "TLSv1.1" else v
                            for v in versions())),)),
          Status.ERROR, "could not test TLSv1.1"),
+        ("version not offered", replace(CLEAN, tls=(replace(
+            tls_service("198.18.1.30", 443, "dmz"),
+            versions=tuple(v for v in versions() if v.version != "SSLv3")),)),
+         Status.ERROR, "198.18.1.30:443: could not test SSLv3: not offered"),
         ("no tls", replace(CLEAN, tls=(), tls_probed=3), Status.NOT_APPLICABLE,
          "no TLS service found (3 open TCP endpoints"),
         ("probes failed", replace(CLEAN, tls=Unavailable("TLS probes failed: internet: no answer")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.facts import HardwareFacts, HostFacts
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 
@@ -20,12 +20,31 @@ def secure_boot(facts: HostFacts) -> Iterator[Outcome]:
     hw = require(facts.hardware, HardwareFacts)
     evidence = {"boot_mode": hw.boot_mode}
     if hw.boot_mode == "legacy":
-        yield failed("legacy BIOS boot: no Secure Boot verification of the boot loader", evidence)
+        yield failed(
+            Msg(
+                "legacy BIOS boot: no Secure Boot verification of the boot loader",
+                "传统 BIOS 引导：引导程序未经安全启动（Secure Boot）验证",
+            ),
+            evidence,
+        )
     elif isinstance(hw.secure_boot, Unavailable):
+        reason = hw.secure_boot.reason
         yield errored(
-            f"UEFI boot, but Secure Boot state unreadable: {hw.secure_boot.reason}", evidence
+            Msg(
+                f"UEFI boot, but Secure Boot state unreadable: {reason}",
+                f"UEFI 引导，但无法读取安全启动（Secure Boot）状态：{reason}",
+            ),
+            evidence,
         )
     elif hw.secure_boot:
-        yield passed("UEFI Secure Boot is enabled", {**evidence, "secure_boot": True})
+        yield passed(
+            Msg("UEFI Secure Boot is enabled", "已启用 UEFI 安全启动（Secure Boot）"),
+            {**evidence, "secure_boot": True},
+        )
     else:
-        yield failed("UEFI boot with Secure Boot disabled", {**evidence, "secure_boot": False})
+        yield failed(
+            Msg(
+                "UEFI boot with Secure Boot disabled", "UEFI 引导，但未启用安全启动（Secure Boot）"
+            ),
+            {**evidence, "secure_boot": False},
+        )

@@ -107,6 +107,7 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
         ("sha256 allocated", tpm(), Status.PASS, "sha256"),
         ("sm3 only", tpm(pcr_banks=("sm3_256",)), Status.PASS, "sm3_256"),
         ("sha1 only", tpm(pcr_banks=("sha1",)), Status.FAIL, "sha1"),
+        ("none allocated", tpm(pcr_banks=()), Status.FAIL, "none"),
         (
             "sysfs only",
             tpm(source="sysfs", pcr_banks=Unavailable("TSS not available")),
@@ -123,6 +124,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             tpm(ek_certificates=(replace(EK, parse_error="not DER"),)),
             Status.FAIL,
             "not DER",
+        ),
+        (
+            "NV unreadable",
+            tpm(ek_certificates=Unavailable("NV_Read 0x01C00002: TPM_RC_NV_LOCKED")),
+            Status.ERROR,
+            "TPM_RC_NV_LOCKED",
         ),
     ],
     "tpm.lockout": [

@@ -27,7 +27,7 @@ from checks.facts.backup import (
     RecoveryPoint,
     ResticSnapshots,
 )
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 FUTURE_TOLERANCE_S = 300
@@ -82,32 +82,37 @@ def _evidence(status: BackupStatus, rpo_minutes: int | None = None) -> dict[str,
     return evidence
 
 
-def _what(reading: RecoveryPoint) -> str:
-    """The recovery point in a sysadmin's words."""
+def _newest(reading: RecoveryPoint) -> Msg:
+    """The newest recovery point in a sysadmin's words ("newest restic snapshot 3f2a1b7c")."""
     detail = reading.detail
     if isinstance(detail, ResticSnapshots):
-        return f"restic snapshot {(detail.snapshot_id or '?')[:8]}"
+        snapshot = (detail.snapshot_id or "?")[:8]
+        return Msg(f"newest restic snapshot {snapshot}", f"最新 restic 快照 {snapshot}")
     if isinstance(detail, BorgArchives):
-        return f"borg archive {detail.archive}"
+        return Msg(f"newest borg archive {detail.archive}", f"最新 borg 归档 {detail.archive}")
     if isinstance(detail, PostgresArchiving):
         if detail.role == "standby":
-            return "transaction replayed on the standby"
-        return f"archived WAL segment {detail.last_archived_wal}"
+            return Msg("newest transaction replayed on the standby", "备库最近回放的事务")
+        wal = detail.last_archived_wal
+        return Msg(f"newest archived WAL segment {wal}", f"最新归档的 WAL 段 {wal}")
     if isinstance(detail, PathFiles):
-        return f"file {detail.newest_file}"
+        return Msg(f"newest file {detail.newest_file}", f"最新文件 {detail.newest_file}")
     raise TypeError(f"unknown source detail {type(detail).__name__}")
 
 
-def _broken_archiving(detail: PostgresArchiving) -> str:
+def _broken_archiving(detail: PostgresArchiving) -> Msg:
     since = rfc3339(detail.last_failed_time) if detail.last_failed_time else "?"
-    last_ok = (
-        f"last success {detail.last_archived_wal} at {rfc3339(detail.last_archived_time)}"
-        if detail.last_archived_time
-        else "no success since the statistics reset"
-    )
-    return (
-        f"WAL archiving is failing: {detail.last_failed_wal} could not be archived at {since} "
-        f"({detail.failed_count} failures; {last_ok}); the archive has a gap from there on"
+    failed_wal, count = detail.last_failed_wal, detail.failed_count
+    if detail.last_archived_time:
+        ok_wal, ok_at = detail.last_archived_wal, rfc3339(detail.last_archived_time)
+        last_ok = Msg(f"last success {ok_wal} at {ok_at}", f"最近一次成功为 {ok_wal}，于 {ok_at}")
+    else:
+        last_ok = Msg("no success since the statistics reset", "统计重置以来无成功归档")
+    return Msg(
+        f"WAL archiving is failing: {failed_wal} could not be archived at {since} "
+        f"({count} failures; {last_ok.en}); the archive has a gap from there on",
+        f"WAL 归档失败：{failed_wal} 于 {since} 归档失败（累计失败 {count} 次；{last_ok.zh}），"
+        "归档自该处起存在缺口",
     )
 
 
@@ -140,7 +145,11 @@ def _rpo_outcome(status: BackupStatus, rpo_minutes: int) -> Outcome:
     evidence = _evidence(status, rpo_minutes)
     reading = status.reading
     if isinstance(reading, Unavailable):
-        return errored(f"source unreadable: {reading.reason}", evidence, target=name)
+        return errored(
+            Msg(f"source unreadable: {reading.reason}", f"备份源无法读取：{reading.reason}"),
+            evidence,
+            target=name,
+        )
     detail = reading.detail
     if (
         isinstance(detail, PostgresArchiving)
@@ -149,24 +158,39 @@ def _rpo_outcome(status: BackupStatus, rpo_minutes: int) -> Outcome:
     ):
         return failed(_broken_archiving(detail), evidence, target=name)
     if reading.newest is None or reading.age_seconds is None:
-        return failed(f"no backup found: {reading.missing_reason}", evidence, target=name)
-    what, when = _what(reading), rfc3339(reading.newest)
+        missing = reading.missing_reason
+        return failed(
+            Msg(f"no backup found: {missing}", f"未找到备份：{missing}"), evidence, target=name
+        )
+    newest, when = _newest(reading), rfc3339(reading.newest)
     age = reading.age_seconds
     if age < -FUTURE_TOLERANCE_S:
+        ahead = duration(age)
         return errored(
-            f"newest {what} ({when}) lies {duration(age)} in the future: a clock is wrong",
+            Msg(
+                f"{newest.en} ({when}) lies {ahead} in the future: a clock is wrong",
+                f"{newest.zh}（{when}）比当前时间超前 {ahead}：时钟有误",
+            ),
             evidence,
             target=name,
         )
     rpo = duration(rpo_minutes * 60)
     if age > rpo_minutes * 60:
+        old = duration(age)
         return failed(
-            f"newest {what} ({when}) is {duration(age)} old, older than the RPO of {rpo}",
+            Msg(
+                f"{newest.en} ({when}) is {old} old, older than the RPO of {rpo}",
+                f"{newest.zh}（{when}）距今 {old}，超过 RPO {rpo}",
+            ),
             evidence,
             target=name,
         )
+    old = duration(max(age, 0))
     return passed(
-        f"newest {what} ({when}) is {duration(max(age, 0))} old, within the RPO of {rpo}",
+        Msg(
+            f"{newest.en} ({when}) is {old} old, within the RPO of {rpo}",
+            f"{newest.zh}（{when}）距今 {old}，在 RPO {rpo} 以内",
+        ),
         evidence,
         target=name,
     )
@@ -184,7 +208,11 @@ def backup_rpo(facts: HostFacts, default_rpo_minutes: int) -> Iterator[Outcome]:
     backups = _backups(facts)
     if not backups.sources:
         yield failed(
-            "no backup source configured: list this host's backups under `backups:` in the config",
+            Msg(
+                "no backup source configured: list this host's backups under `backups:` in the "
+                "config",
+                "未配置备份源：请在配置文件的 `backups:` 下列出本主机的备份",
+            ),
             {"sources": 0},
         )
         return
@@ -199,7 +227,7 @@ def _same_site(a: str, b: str) -> bool:
 @check(
     "backup.offsite",
     title_en="A recent copy of the host's data is kept at another site",
-    title_zh="重要数据已通过网络实时备份至异地备份场地",
+    title_zh="主机数据在异地备份场地有满足 RPO 的近期副本",
     severity=Severity.HIGH,
     needs=("backups",),
     params={"default_rpo_minutes": 15},
@@ -209,8 +237,11 @@ def backup_offsite(facts: HostFacts, default_rpo_minutes: int) -> Iterator[Outco
     host_site = backups.host_site
     if host_site is None or not host_site.strip():
         yield errored(
-            "the host's site is not configured: set site in the agent config so off-site "
-            "copies can be told apart",
+            Msg(
+                "the host's site is not configured: set site in the agent config so off-site "
+                "copies can be told apart",
+                "未配置主机所在场地：请在 agent 配置中设置 site，以便识别异地副本",
+            ),
             {"host_site": None},
             target="host",
         )
@@ -228,23 +259,32 @@ def backup_offsite(facts: HostFacts, default_rpo_minutes: int) -> Iterator[Outco
         evidence["on_site"] = onsite
         evidence["without_site"] = unsited
         if not backups.sources:
-            reason = "no backup source configured"
+            reason = Msg("no backup source configured", "未配置备份源")
         elif unsited:
-            reason = (
+            reason = Msg(
                 f"no backup source is declared at another site (sources without a site: "
-                f"{', '.join(unsited)}; set site for each)"
+                f"{', '.join(unsited)}; set site for each)",
+                f"没有声明位于其他场地的备份源（未设置场地的备份源：{'、'.join(unsited)}；"
+                "请逐一设置 site）",
             )
         else:
-            reason = f"every backup source is at the host's own site {host_site}"
+            reason = Msg(
+                f"every backup source is at the host's own site {host_site}",
+                f"所有备份源均位于主机所在场地 {host_site}",
+            )
         yield failed(reason, evidence, target=host_site)
         return
     verdicts = {s.source.name: _fresh(s, _rpo_of(s, default_rpo_minutes)) for s in offsite}
     for status in offsite:
         reading = status.reading
         if verdicts[status.source.name] and isinstance(reading, RecoveryPoint):
+            name, site = status.source.name, status.source.site
+            old = duration(max(reading.age_seconds or 0, 0))
             yield passed(
-                f"{status.source.name} at site {status.source.site} holds a recovery point "
-                f"{duration(max(reading.age_seconds or 0, 0))} old, within its RPO",
+                Msg(
+                    f"{name} at site {site} holds a recovery point {old} old, within its RPO",
+                    f"场地 {site} 的 {name} 有距今 {old} 的恢复点，在其 RPO 以内",
+                ),
                 evidence,
                 target=host_site,
             )
@@ -252,29 +292,42 @@ def backup_offsite(facts: HostFacts, default_rpo_minutes: int) -> Iterator[Outco
     unknown = [name for name, verdict in verdicts.items() if verdict is None]
     if unknown:
         yield errored(
-            "no off-site copy is known to be within its RPO, and these off-site sources could "
-            f"not be judged: {', '.join(unknown)}",
+            Msg(
+                "no off-site copy is known to be within its RPO, and these off-site sources "
+                f"could not be judged: {', '.join(unknown)}",
+                f"无法确认任何异地副本在其 RPO 以内，以下异地备份源无法判定：{'、'.join(unknown)}",
+            ),
             evidence,
             target=host_site,
         )
         return
-    stale = "; ".join(f"{s.source.name} at {s.source.site}: {_why_stale(s)}" for s in offsite)
+    why = [(s.source.name, s.source.site, _why_stale(s)) for s in offsite]
+    stale_en = "; ".join(f"{name} at {site}: {reason.en}" for name, site, reason in why)
+    stale_zh = "；".join(f"{name}（{site}）：{reason.zh}" for name, site, reason in why)
     yield failed(
-        f"off-site copies exist but none is within its RPO ({stale})", evidence, target=host_site
+        Msg(
+            f"off-site copies exist but none is within its RPO ({stale_en})",
+            f"存在异地副本，但均不在其 RPO 以内（{stale_zh}）",
+        ),
+        evidence,
+        target=host_site,
     )
 
 
-def _why_stale(status: BackupStatus) -> str:
+def _why_stale(status: BackupStatus) -> Msg:
     reading = status.reading
     if isinstance(reading, Unavailable):  # not reached: unreadable sources make the check error
-        return reading.reason
+        return Msg(reading.reason, f"无法读取：{reading.reason}")
     detail = reading.detail
     if (
         isinstance(detail, PostgresArchiving)
         and detail.role == "primary"
         and detail.archiving_broken
     ):
-        return f"WAL archiving failing since {detail.last_failed_wal}"
+        wal = detail.last_failed_wal
+        return Msg(f"WAL archiving failing since {wal}", f"WAL 归档自 {wal} 起失败")
     if reading.age_seconds is None:
-        return f"no backup ({reading.missing_reason})"
-    return f"{duration(reading.age_seconds)} old"
+        missing = reading.missing_reason
+        return Msg(f"no backup ({missing})", f"无备份（{missing}）")
+    old = duration(reading.age_seconds)
+    return Msg(f"{old} old", f"距今 {old}")

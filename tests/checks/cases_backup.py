@@ -253,6 +253,19 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "borg-dr at dr-site: 1 d 2 h old",
         ),
         (
+            "off-site repository empty",
+            backups(
+                status(
+                    "borg-dr",
+                    "borg",
+                    point(None, BorgArchives(0), "the repository holds no complete archive"),
+                    site="dr-site",
+                )
+            ),
+            Status.FAIL,
+            "no backup (the repository holds no complete archive)",
+        ),
+        (
             "off-site archiving broken",
             backups(status("his-pg", "postgres", pg_primary(1, broken=True), site="dr-site")),
             Status.FAIL,

@@ -231,6 +231,7 @@ def _same_site(a: str, b: str) -> bool:
     severity=Severity.HIGH,
     needs=("backups",),
     params={"default_rpo_minutes": 15},
+    shares={"default_rpo_minutes": "backup.rpo"},
 )
 def backup_offsite(facts: HostFacts, default_rpo_minutes: int) -> Iterator[Outcome]:
     backups = _backups(facts)

@@ -1,6 +1,7 @@
-"""National cryptography: the SM2, SM3 and SM4 algorithms are available to applications through
-OpenSSL and to the kernel (dm-crypt, IPsec, IMA) through its crypto API. One result for each
-(targets "openssl" and "kernel"). Pure functions of `CryptoFacts`.
+"""National cryptography: the SM algorithms a site requires (SM2, SM3 and SM4 unless it narrows
+them) are available to applications through OpenSSL and to the kernel (dm-crypt, IPsec, IMA)
+through its crypto API. One result for each (targets "openssl" and "kernel"). Pure functions of
+`CryptoFacts`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from checks.facts import HostFacts
 from checks.facts.crypto import SM_ALGORITHMS, CryptoFacts, KernelCryptoFacts, OpenSslFacts
-from checks.model import Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
 from checks.registry import check
 
 
@@ -29,20 +30,31 @@ def _required(required: list[str]) -> list[str]:
 def _openssl(openssl: OpenSslFacts | Unavailable, required: list[str]) -> Outcome:
     target = "openssl"
     if isinstance(openssl, Unavailable):
-        return errored(f"OpenSSL unavailable: {openssl.reason}", target=target)
+        return errored(
+            Msg(
+                f"OpenSSL unavailable: {openssl.reason}",
+                f"无法获取 OpenSSL 信息：{openssl.reason}",
+            ),
+            target=target,
+        )
     if openssl.binary is None:
         return failed(
-            "openssl is not installed: no SM algorithms through OpenSSL",
+            Msg(
+                "openssl is not installed: no SM algorithms through OpenSSL",
+                "未安装 openssl：无法通过 OpenSSL 使用国密算法",
+            ),
             {"required": required},
             target=target,
         )
     present: dict[str, list[str]] = {}
     missing: list[str] = []
     unknown: list[str] = []
+    unknown_zh: list[str] = []
     for name in required:
         offered = openssl.offered.get(name, ())
         if isinstance(offered, Unavailable):
             unknown.append(f"{name} ({offered.reason})")
+            unknown_zh.append(f"{name}（{offered.reason}）")
         elif offered:
             present[name] = list(offered)
         else:
@@ -58,21 +70,50 @@ def _openssl(openssl: OpenSslFacts | Unavailable, required: list[str]) -> Outcom
     # "OpenSSL 3.0.19 27 Jan 2026 (Library: ...)" → "OpenSSL 3.0.19"
     who = " ".join((openssl.version or openssl.binary).split()[:2])
     if missing:
-        extra = f" (could not list {', '.join(unknown)})" if unknown else ""
-        return failed(f"{who} lacks {', '.join(missing)}{extra}", evidence, target=target)
+        extra = Msg(
+            f" (could not list {', '.join(unknown)})" if unknown else "",
+            f"（无法列出 {'；'.join(unknown_zh)}）" if unknown else "",
+        )
+        return failed(
+            Msg(
+                f"{who} lacks {', '.join(missing)}{extra.en}",
+                f"{who} 缺少 {'、'.join(missing)}{extra.zh}",
+            ),
+            evidence,
+            target=target,
+        )
     if unknown:
-        return errored(f"{who}: could not list {', '.join(unknown)}", evidence, target=target)
-    listing = "; ".join(f"{n} ({', '.join(names)})" for n, names in present.items())
-    return passed(f"{who} offers {listing}", evidence, target=target)
+        return errored(
+            Msg(
+                f"{who}: could not list {', '.join(unknown)}",
+                f"{who} 无法列出 {'；'.join(unknown_zh)}",
+            ),
+            evidence,
+            target=target,
+        )
+    listing = Msg(
+        "; ".join(f"{n} ({', '.join(names)})" for n, names in present.items()),
+        "；".join(f"{n}（{', '.join(names)}）" for n, names in present.items()),
+    )
+    return passed(
+        Msg(f"{who} offers {listing.en}", f"{who} 提供 {listing.zh}"), evidence, target=target
+    )
 
 
 def _kernel(kernel: KernelCryptoFacts | Unavailable, required: list[str]) -> Outcome:
     target = "kernel"
     if isinstance(kernel, Unavailable):
-        return errored(f"kernel crypto unavailable: {kernel.reason}", target=target)
-    if isinstance(kernel.registered, Unavailable):
         return errored(
-            f"/proc/crypto unreadable: {kernel.registered.reason}",
+            Msg(
+                f"kernel crypto unavailable: {kernel.reason}",
+                f"无法获取内核密码算法信息：{kernel.reason}",
+            ),
+            target=target,
+        )
+    if isinstance(kernel.registered, Unavailable):
+        reason = kernel.registered.reason
+        return errored(
+            Msg(f"/proc/crypto unreadable: {reason}", f"无法读取 /proc/crypto：{reason}"),
             {"release": kernel.release},
             target=target,
         )
@@ -99,34 +140,56 @@ def _kernel(kernel: KernelCryptoFacts | Unavailable, required: list[str]) -> Out
         "unknown": unknown,
         "module_search": list(kernel.module_search),
     }
-    parts = [f"{n} ({', '.join(drivers)})" for n, drivers in loaded.items()]
+    parts = [
+        Msg(f"{n} ({', '.join(drivers)})", f"{n}（{', '.join(drivers)}）")
+        for n, drivers in loaded.items()
+    ]
     parts += [
-        f"{n} available as module {', '.join(mods)}, not loaded (the kernel loads it on demand)"
+        Msg(
+            f"{n} available as module {', '.join(mods)}, not loaded (the kernel loads it on "
+            "demand)",
+            f"{n} 以模块 {', '.join(mods)} 提供，尚未加载（内核按需加载）",
+        )
         for n, mods in on_demand.items()
     ]
-    offered = "; ".join(parts) or "none of them"
+    offered = Msg(
+        "; ".join(p.en for p in parts) or "none of them",
+        "；".join(p.zh for p in parts) or "无",
+    )
+    release = kernel.release
     if missing:
         return failed(
-            f"kernel {kernel.release} lacks {', '.join(missing)} (neither registered in "
-            f"/proc/crypto nor installed as a module); offers {offered}",
+            Msg(
+                f"kernel {release} lacks {', '.join(missing)} (neither registered in "
+                f"/proc/crypto nor installed as a module); offers {offered.en}",
+                f"内核 {release} 缺少 {'、'.join(missing)}（既未在 /proc/crypto 中注册，"
+                f"也未以模块形式安装）；已提供：{offered.zh}",
+            ),
             evidence,
             target=target,
         )
     if unknown:
         reason = kernel.modules.reason if isinstance(kernel.modules, Unavailable) else ""
         return errored(
-            f"kernel {kernel.release}: {', '.join(unknown)} not registered and the module "
-            f"folders are unreadable: {reason}",
+            Msg(
+                f"kernel {release}: {', '.join(unknown)} not registered and the module "
+                f"folders are unreadable: {reason}",
+                f"内核 {release}：{'、'.join(unknown)} 未注册，且无法读取模块目录：{reason}",
+            ),
             evidence,
             target=target,
         )
-    return passed(f"kernel {kernel.release} offers {offered}", evidence, target=target)
+    return passed(
+        Msg(f"kernel {release} offers {offered.en}", f"内核 {release} 提供：{offered.zh}"),
+        evidence,
+        target=target,
+    )
 
 
 @check(
     "crypto.sm_algorithms",
-    title_en="The national SM2/SM3/SM4 algorithms are available in OpenSSL and the kernel",
-    title_zh="系统提供国密 SM2/SM3/SM4 算法（OpenSSL 与内核）",
+    title_en="The required national SM algorithms are available in OpenSSL and the kernel",
+    title_zh="系统提供所要求的国密算法（OpenSSL 与内核）",
     severity=Severity.MEDIUM,
     needs=("crypto",),
     params={"required": ["sm2", "sm3", "sm4"]},

@@ -16,6 +16,7 @@ from typing import Any
 from checks.facts import HostFacts
 from checks.facts.wipe import AtaSecurity, DiskErase, NvmeErase, ScsiSanitize, WipeFacts
 from checks.model import (
+    Msg,
     Outcome,
     Severity,
     Unavailable,
@@ -28,23 +29,52 @@ from checks.model import (
 )
 from checks.registry import check
 
-FROZEN_HINT = (
+FROZEN_HINT = Msg(
     "ATA security is frozen (the BIOS sent SECURITY FREEZE LOCK at boot): suspend and resume "
-    "the host (systemctl suspend) or hot-plug the drive's power to unfreeze it, then erase"
+    "the host (systemctl suspend) or hot-plug the drive's power to unfreeze it, then erase",
+    "该盘 ATA 安全功能已冻结（BIOS 在启动时发送了 SECURITY FREEZE LOCK）：挂起并恢复主机"
+    "（systemctl suspend）或对该盘热插拔电源以解除冻结，然后再擦除",
 )
-FLASH_OVERWRITE = (
-    "overwriting flash with {tools} is not irreversible: wear levelling and over-provisioning "
-    "keep copies the host cannot address (NIST SP 800-88)"
-)
+
+
+def _flash_overwrite(tools: list[str]) -> Msg:
+    return Msg(
+        f"overwriting flash with {' or '.join(tools)} is not irreversible: wear levelling and "
+        "over-provisioning keep copies the host cannot address (NIST SP 800-88)",
+        f"用 {' 或 '.join(tools)} 覆写闪存并非不可逆：磨损均衡与预留空间（over-provisioning）"
+        "会保留主机无法寻址的数据副本（NIST SP 800-88）",
+    )
 
 
 @dataclass
 class _Methods:
     """What a disk offers: usable irreversible methods, blocked ones, and unanswered probes."""
 
-    usable: list[str] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
+    usable: list[Msg] = field(default_factory=list)
+    blocked: list[Msg] = field(default_factory=list)
+    unknown: list[Msg] = field(default_factory=list)
+
+
+def _supported_but(method: Msg, why: Msg) -> Msg:
+    return Msg(f"{method.en} is supported but {why.en}", f"支持 {method.zh}，但{why.zh}")
+
+
+def _not_installed(tool: str) -> Msg:
+    return Msg(f"{tool} is not installed", f"未安装 {tool}")
+
+
+def _by(method: Msg, tool: str) -> Msg:
+    """A usable method and the installed program that performs it."""
+    return Msg(f"{method.en} ({tool})", f"{method.zh}（{tool}）")
+
+
+def _en(items: list[Msg]) -> list[str]:
+    # Evidence stays English and machine-readable.
+    return [m.en for m in items]
+
+
+def _joined(items: list[Msg]) -> Msg:
+    return Msg("; ".join(m.en for m in items), "；".join(m.zh for m in items))
 
 
 def _wipe(facts: Any) -> WipeFacts:
@@ -65,16 +95,19 @@ def _ata_security(ata: AtaSecurity, hdparm: bool, found: _Methods) -> None:
     if not ata.security_supported:
         return
     name = "ATA ENHANCED SECURITY ERASE UNIT" if ata.enhanced_erase else "ATA SECURITY ERASE UNIT"
+    method = Msg(name, name)
     if not hdparm:
-        found.blocked.append(f"{name} is supported but hdparm is not installed")
+        found.blocked.append(_supported_but(method, _not_installed("hdparm")))
     elif ata.frozen:
-        found.blocked.append(f"{name} is supported but {FROZEN_HINT}")
+        found.blocked.append(_supported_but(method, FROZEN_HINT))
     elif ata.locked:
-        found.blocked.append(f"{name} is supported but the disk is locked (unlock it first)")
+        locked = Msg("the disk is locked (unlock it first)", "磁盘已锁定（请先解锁）")
+        found.blocked.append(_supported_but(method, locked))
     elif ata.count_expired:
-        found.blocked.append(f"{name} is supported but the password try count expired")
+        expired = Msg("the password try count expired", "密码尝试次数已用尽")
+        found.blocked.append(_supported_but(method, expired))
     else:
-        found.usable.append(f"{name} (hdparm)")
+        found.usable.append(_by(method, "hdparm"))
 
 
 def _ata_sanitize(ata: AtaSecurity, hdparm: bool, flash: bool, found: _Methods) -> None:
@@ -87,82 +120,110 @@ def _ata_sanitize(ata: AtaSecurity, hdparm: bool, flash: bool, found: _Methods) 
         ("OVERWRITE", ata.sanitize_overwrite and not flash),
     ]
     for action, supported in actions:
+        method = Msg(f"ATA SANITIZE {action}", f"ATA SANITIZE {action}")
         if supported and hdparm:
-            found.usable.append(f"ATA SANITIZE {action} (hdparm)")
+            found.usable.append(_by(method, "hdparm"))
         elif supported:
-            found.blocked.append(f"ATA SANITIZE {action} is supported but hdparm is not installed")
+            found.blocked.append(_supported_but(method, _not_installed("hdparm")))
 
 
 def _scsi_sanitize(scsi: ScsiSanitize, sg_sanitize: bool, flash: bool, found: _Methods) -> None:
     actions = [
-        ("cryptographic erase", scsi.crypto_erase),
-        ("block erase", scsi.block_erase),
-        ("overwrite", scsi.overwrite and not flash),
+        (Msg("cryptographic erase", "加密擦除"), scsi.crypto_erase),
+        (Msg("block erase", "块擦除"), scsi.block_erase),
+        (Msg("overwrite", "覆写"), scsi.overwrite and not flash),
     ]
     for action, supported in actions:
+        method = Msg(f"SCSI SANITIZE {action.en}", f"SCSI SANITIZE {action.zh}")
         if supported and sg_sanitize:
-            found.usable.append(f"SCSI SANITIZE {action} (sg_sanitize)")
+            found.usable.append(_by(method, "sg_sanitize"))
         elif supported:
-            found.blocked.append(
-                f"SCSI SANITIZE {action} is supported but sg_sanitize is not installed"
-            )
+            found.blocked.append(_supported_but(method, _not_installed("sg_sanitize")))
 
 
 def _nvme(caps: NvmeErase, nvme: bool, found: _Methods) -> None:
     actions = [
-        ("NVMe Sanitize crypto erase", caps.sanitize_crypto),
-        ("NVMe Sanitize block erase", caps.sanitize_block),
-        ("NVMe Format SES=2 (cryptographic erase)", caps.format_nvm and caps.format_crypto_erase),
-        ("NVMe Format SES=1 (user data erase)", caps.format_nvm),
+        (Msg("NVMe Sanitize crypto erase", "NVMe Sanitize 加密擦除"), caps.sanitize_crypto),
+        (Msg("NVMe Sanitize block erase", "NVMe Sanitize 块擦除"), caps.sanitize_block),
+        (
+            Msg("NVMe Format SES=2 (cryptographic erase)", "NVMe Format SES=2（加密擦除）"),
+            caps.format_nvm and caps.format_crypto_erase,
+        ),
+        (
+            Msg("NVMe Format SES=1 (user data erase)", "NVMe Format SES=1（用户数据擦除）"),
+            caps.format_nvm,
+        ),
     ]
-    for action, supported in actions:
+    for method, supported in actions:
         if supported and nvme:
-            found.usable.append(f"{action} (nvme)")
+            found.usable.append(_by(method, "nvme"))
         elif supported:
-            found.blocked.append(f"{action} is supported but nvme-cli is not installed")
+            found.blocked.append(_supported_but(method, _not_installed("nvme-cli")))
 
 
-def _unanswered(label: str, value: Unavailable, tool_installed: bool, found: _Methods) -> None:
+def _unanswered(label: Msg, value: Unavailable, tool_installed: bool, found: _Methods) -> None:
     # A probe whose tool is missing is no mystery: that route is closed, not unknown.
     if tool_installed:
-        found.unknown.append(f"{label}: {value.reason}")
+        found.unknown.append(Msg(f"{label.en}: {value.reason}", f"{label.zh}：{value.reason}"))
 
 
 def _methods(disk: DiskErase, tools: set[str], luks: bool) -> _Methods:
     found = _Methods()
     flash = disk.medium in ("ssd", "nvme")
     if disk.medium == "hdd":
-        found.usable += [f"overwrite ({t})" for t in ("shred", "nwipe") if t in tools]
+        overwrite = Msg("overwrite", "覆写")
+        found.usable += [_by(overwrite, t) for t in ("shred", "nwipe") if t in tools]
     if isinstance(disk.ata, Unavailable):
         # A disk that answered SCSI REPORT SUPPORTED OPERATION CODES is a SCSI disk: its
         # refusing an ATA IDENTIFY is an answer, not a gap.
         scsi_answered = isinstance(disk.scsi, ScsiSanitize)
-        _unanswered("ATA identify", disk.ata, "hdparm" in tools and not scsi_answered, found)
+        label = Msg("ATA identify", "ATA IDENTIFY 查询")
+        _unanswered(label, disk.ata, "hdparm" in tools and not scsi_answered, found)
     elif disk.ata is not None:
         _ata_security(disk.ata, "hdparm" in tools, found)
         _ata_sanitize(disk.ata, "hdparm" in tools, flash, found)
     if isinstance(disk.scsi, Unavailable):
-        _unanswered("SCSI opcodes", disk.scsi, "sg_sanitize" in tools, found)
+        label = Msg("SCSI opcodes", "SCSI 操作码查询")
+        _unanswered(label, disk.scsi, "sg_sanitize" in tools, found)
     elif disk.scsi is not None:
         _scsi_sanitize(disk.scsi, "sg_sanitize" in tools, flash, found)
     if isinstance(disk.nvme, Unavailable):
-        _unanswered("NVMe identify", disk.nvme, "nvme" in tools, found)
+        _unanswered(Msg("NVMe identify", "NVMe Identify 查询"), disk.nvme, "nvme" in tools, found)
     elif disk.nvme is not None:
         _nvme(disk.nvme, "nvme" in tools, found)
     if luks and "cryptsetup" in tools:
-        found.usable.append("crypto erase of the whole-disk LUKS volume (cryptsetup luksErase)")
+        found.usable.append(
+            Msg(
+                "crypto erase of the whole-disk LUKS volume (cryptsetup luksErase)",
+                "销毁整盘 LUKS 卷的密钥进行加密擦除（cryptsetup luksErase）",
+            )
+        )
     elif luks:
-        found.blocked.append("the disk is wholly LUKS-encrypted but cryptsetup is not installed")
+        found.blocked.append(
+            Msg(
+                "the disk is wholly LUKS-encrypted but cryptsetup is not installed",
+                "磁盘已整盘 LUKS 加密，但未安装 cryptsetup",
+            )
+        )
     return found
 
 
-def _missing_tool_hint(disk: DiskErase, tools: set[str]) -> str | None:
+def _missing_tool_hint(disk: DiskErase, tools: set[str]) -> Msg | None:
     if disk.medium == "nvme" and "nvme" not in tools:
-        return "install nvme-cli to use the drive's Sanitize or Format"
+        return Msg(
+            "install nvme-cli to use the drive's Sanitize or Format",
+            "请安装 nvme-cli 以使用该盘的 Sanitize 或 Format 功能",
+        )
     if disk.medium == "ssd" and "hdparm" not in tools:
-        return "install hdparm to use the drive's ATA Security Erase or Sanitize"
+        return Msg(
+            "install hdparm to use the drive's ATA Security Erase or Sanitize",
+            "请安装 hdparm 以使用该盘的 ATA Security Erase 或 Sanitize 功能",
+        )
     if disk.medium == "hdd" and not tools & {"shred", "nwipe"}:
-        return "install shred (coreutils) or nwipe: an overwrite is irreversible on magnetic media"
+        return Msg(
+            "install shred (coreutils) or nwipe: an overwrite is irreversible on magnetic media",
+            "请安装 shred（coreutils）或 nwipe：覆写对磁介质不可逆",
+        )
     return None
 
 
@@ -171,26 +232,38 @@ def _not_assessable(disk: DiskErase) -> Outcome | None:
     target = disk.path
     if disk.medium == "virtual":
         return not_applicable(
-            "virtual disk: erasure is the hypervisor's (document it)",
+            Msg(
+                "virtual disk: erasure is the hypervisor's (document it)",
+                "虚拟磁盘：擦除由虚拟化平台负责（请形成书面记录）",
+            ),
             {"medium": disk.medium, "transport": disk.transport},
             target=target,
         )
     if disk.name.startswith(("sr", "fd")):
         return not_applicable(
-            "optical or floppy drive: not host storage; destroy written media physically",
+            Msg(
+                "optical or floppy drive: not host storage; destroy written media physically",
+                "光驱或软驱：不属于主机存储；已写入的介质应物理销毁",
+            ),
             {"medium": disk.medium},
             target=target,
         )
     if disk.removable:
         return not_applicable(
-            "removable medium: erase or destroy it under the media-handling procedure",
+            Msg(
+                "removable medium: erase or destroy it under the media-handling procedure",
+                "可移动介质：按介质管理规程擦除或销毁",
+            ),
             {"medium": disk.medium, "transport": disk.transport, "removable": True},
             target=target,
         )
     if disk.medium == "unknown":
         return errored(
-            "medium unknown (sysfs says neither rotational nor solid-state): cannot tell which "
-            "erasure is irreversible",
+            Msg(
+                "medium unknown (sysfs says neither rotational nor solid-state): cannot tell "
+                "which erasure is irreversible",
+                "介质类型未知（sysfs 未表明是机械盘还是固态盘）：无法判断哪种擦除不可逆",
+            ),
             {"medium": disk.medium, "transport": disk.transport},
             target=target,
         )
@@ -209,41 +282,62 @@ def _disk_outcome(
         "medium": disk.medium,
         "transport": disk.transport,
         "tools": versions,
-        "usable": found.usable,
-        "blocked": found.blocked,
-        "unknown": found.unknown,
+        "usable": _en(found.usable),
+        "blocked": _en(found.blocked),
+        "unknown": _en(found.unknown),
         "crypto_erasable": luks,
         "ata": jsonable(disk.ata),
         "nvme": jsonable(disk.nvme),
         "scsi": jsonable(disk.scsi),
     }
+    disk_id = f"{disk.medium} {disk.name}"
     if found.usable:
+        usable = _joined(found.usable)
         return passed(
-            f"{disk.medium} {disk.name}: irreversible erasure by " + "; ".join(found.usable),
+            Msg(
+                f"{disk_id}: irreversible erasure by {usable.en}",
+                f"{disk_id} 具备不可逆擦除手段：{usable.zh}",
+            ),
             evidence,
             target=target,
         )
     if found.unknown:
+        unknown = _joined(found.unknown)
         return errored(
-            f"{disk.medium} {disk.name}: could not read the drive's erase capabilities: "
-            + "; ".join(found.unknown),
+            Msg(
+                f"{disk_id}: could not read the drive's erase capabilities: {unknown.en}",
+                f"{disk_id} 无法读取该盘的擦除能力：{unknown.zh}",
+            ),
             evidence,
             target=target,
         )
     reasons = list(found.blocked)
-    answered = [p for p in (disk.ata, disk.nvme, disk.scsi) if p and not isinstance(p, Unavailable)]
+    answered = [
+        p
+        for p in (disk.ata, disk.nvme, disk.scsi)
+        if p is not None and not isinstance(p, Unavailable)
+    ]
     if answered and not reasons:
-        reasons.append("the drive reports no Security Erase, Sanitize or Format capability")
+        reasons.append(
+            Msg(
+                "the drive reports no Security Erase, Sanitize or Format capability",
+                "该盘未报告 Security Erase、Sanitize 或 Format 能力",
+            )
+        )
     overwriters = sorted(tools & {"shred", "nwipe"})
     if disk.medium != "hdd" and overwriters:
-        reasons.append(FLASH_OVERWRITE.format(tools=" or ".join(overwriters)))
+        reasons.append(_flash_overwrite(overwriters))
     hint = _missing_tool_hint(disk, tools)
-    if hint:
+    if hint is not None:
         reasons.append(hint)
     if not reasons:
-        reasons.append("no erase capability could be determined")
+        reasons.append(Msg("no erase capability could be determined", "无法确定任何擦除能力"))
+    why = _joined(reasons)
     return failed(
-        f"{disk.medium} {disk.name}: no irreversible erasure available: " + "; ".join(reasons),
+        Msg(
+            f"{disk_id}: no irreversible erasure available: {why.en}",
+            f"{disk_id} 无可用的不可逆擦除手段：{why.zh}",
+        ),
         evidence,
         target=target,
     )
@@ -254,19 +348,20 @@ def _disk_outcome(
     title_en="Every disk can be irreversibly erased with an installed tool",
     title_zh="每块磁盘均具备可用的不可逆擦除手段（相应工具已安装）",
     severity=Severity.HIGH,
-    needs=("wipe",),
+    needs=("wipe.disks",),
     params={"crypto_erasable": []},
 )
 def wipe_capability(facts: HostFacts, crypto_erasable: list[str]) -> Iterator[Outcome]:
     wipe = _wipe(facts)
-    if isinstance(wipe.disks, Unavailable):
-        yield errored(f"disks unavailable: {wipe.disks.reason}")
-        return
-    if not wipe.disks:
-        yield not_applicable("no disks found")
+    disks = wipe.disks
+    if isinstance(disks, Unavailable):
+        # Declared in needs=: the runner reports an unavailable disk list before the check runs.
+        raise TypeError(f"needed fact unavailable: {disks.reason}")
+    if not disks:
+        yield not_applicable(Msg("no disks found", "未发现磁盘"))
         return
     tools = {tool.name for tool in wipe.tools}
     versions = {tool.name: tool.version for tool in wipe.tools}
     luks = crypto_erasable_disks(facts, crypto_erasable)
-    for disk in wipe.disks:
+    for disk in disks:
         yield _disk_outcome(disk, tools, versions, disk.name in luks)

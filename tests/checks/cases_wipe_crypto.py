@@ -175,6 +175,24 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
         ("ssd enhanced erase", wipe(SSD), Status.PASS, "ATA ENHANCED SECURITY ERASE UNIT"),
         ("ssd frozen", wipe(SSD, ata=ATA_FROZEN), Status.FAIL, "suspend and resume"),
         (
+            "ssd locked",
+            wipe(SSD, "hdparm", ata=replace(ATA_SECURE, locked=True)),
+            Status.FAIL,
+            "the disk is locked",
+        ),
+        (
+            "ssd password tries used up",
+            wipe(SSD, "hdparm", ata=replace(ATA_SECURE, count_expired=True)),
+            Status.FAIL,
+            "password try count expired",
+        ),
+        (
+            "sas hdd without sg_sanitize or shred",
+            wipe(SAS, "hdparm"),
+            Status.FAIL,
+            "SCSI SANITIZE overwrite is supported but sg_sanitize is not installed",
+        ),
+        (
             "ssd frozen, shred installed",
             wipe(SSD, "shred", "hdparm", ata=ATA_FROZEN),
             Status.FAIL,
@@ -223,7 +241,20 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             Status.FAIL,
             "install nvme-cli",
         ),
+        (
+            "nvme identify denied",
+            wipe(NVME, nvme=Unavailable("nvme id-ctrl /dev/nvme0n1: Permission denied")),
+            Status.ERROR,
+            "NVMe identify",
+        ),
         ("virtual disk", wipe(VDA), Status.NOT_APPLICABLE, "hypervisor"),
+        (
+            "usb stick",
+            wipe(SSD, transport="usb", removable=True, ata=None),
+            Status.NOT_APPLICABLE,
+            "removable medium",
+        ),
+        ("no disks", HostFacts(wipe=WipeFacts(ALL_TOOLS, ())), Status.NOT_APPLICABLE, "no disks"),
         (
             "unknown medium",
             wipe(HDD, medium="unknown", ata=None),
@@ -245,6 +276,21 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             crypto(OPENSSL_NONE, KERNEL_NONE),
             Status.FAIL,
             "openssl is not installed",
+        ),
+        (
+            "neither can be listed",
+            crypto(
+                replace(OPENSSL_SM, offered={**OPENSSL_SM.offered, "sm2": Unavailable("exited 1")}),
+                replace(KERNEL_SM, modules=Unavailable("/lib/modules: permission denied")),
+            ),
+            Status.ERROR,
+            "could not list sm2 (exited 1)",
+        ),
+        (
+            "neither readable",
+            crypto(Unavailable("openssl version: timed out"), Unavailable("uname: timed out")),
+            Status.ERROR,
+            "OpenSSL unavailable",
         ),
         (
             "crypto facts unavailable",

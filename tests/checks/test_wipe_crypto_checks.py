@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from checks.facts import HostFacts
-from checks.facts.crypto import CryptoFacts, KernelCryptoFacts
+from checks.facts.crypto import CryptoFacts
 from checks.facts.wipe import WipeFacts
 from checks.host import crypto as crypto_checks
 from checks.host import wipe as wipe_checks
@@ -55,12 +55,6 @@ def test_check_on_recorded_facts(
     assert {r.status for r in results} == {status}, results
     assert words in results[0].message
     assert all(r.check_id == check_id for r in results)
-
-
-def test_every_check_here_has_pass_and_fail_cases() -> None:
-    for check_id in REGISTRY.ids():
-        statuses = {status for _, _, status, _ in CASES[check_id]}
-        assert {Status.PASS, Status.FAIL} <= statuses, check_id
 
 
 # ----------------------------------------------------------------------------- wipe
@@ -122,12 +116,6 @@ def test_unanswered_identify_does_not_hide_a_usable_method() -> None:
 
     assert [r.status for r in results] == [Status.PASS]
     assert results[0].evidence["unknown"] == ["ATA identify: hdparm -I /dev/sda: Permission denied"]
-
-
-def test_no_disks_is_not_applicable() -> None:
-    results = run("wipe.capability", HostFacts(wipe=WipeFacts(ALL_TOOLS, ())))
-
-    assert [r.status for r in results] == [Status.NOT_APPLICABLE]
 
 
 def test_removable_and_optical_drives_are_not_host_storage() -> None:
@@ -242,4 +230,3 @@ def test_each_side_may_be_unavailable_alone() -> None:
 
     assert results["openssl"].status is Status.ERROR
     assert results["kernel"].status is Status.PASS
-    assert isinstance(KERNEL_SM, KernelCryptoFacts)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -883,16 +882,14 @@ def test_real_sm4_is_refused_or_read(loops):
 
 
 @pytest.mark.root
-def test_real_gather_stays_fast(loops):
-    for n in range(3):
-        loops.luks(f"fast{n}", "--type", "luks2", "--key-size", "512", *FAST_KDF)
-    started = time.monotonic()
+def test_real_gather_finds_every_luks_loop(loops):
+    devices = [
+        loops.luks(f"many{n}", "--type", "luks2", "--key-size", "512", *FAST_KDF) for n in range(3)
+    ]
     facts = collect_disk(LocalRunner())
-    elapsed = time.monotonic() - started
     assert isinstance(facts, DiskFacts)
     assert isinstance(facts.volumes, tuple)
-    assert len(facts.volumes) >= 3
-    assert elapsed < 1.0, f"collect_disk took {elapsed:.2f} s"
+    assert set(devices) <= {v.device for v in facts.volumes}
 
 
 @pytest.mark.root

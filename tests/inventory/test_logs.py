@@ -714,30 +714,3 @@ def test_oldest_entry_of_a_real_journal(tmp_path: Path) -> None:
     status, message = judge(facts)["journald"]
     assert status is Status.PASS  # no MaxRetentionSec: the 200 days on disk decide
     assert "the oldest record is 200 days old ≥ 183" in message
-
-
-# ----------------------------------------------------------------------------- this machine
-
-
-def test_this_machine() -> None:
-    """Whatever this host's configuration is, the facts agree with it and nothing crashes."""
-    _need_journalctl()
-    facts = collect_logs(LocalRunner(), ())
-    by_name = streams(facts)
-    assert list(by_name)[:4] == ["journald", "auth", "syslog", "audit"]
-    journald = by_name["journald"]
-    assert journald.present
-    config = facts.journald
-    assert isinstance(config, JournaldConfig), config
-    assert config.persistent_dir == os.path.isdir("/var/log/journal")
-    assert isinstance(journald.retention, Retention)
-    volatile = config.storage in {"volatile", "none"} or (
-        config.storage == "auto" and not config.persistent_dir
-    )
-    assert journald.retention.volatile is volatile
-    assert not isinstance(journald.oldest, Unavailable), journald.oldest
-    assert by_name["audit"].present == os.path.exists("/etc/audit/auditd.conf")
-    if not os.path.exists("/etc/rsyslog.conf") and not os.path.exists("/var/log/auth.log"):
-        assert not by_name["auth"].present
-    for stream, (status, message) in judge(facts).items():
-        assert status is not Status.ERROR, (stream, message)

@@ -88,6 +88,17 @@ def require(value: object, kind: type[F]) -> F:
     return value
 
 
+def available(value: F | Unavailable) -> F:
+    """A sub-fact a check declared in `needs=` (`"disk.volumes"`), typed for the check's body.
+
+    The runner reports an unavailable needed sub-fact as `error` before the check runs, so an
+    `Unavailable` reaching here is a programming error, raised as such.
+    """
+    if isinstance(value, Unavailable):
+        raise TypeError(f"needed fact unavailable: {value.reason}")
+    return value
+
+
 def passed(
     message: Msg | str, evidence: Mapping[str, Any] | None = None, *, target: str | None = None
 ) -> Outcome:

@@ -8,29 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from checks.facts import HostFacts
 from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, Mount, Swap, containing_mount
-from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import (
+    Msg,
+    Outcome,
+    Severity,
+    Unavailable,
+    available,
+    errored,
+    failed,
+    passed,
+    require,
+)
 from checks.registry import check
 
 BASE_MOUNTS = ("/", "/var", "/home", "/srv", "/opt")
 """Checked by default when they are mount points (else their data is on `/`, checked anyway)."""
 
-T = TypeVar("T")
-
 
 def _disk(facts: Any) -> DiskFacts:
     return require(facts.disk, DiskFacts)
-
-
-def _needed(value: T | Unavailable) -> T:
-    """A sub-fact the check declared in `needs=` (`disk.mounts`, ...): the runner reports it as
-    `error` when unavailable, before the check runs, so reaching here with one is a bug."""
-    if isinstance(value, Unavailable):
-        raise TypeError(f"needed fact unavailable: {value.reason}")
-    return value
 
 
 def _no_volumes(facts: HostFacts) -> Msg | None:
@@ -149,7 +149,7 @@ def encrypted_mounts(facts: HostFacts, required_mounts: list[str]) -> Iterator[O
     here when the service wrote into the unencrypted directory underneath instead.
     """
     disk = _disk(facts)
-    mounts = _needed(disk.mounts)
+    mounts = available(disk.mounts)
     groups: dict[str, tuple[Mount, list[str]]] = {}
     for path in _wanted_paths(disk, mounts, required_mounts):
         mount = containing_mount(mounts, path)
@@ -302,7 +302,7 @@ def cipher_strength(facts: HostFacts, min_strength: str) -> Iterator[Outcome]:
     aes-128, aes-192) accepts AES with at least that effective key length, or SM4; "sm4" accepts
     SM4 only. XTS halves the stored key: a 256-bit aes-xts key is AES-128."""
     policy = _policy(min_strength)
-    for volume in _needed(_disk(facts).volumes):
+    for volume in available(_disk(facts).volumes):
         yield _cipher_outcome(volume, policy)
 
 
@@ -375,7 +375,7 @@ def _swap_outcome(swap: Swap) -> Outcome:
 def swap_encrypted(facts: HostFacts) -> Iterator[Outcome]:
     """One result per active swap area: on dm-crypt (a swap file counts when its file system is
     encrypted), or zram that writes back to no device."""
-    for swap in _needed(_disk(facts).swaps):
+    for swap in available(_disk(facts).swaps):
         yield _swap_outcome(swap)
 
 
@@ -465,6 +465,6 @@ def key_sealed_by_tpm(facts: HostFacts) -> Iterator[Outcome]:
     """One result per LUKS volume: a systemd-tpm2 token or a clevis binding using the tpm2 pin
     (directly or inside sss) on a keyslot that unlocks the data. Headerless dm-crypt mappings
     (plain swap with a random key, ...) are not judged: there is no header to hold a binding."""
-    for volume in _needed(_disk(facts).volumes):
+    for volume in available(_disk(facts).volumes):
         if volume.kind.startswith("luks"):
             yield _sealing_outcome(volume)

@@ -20,6 +20,7 @@ from checks.model import (
     Outcome,
     Severity,
     Unavailable,
+    available,
     errored,
     failed,
     jsonable,
@@ -353,10 +354,7 @@ def _disk_outcome(
 )
 def wipe_capability(facts: HostFacts, crypto_erasable: list[str]) -> Iterator[Outcome]:
     wipe = _wipe(facts)
-    disks = wipe.disks
-    if isinstance(disks, Unavailable):
-        # Declared in needs=: the runner reports an unavailable disk list before the check runs.
-        raise TypeError(f"needed fact unavailable: {disks.reason}")
+    disks = available(wipe.disks)
     if not disks:
         yield not_applicable(Msg("no disks found", "未发现磁盘"))
         return

@@ -17,7 +17,6 @@ from checks.runner import ParameterError, run_check
 from tests.checks.cases_logs_firewall import (
     AUDIT_ROTATE,
     AUTH_DEBIAN,
-    CASES,
     FIREWALL,
     JOURNALD,
     OBSERVED_AT,
@@ -26,22 +25,6 @@ from tests.checks.cases_logs_firewall import (
 )
 
 REGISTRY = Registry.from_modules([logs, firewall])
-
-PARAMS = [
-    pytest.param(check_id, facts, status, words, id=f"{check_id}:{name}")
-    for check_id, cases in CASES.items()
-    for name, facts, status, words in cases
-]
-
-
-@pytest.mark.parametrize(("check_id", "facts", "status", "words"), PARAMS)
-def test_check_on_recorded_facts(
-    check_id: str, facts: HostFacts, status: Status, words: str
-) -> None:
-    results = run_check(REGISTRY.get(check_id), facts)
-    assert [r.status for r in results] == [status], results
-    assert words in results[0].message
-    assert results[0].check_id == check_id
 
 
 def _retention(facts: HostFacts, **overrides: object) -> list[tuple[str | None, Status, str]]:

@@ -9,14 +9,22 @@ from tests.checks import (
     cases,
     cases_backup,
     cases_disk,
-    cases_logs_firewall,
+    cases_firewall,
+    cases_logs,
     cases_net,
     cases_wipe_crypto,
 )
 from tests.checks.meta import Case
 
 HOST_CASES: dict[str, list[Case]] = {}
-for _module in (cases, cases_backup, cases_disk, cases_logs_firewall, cases_wipe_crypto):
+for _module in (
+    cases,
+    cases_backup,
+    cases_disk,
+    cases_firewall,
+    cases_logs,
+    cases_wipe_crypto,
+):
     for _check_id, _cases in _module.CASES.items():
         HOST_CASES.setdefault(_check_id, []).extend(_cases)
 

@@ -1,5 +1,5 @@
-"""Recorded facts for `log.retention` and `host.firewall_default_deny`, with the status each must
-produce under the checks' default parameters (same shape as tests/checks/cases.py).
+"""Recorded facts for `log.retention`, with the status each must produce under the check's
+default parameters (same shape as tests/checks/cases.py).
 
 Each log case holds one stream, so the check yields exactly one result.
 """
@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 from checks.facts import HostFacts
-from checks.facts.firewall import FirewallFacts, InputChain
 from checks.facts.logs import (
     JournaldConfig,
     LogFacts,
@@ -88,41 +87,6 @@ def auth(**changes: Any) -> HostFacts:
 
 def audit(**changes: Any) -> HostFacts:
     return logs(replace(AUDIT_ROTATE, **changes))
-
-
-INET_DROP = InputChain(
-    source="nft",
-    family="inet",
-    table="filter",
-    name="input",
-    policy="drop",
-    default_ipv4="drop",
-    default_ipv6="drop",
-    final_rule=None,
-)
-
-IP_DROP = InputChain(
-    source="nft",
-    family="ip",
-    table="filter",
-    name="INPUT",
-    policy="drop",
-    default_ipv4="drop",
-    default_ipv6=None,
-    final_rule=None,
-)
-
-FIREWALL = FirewallFacts(
-    chains=(INET_DROP,),
-    nft="nftables 1.0.6: 1 input filter chain(s)",
-    iptables_legacy="iptables-legacy-save: no tables, no INPUT chain",
-    iptables=None,
-    ufw_enabled=None,
-)
-
-
-def firewall(**changes: Any) -> HostFacts:
-    return HostFacts(firewall=replace(FIREWALL, **changes))
 
 
 # check id → [(case name, facts, expected status, words the message must contain)]
@@ -233,55 +197,5 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "no syslog daemon",
         ),
         ("not gathered", HostFacts(), Status.ERROR, "not gathered"),
-    ],
-    "host.firewall_default_deny": [
-        ("inet policy drop", firewall(), Status.PASS, "IPv4 by nft inet filter input"),
-        (
-            "firewalld final reject",
-            firewall(
-                chains=(
-                    replace(
-                        INET_DROP,
-                        table="firewalld",
-                        name="filter_INPUT",
-                        policy="accept",
-                        default_ipv4="reject",
-                        default_ipv6="reject",
-                        final_rule="handle 19: reject",
-                    ),
-                )
-            ),
-            Status.PASS,
-            "handle 19: reject",
-        ),
-        (
-            "policy accept",
-            firewall(
-                chains=(
-                    replace(
-                        INET_DROP, policy="accept", default_ipv4="accept", default_ipv6="accept"
-                    ),
-                )
-            ),
-            Status.FAIL,
-            "nft inet filter input (policy accept)",
-        ),
-        ("ipv6 left open", firewall(chains=(IP_DROP,)), Status.FAIL, "IPv6 (ip6)"),
-        ("empty ruleset", firewall(chains=()), Status.FAIL, "no input filter chain at all"),
-        (
-            "nft not permitted",
-            firewall(
-                chains=(),
-                nft=Unavailable("nft -j list ruleset: nft exited 1: Operation not permitted"),
-            ),
-            Status.ERROR,
-            "Operation not permitted",
-        ),
-        (
-            "no tool",
-            firewall(chains=(), nft=None, iptables_legacy=None, iptables=None),
-            Status.ERROR,
-            "neither nft nor iptables",
-        ),
     ],
 }

@@ -10,21 +10,20 @@ import pytest
 
 from checks.facts import HostFacts
 from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
-from checks.host import firewall, logs
+from checks.host import logs
 from checks.model import Status, Unavailable, jsonable
 from checks.registry import Registry
 from checks.runner import ParameterError, run_check
-from tests.checks.cases_logs_firewall import (
+from tests.checks.cases_logs import (
     AUDIT_ROTATE,
     AUTH_DEBIAN,
-    FIREWALL,
     JOURNALD,
     OBSERVED_AT,
     UNDECLARED,
     auth,
 )
 
-REGISTRY = Registry.from_modules([logs, firewall])
+REGISTRY = Registry.from_modules([logs])
 
 
 def _retention(facts: HostFacts, **overrides: object) -> list[tuple[str | None, Status, str]]:
@@ -172,44 +171,3 @@ def test_oldest_record_age_is_measured_from_observation_time() -> None:
 def _logs(facts: HostFacts) -> LogFacts:
     assert isinstance(facts.logs, LogFacts)
     return facts.logs
-
-
-def test_firewall_evidence_lists_every_chain() -> None:
-    (result,) = run_check(REGISTRY.get("host.firewall_default_deny"), HostFacts(firewall=FIREWALL))
-    assert result.status is Status.PASS
-    assert result.evidence["chains"] == [
-        {
-            "chain": "nft inet filter input",
-            "policy": "drop",
-            "default_ipv4": "drop",
-            "default_ipv6": "drop",
-            "final_rule": None,
-        }
-    ]
-    assert result.evidence["nft"] == "nftables 1.0.6: 1 input filter chain(s)"
-    json.dumps(result.to_dict())
-
-
-def test_each_open_protocol_is_named_in_both_languages() -> None:
-    accept = replace(FIREWALL.chains[0], policy="accept", default_ipv4="accept", default_ipv6=None)
-    (result,) = run_check(
-        REGISTRY.get("host.firewall_default_deny"),
-        HostFacts(firewall=replace(FIREWALL, chains=(accept,))),
-    )
-    assert result.status is Status.FAIL
-    assert result.message == (
-        "IPv4 (ip) input accepts by default: nft inet filter input (policy accept); "
-        "IPv6 (ip6): no input filter chain"
-    )
-    assert result.message_zh == (
-        "IPv4（ip）入方向默认放行，不符合：nft inet filter input（默认策略 accept）；"
-        "IPv6（ip6）无入方向过滤链，不符合"
-    )
-
-
-def test_a_readable_drop_passes_even_if_another_source_is_unreadable() -> None:
-    """A drop in any input chain is final, so one readable drop chain proves default deny."""
-    facts = replace(FIREWALL, iptables_legacy=Unavailable("iptables-legacy-save: denied"))
-    (result,) = run_check(REGISTRY.get("host.firewall_default_deny"), HostFacts(firewall=facts))
-    assert result.status is Status.PASS
-    assert result.evidence["iptables_legacy"] == {"unavailable": "iptables-legacy-save: denied"}

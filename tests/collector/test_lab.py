@@ -1,7 +1,7 @@
-"""The hospital-in-a-box lab, built for real: one lab per module (its own namespace prefix, so a
-developer's running lab is left alone), probed from inside its zones; every fault flips exactly
-the behaviour it names and back; `down` leaves nothing, also after the builder was killed mid-way
-without its state file. The config builders are tested without root first.
+"""The hospital-in-a-box lab, built for real (the session's `lab` of conftest.py, shared with the
+scanner's tests), probed from inside its zones; every fault flips exactly the behaviour it names
+and back; `down` leaves nothing, also after the builder was killed mid-way without its state
+file. The config builders are tested without root first.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-from collector.lab import Lab, LabError, LabUnavailable
+from collector.lab import Lab, LabError
 from collector.lab import netns as lab_netns
 from collector.lab import topology as t
 from collector.lab.cli import main as lab_main
@@ -37,14 +36,19 @@ from collector.lab.configs import (
     parse_policy,
     render_zones,
 )
-from collector.lab.host import preflight
 from collector.lab.lab import zones_template
 from collector.lab.processes import processes_in
+from tests.collector.lab_build import (
+    PATH,
+    assert_nothing_left,
+    cannot_build,
+    lab_folder,
+    namespace_ids,
+    root_links,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 ATTACK = "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
-IP = shutil.which("ip", path=PATH) or "/usr/sbin/ip"
 CLI = (sys.executable, "-m", "collector.lab.cli")
 
 # --- builders, no root needed -----------------------------------------------------------------
@@ -136,74 +140,6 @@ def test_cli_rejects_unknown_fault() -> None:
 
 
 # --- the lab, for real ------------------------------------------------------------------------
-
-
-def _cannot_build() -> str | None:
-    try:
-        preflight()
-    except LabUnavailable as exc:
-        return str(exc)
-    name = f"medsec-probe-{os.getpid()}"
-    made = subprocess.run(
-        [IP, "netns", "add", name], capture_output=True, text=True, timeout=10, check=False
-    )
-    if made.returncode != 0:
-        return f"`ip netns add` is impossible here: {made.stderr.strip()}"
-    subprocess.run([IP, "netns", "del", name], capture_output=True, timeout=10, check=False)
-    return None
-
-
-def _lab_folder() -> str:
-    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, and sshd reads the probe's
-    # authorized_keys as that user; the web servers' workers run as www-data.
-    folder = tempfile.mkdtemp(prefix="medsec-lab-test-")
-    os.chmod(folder, 0o755)  # noqa: S103 - must be traversable, holds nothing secret yet
-    return folder
-
-
-def _root_links() -> set[str]:
-    out = subprocess.run(
-        [IP, "-o", "link", "show"], capture_output=True, text=True, timeout=10, check=True
-    ).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-
-
-def _namespace_ids(lab: Lab) -> set[int]:
-    return {os.stat(lab_netns.netns_path(name)).st_ino for name in lab.existing_namespaces()}
-
-
-def _assert_nothing_left(lab: Lab, namespace_ids: set[int], root_links: set[str]) -> None:
-    assert not [name for name in os.listdir("/run/netns") if name.startswith(lab.prefix)]
-    assert _root_links() == root_links
-    assert not lab.directory.exists()
-    survivors = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            inode = os.stat(f"/proc/{entry}/ns/net").st_ino
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if inode in namespace_ids or str(lab.directory).encode() in cmdline:
-            survivors.append(entry)
-    assert survivors == []
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    reason = _cannot_build()
-    if reason:
-        pytest.skip(reason)
-    the_lab = Lab(_lab_folder(), f"t{os.getpid() % 100000}-")
-    links = _root_links()
-    started = time.monotonic()
-    the_lab.up()
-    print(f"lab up in {time.monotonic() - started:.2f} s")
-    ids = _namespace_ids(the_lab)
-    yield the_lab
-    the_lab.down()
-    _assert_nothing_left(the_lab, ids, links)
 
 
 def _curl(lab: Lab, zone: str, url: str, *extra: str) -> tuple[int, dict[str, str], str]:
@@ -435,11 +371,11 @@ def _daemons_launched(lab: Lab) -> bool:
 
 @pytest.mark.root
 def test_down_cleans_up_after_a_killed_builder_without_its_state_file() -> None:
-    reason = _cannot_build()
+    reason = cannot_build()
     if reason:
         pytest.skip(reason)
-    crashed = Lab(_lab_folder(), f"k{os.getpid() % 100000}-")
-    links = _root_links()
+    crashed = Lab(lab_folder(), f"k{os.getpid() % 100000}-")
+    links = root_links()
     builder = subprocess.Popen(
         [*CLI, "up", "--prefix", crashed.prefix, "--dir", str(crashed.directory)],
         cwd=REPO,
@@ -458,13 +394,13 @@ def test_down_cleans_up_after_a_killed_builder_without_its_state_file() -> None:
         builder.wait(timeout=10)
     assert builder.returncode == -signal.SIGKILL, "the builder finished before it was killed"
     assert crashed.status().phase == "building"
-    ids = _namespace_ids(crashed)
+    ids = namespace_ids(crashed)
     assert len(ids) == len(t.NAMESPACE_SUFFIXES)
     (crashed.directory / "state.json").unlink()
     time.sleep(0.5)  # let the orphaned daemon launchers finish starting
     report = crashed.down()
     assert sorted(report.namespaces) == sorted(crashed.netns(s) for s in t.NAMESPACE_SUFFIXES)
     assert report.stopped > 0
-    _assert_nothing_left(crashed, ids, links)
+    assert_nothing_left(crashed, ids, links)
     assert crashed.status().phase == "absent"
     shutil.rmtree(crashed.directory, ignore_errors=True)

@@ -1,20 +1,18 @@
-"""The scanner against the hospital-in-a-box lab, built for real once for this module (its own
-namespace prefix): the clean lab passes every network check; each fault the lab can inject makes
-exactly the checks it breaks fail, with evidence naming the cause; cancelling a scan stops every
-nmap; nothing is scanned outside the confinement. Needs root and network namespaces (skips with
-the reason otherwise); every probe stays inside the lab's namespaces, on 198.18.0.0/15.
+"""The scanner against the hospital-in-a-box lab, built for real (the session's `lab` of
+conftest.py, shared with the lab's own tests): the clean lab passes every network check; each
+fault the lab can inject makes exactly the checks it breaks fail, with evidence naming the cause;
+cancelling a scan stops every nmap; nothing is scanned outside the confinement. Needs root and
+network namespaces (skips with the reason otherwise); every probe stays inside the lab's
+namespaces, on 198.18.0.0/15.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -28,7 +26,7 @@ from checks.envelope import parse_report
 from checks.model import Status
 from checks.net import network_registry
 from checks.runner import evaluate
-from collector.lab import Lab, LabUnavailable
+from collector.lab import Lab
 from collector.lab.processes import processes_in
 from collector.scan.cli import main as scan_main
 from collector.scan.cli import results_to_report
@@ -40,25 +38,6 @@ from tests.collector.lab_zones import write_lab_zones
 CONFINE = ("198.18.0.0/15",)
 CLI = (sys.executable, "-m", "collector.scan.cli")
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    folder = tempfile.mkdtemp(prefix="medsec-scan-lab-")
-    os.chmod(folder, 0o755)  # noqa: S103 — the lab's daemons run as other users and read it
-    the_lab = Lab(folder, f"s{os.getpid() % 100000}-")
-    started = time.monotonic()
-    try:
-        the_lab.up()
-    except LabUnavailable as exc:
-        os.rmdir(folder)
-        pytest.skip(f"the lab cannot be built here: {exc}")
-    print(f"lab up in {time.monotonic() - started:.2f} s")
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
-        assert not [n for n in os.listdir("/run/netns") if n.startswith(the_lab.prefix)]
 
 
 @pytest.fixture(scope="module")

@@ -106,8 +106,9 @@ def portal_attack_status(dmz: str) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
-def gateway_accepts_tls10(dmz: str) -> bool:
-    """Whether the gateway completes a TLS 1.0 handshake (client at SECLEVEL=0)."""
+def gateway_accepts_tls10(netns: str) -> bool:
+    """Whether the gateway completes a TLS 1.0 handshake with a client (at SECLEVEL=0) inside
+    the namespace `netns`."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -118,7 +119,7 @@ def gateway_accepts_tls10(dmz: str) -> bool:
         context.maximum_version = ssl.TLSVersion.TLSv1
     try:
         with (
-            ns.connect(dmz, *t.GATEWAY, timeout=2.0) as connection,
+            ns.connect(netns, *t.GATEWAY, timeout=2.0) as connection,
             context.wrap_socket(connection) as tls,
         ):
             return tls.version() == "TLSv1"

@@ -10,11 +10,9 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +34,7 @@ from collector.lab.configs import (
     parse_policy,
     render_zones,
 )
+from collector.lab.faults import gateway_accepts_tls10
 from collector.lab.lab import zones_template
 from collector.lab.processes import processes_in
 from tests.collector.lab_build import (
@@ -161,24 +160,6 @@ def _open(lab: Lab, zone: str, address: tuple[str, int]) -> bool:
     return lab_netns.can_connect(lab.netns(zone), *address, timeout=0.4)
 
 
-def _tls10(lab: Lab, zone: str) -> bool:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
-    try:
-        with (
-            lab_netns.connect(lab.netns(zone), *t.GATEWAY) as raw,
-            context.wrap_socket(raw) as tls,
-        ):
-            return tls.version() == "TLSv1"
-    except OSError:
-        return False
-
-
 def _observe(lab: Lab) -> dict[str, object]:
     """Every behaviour a fault may change, observed at once."""
     probes: dict[str, Callable[[], object]] = {
@@ -188,7 +169,7 @@ def _observe(lab: Lab) -> dict[str, object]:
         "internet->his-web": lambda: _open(lab, "internet", t.HIS_WEB),
         "office->booking": lambda: _open(lab, "office", t.BOOKING),
         "waf attack status": lambda: _curl(lab, "internet", f"http://{t.PORTAL[0]}{ATTACK}")[0],
-        "gateway tls1.0": lambda: _tls10(lab, "office"),
+        "gateway tls1.0": lambda: gateway_accepts_tls10(lab.netns("office")),
     }
     with ThreadPoolExecutor(len(probes)) as pool:
         futures = {name: pool.submit(probe) for name, probe in probes.items()}

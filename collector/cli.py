@@ -45,7 +45,7 @@ PROG = "medsec"
 VERSION = "0.1.0"
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 ROLES = ("admin", "operator", "auditor")
-# The API's rule (collector.app.NAME_PATTERN), repeated so admin commands need not import FastAPI.
+# The API's rule (collector.api.schemas.NAME_PATTERN), repeated: admin commands need no FastAPI.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -1,6 +1,7 @@
 """The collector's domain records, shared by the store, the API and the CLI.
 
-The store returns these (never ORM rows); the API renders them; nothing here does I/O.
+The store returns these (never ORM rows); the API renders them, each response model reading the
+fields of the same names (`collector.api.schemas.to_out`); nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -53,6 +54,12 @@ class Agent:
     @property
     def active(self) -> bool:
         return self.enrolled_at is not None and self.revoked_at is None
+
+    @property
+    def state(self) -> Literal["pending", "active", "revoked"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.enrolled_at is not None else "pending"
 
 
 @dataclass(frozen=True)

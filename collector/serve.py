@@ -38,7 +38,7 @@ class HardenedConfig(uvicorn.Config):
 
 def worker_app() -> FastAPI:
     """The app of one worker process (the parent has migrated the database already)."""
-    from collector.app import create_app
+    from collector.api import create_app
     from collector.settings import audit_key, load_settings
     from collector.store import Store
 

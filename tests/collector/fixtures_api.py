@@ -31,7 +31,7 @@ import trustme
 import uvicorn
 
 from checks import envelope as env
-from collector.app import create_app
+from collector.api import create_app
 from collector.models import Role
 from collector.settings import CollectorSettings, LimitSettings, ScanSettings, TlsSettings
 from collector.store import Store

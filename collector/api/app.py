@@ -1,0 +1,75 @@
+"""`create_app(settings, store)`: the collector's HTTP API (`/api/v1/`) assembled from its parts —
+the routers (one per OpenAPI tag), the error handlers, the audit and body-limit middleware and
+the metrics. Storage is the `Store`'s business: reads run in the thread pool; reports and audit
+entries are queued for the store's group commit and awaited, so concurrent requests share one
+transaction and the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from collector.api.auth import Auth
+from collector.api.errors import install_error_handlers
+from collector.api.metrics import Metrics
+from collector.api.middleware import AuditMiddleware, BodyLimitMiddleware, Clock
+from collector.api.routers import admin, agents, read, scans, service
+from collector.api.schemas import REPORTS_PATH
+from collector.scans import ScanLauncher
+from collector.settings import CollectorSettings
+from collector.store import Store
+
+MAX_OTHER_BODY_BYTES = 65_536
+"""Bodies of routes other than report ingest (enrolment) are small JSON documents."""
+
+
+def create_app(
+    settings: CollectorSettings,
+    store: Store,
+    *,
+    clock: Clock = lambda: datetime.now(UTC),
+    owns_store: bool = False,
+) -> FastAPI:
+    """The collector's ASGI app over `store`; `clock` gives "now" (enrolment expiry, skew).
+    With `owns_store`, the app closes the store when it shuts down (after the last request)."""
+    metrics = Metrics()
+    launcher = ScanLauncher(settings.scans, store, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await launcher.close()  # scans still running are stopped and recorded as failed
+        if owns_store:
+            await run_in_threadpool(store.close)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="medsec collector",
+        version="1",
+        description="Ingests signed host reports from medsec agents; serves hosts, results and "
+        "the audit log to auditors, operators and admins.",
+        docs_url=None,  # the UI loads scripts from a CDN; the schema is at /openapi.json
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    auth = Auth(store)
+    app.include_router(agents.router(settings, store, clock))
+    app.include_router(read.router(store, auth))
+    app.include_router(scans.router(store, auth, launcher, clock))
+    app.include_router(admin.router(store, auth, clock))
+    app.include_router(service.router(store, auth, metrics))
+    max_report = settings.limits.max_report_bytes
+    # Added last = outermost: the audit sees every answer, the body limit's 413 included.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=lambda path: max_report if path == REPORTS_PATH else MAX_OTHER_BODY_BYTES,
+    )
+    app.add_middleware(AuditMiddleware, store=store, clock=clock, metrics=metrics)
+    return app

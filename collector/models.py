@@ -145,6 +145,8 @@ class ResultRow:
     message: str
     generated_at: datetime
     clauses: tuple[str, ...] = ()
+    """The clauses as stored with the report (the agent's catalogs); the API serves the
+    collector's own join instead (`collector.api.routers.read`)."""
     evidence: dict[str, Any] = field(default_factory=dict)
 
 

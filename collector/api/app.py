@@ -1,8 +1,9 @@
 """`create_app(settings, store)`: the collector's HTTP API (`/api/v1/`) assembled from its parts —
-the routers (one per OpenAPI tag), the error handlers, the audit and body-limit middleware and
-the metrics. Storage is the `Store`'s business: reads run in the thread pool; reports and audit
-entries are queued for the store's group commit and awaited, so concurrent requests share one
-transaction and the event loop never waits on the database.
+the routers (one per OpenAPI tag), the error handlers, the audit and body-limit middleware, the
+metrics, and the catalogs results are joined with when read. Storage is the `Store`'s business:
+reads run in the thread pool; reports and audit entries are queued for the store's group commit
+and awaited, so concurrent requests share one transaction and the event loop never waits on the
+database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from checks.catalog import builtin_catalogs
 from collector.api.auth import Auth
 from collector.api.errors import install_error_handlers
 from collector.api.metrics import Metrics
@@ -38,6 +40,7 @@ def create_app(
     """The collector's ASGI app over `store`; `clock` gives "now" (enrolment expiry, skew).
     With `owns_store`, the app closes the store when it shuts down (after the last request)."""
     metrics = Metrics()
+    catalogs = builtin_catalogs()  # loaded once: every read joins clauses from it
     launcher = ScanLauncher(settings.scans, store, clock)
 
     @asynccontextmanager
@@ -61,7 +64,7 @@ def create_app(
     install_error_handlers(app)
     auth = Auth(store)
     app.include_router(agents.router(settings, store, clock))
-    app.include_router(read.router(store, auth))
+    app.include_router(read.router(store, auth, catalogs))
     app.include_router(scans.router(store, auth, launcher, clock))
     app.include_router(admin.router(store, auth, clock))
     app.include_router(service.router(store, auth, metrics))

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from checks import envelope as env
+from checks.catalog import builtin_catalogs
 from collector.models import AuditEntry, Role
 from collector.store import Store, StoreError
 from tests.collector.fixtures_api import (
@@ -514,6 +515,41 @@ def test_reads_with_pagination(api_server: Server, agent_report_template: dict[s
     log = auditor.get("/api/v1/audit", params={"limit": 500}).json()
     assert log["total"] >= 10
     assert [e["seq"] for e in log["items"]] == list(range(1, len(log["items"]) + 1))
+
+
+def test_results_are_served_with_the_collectors_clauses_not_the_stored_ones(
+    api_server: Server, agent_report_template: dict[str, Any]
+) -> None:
+    """A report from an agent whose catalogs are stale (wrong clause ids, a check its catalog
+    mapped and the collector's does not) is stored as sent and served with the collector's join."""
+    server = api_server
+    agent = enrol(server, "old-agent")
+    doc = json.loads(make_report(agent_report_template, host="stale-catalog-01"))
+    stale = ["GB/T 22239-2008 7.1.1", "MNDS 0.0"]
+    for result in doc["results"]:
+        result["clauses"] = stale
+    dropped = {**doc["results"][0], "check_id": "legacy.dropped_check", "target": None}
+    doc["results"].append(dropped)
+    sealed = agent.seal(json.dumps(doc).encode("utf-8"))
+    assert server.client(agent.token).post("/api/v1/reports", content=sealed).status_code == 201
+
+    host_id = doc["host"]["id"]
+    found = server.store.get_host(host_id)
+    assert found is not None
+    assert {r.clauses for r in found[2]} == {tuple(stale)}  # the store keeps what the agent sent
+
+    catalogs = builtin_catalogs()
+    expected = {r["check_id"]: catalogs.clause_ids(r["check_id"]) for r in doc["results"]}
+    assert expected["legacy.dropped_check"] == []
+    assert any(expected.values())
+    auditor = server.client(server.user(Role.AUDITOR))
+    detail = auditor.get(f"/api/v1/hosts/{host_id}").json()["results"]
+    queried = auditor.get("/api/v1/results", params={"limit": 500}).json()["items"]
+    for served in (detail, queried):
+        assert len(served) == len(doc["results"])
+        assert [(r["check_id"], r["clauses"]) for r in served] == [
+            (r["check_id"], expected[r["check_id"]]) for r in served
+        ]
 
 
 # --------------------------------------------------------------------------- who may do what

@@ -1,11 +1,18 @@
-"""The `read` routes: hosts, their reports, results and the audit log, for any user role."""
+"""The `read` routes: hosts, their reports, results and the audit log, for any user role.
+
+Results carry the clauses their check evidences joined from the collector's own catalogs when
+read, never the list the agent stored: a catalog correction then applies to all stored evidence,
+and agents of different versions never disagree.
+"""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime, and
 # the role alias (Auditor) is local to the function that registers the routes.
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from checks.catalog import Catalogs
 from collector.api.auth import Auth
 from collector.api.errors import ERRORS, ERRORS_OR_NOT_FOUND, ApiError
 from collector.api.schemas import (
@@ -22,13 +29,16 @@ from collector.api.schemas import (
     ResultOut,
     to_out,
 )
-from collector.models import Principal
+from collector.models import Page, Principal, ResultRow
 from collector.store import Store
 
 
-def router(store: Store, auth: Auth) -> APIRouter:
+def router(store: Store, auth: Auth, catalogs: Catalogs) -> APIRouter:
     routes = APIRouter(tags=["read"])
     Auditor = Annotated[Principal, auth.auditor]
+
+    def joined(row: ResultRow) -> ResultRow:
+        return replace(row, clauses=tuple(catalogs.clause_ids(row.check_id)))
 
     @routes.get(f"{API}/hosts", response_model=PageOut[HostOut], responses=ERRORS)
     def list_hosts(_: Auditor, limit: Limit = 100, offset: Offset = 0) -> PageOut[HostOut]:
@@ -47,7 +57,7 @@ def router(store: Store, auth: Auth) -> APIRouter:
         return HostDetailOut(
             host=to_out(HostOut, host),
             inventory=inventory,
-            results=[to_out(ResultOut, r) for r in results],
+            results=[to_out(ResultOut, joined(r)) for r in results],
         )
 
     @routes.get(
@@ -73,7 +83,8 @@ def router(store: Store, auth: Auth) -> APIRouter:
         offset: Offset = 0,
     ) -> PageOut[ResultOut]:
         """Results of each host's latest report, optionally of one check and one status."""
-        return to_out(PageOut[ResultOut], store.query_results(check_id, status, limit, offset))
+        page: Page[ResultRow] = store.query_results(check_id, status, limit, offset)
+        return to_out(PageOut[ResultOut], replace(page, items=tuple(map(joined, page.items))))
 
     @routes.get(f"{API}/audit", response_model=PageOut[AuditOut], responses=ERRORS)
     def audit_log(_: Auditor, limit: Limit = 100, offset: Offset = 0) -> PageOut[AuditOut]:

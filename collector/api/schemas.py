@@ -5,13 +5,31 @@ and its response model needs no copying code.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these models' annotations at runtime.
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    TypeAlias,
+    TypeVar,
+    get_type_hints,
+)
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from checks import envelope as env
+from collector.models import (
+    AuditEntry,
+    HostSummary,
+    IngestOutcome,
+    ReportSummary,
+    ResultRow,
+    User,
+)
 
 API = "/api/v1"
 REPORTS_PATH = f"{API}/reports"
@@ -62,16 +80,49 @@ def envelope_schema() -> dict[str, Any]:
 # --------------------------------------------------------------------------- responses
 
 
+def mirror(
+    name: str,
+    record: type,
+    *,
+    exclude: tuple[str, ...] = (),
+    retype: dict[str, Any] | None = None,
+) -> type[BaseModel]:
+    """The response model of a store record: the record's fields, in its order and with its
+    types (`retype` names a wire type where the record's differs, e.g. an enum sent as a string),
+    so a field is declared once, on the record."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = {}
+    for item in dataclasses.fields(record):
+        if item.name in exclude:
+            continue
+        kind = (retype or {}).get(item.name, hints[item.name])
+        fields[item.name] = (kind, ...)
+    model: type[BaseModel] = create_model(name, **fields)
+    return model
+
+
+# The responses that are a store record as it is: declared once, on the record. For the type
+# checker they are plain models (it cannot follow `create_model`).
+if TYPE_CHECKING:
+    IngestOut: TypeAlias = BaseModel
+    HostOut: TypeAlias = BaseModel
+    ReportOut: TypeAlias = BaseModel
+    ResultOut: TypeAlias = BaseModel
+    AuditOut: TypeAlias = BaseModel
+    UserOut: TypeAlias = BaseModel
+else:
+    IngestOut = mirror("IngestOut", IngestOutcome)
+    HostOut = mirror("HostOut", HostSummary)
+    ReportOut = mirror("ReportOut", ReportSummary)
+    ResultOut = mirror("ResultOut", ResultRow, retype={"clauses": list[str]})
+    AuditOut = mirror("AuditOut", AuditEntry)
+    UserOut = mirror("UserOut", User, exclude=("id",), retype={"role": str})
+
+
 class EnrollOut(BaseModel):
     agent: str
     api_token: str = Field(description="The agent's API token (`msa_…`); shown once.")
     alg: str
-
-
-class IngestOut(BaseModel):
-    report_id: str
-    host_id: str
-    duplicate: bool
 
 
 class ScanOut(BaseModel):
@@ -85,53 +136,10 @@ class ScanOut(BaseModel):
     message: str | None = Field(description="Why a failed scan failed.")
 
 
-class HostOut(BaseModel):
-    id: str
-    hostname: str
-    agent: str
-    last_report_id: str
-    last_report_at: datetime
-    counts: dict[str, int]
-
-
-class ReportOut(BaseModel):
-    report_id: str
-    host_id: str
-    agent: str
-    generated_at: datetime
-    received_at: datetime
-    counts: dict[str, int]
-
-
-class ResultOut(BaseModel):
-    report_id: str
-    host_id: str
-    hostname: str
-    check_id: str
-    status: str
-    target: str | None
-    message: str
-    generated_at: datetime
-    clauses: list[str]
-    evidence: dict[str, Any]
-
-
 class HostDetailOut(BaseModel):
     host: HostOut
     inventory: dict[str, Any]
     results: list[ResultOut]
-
-
-class AuditOut(BaseModel):
-    seq: int
-    at: datetime
-    actor: str
-    role: str
-    action: str
-    source: str
-    outcome: str
-    prev_hash: str
-    hash: str
 
 
 class AgentOut(BaseModel):
@@ -141,12 +149,6 @@ class AgentOut(BaseModel):
     enrolled_at: datetime | None
     revoked_at: datetime | None
     last_seen_at: datetime | None
-
-
-class UserOut(BaseModel):
-    name: str
-    role: str
-    created_at: datetime
 
 
 class HealthOut(BaseModel):

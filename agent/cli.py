@@ -70,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     facts = sub.add_parser("facts", help="print the gathered facts as JSON")
     facts.add_argument("--config", required=True, type=Path, help="agent config (YAML)")
-    sub.add_parser("checks", help="list the checks and the clauses each gives evidence for")
+    listing = sub.add_parser(
+        "checks", help="list the checks, the clauses each gives evidence for, and its parameters"
+    )
+    listing.add_argument("--lang", choices=("en", "zh"), default="en", help="title language")
     return parser
 
 
@@ -136,9 +139,15 @@ def _cmd_facts(args: argparse.Namespace, registry: Registry) -> int:
 
 def _cmd_checks(args: argparse.Namespace, registry: Registry) -> int:
     catalogs = builtin_catalogs()
+    lang = "zh" if args.lang == "zh" else "en"
     for c in registry:
         clauses = ", ".join(catalogs.clause_ids(c.id)) or "-"
-        sys.stdout.write(f"{c.id:24} {c.severity.value:8} {c.title_en} [{clauses}]\n")
+        title = c.title_zh if lang == "zh" else c.title_en
+        sys.stdout.write(f"{c.id:24} {c.severity.value:8} {title} [{clauses}]\n")
+        for name, default in c.params.items():
+            owner = c.shares.get(name)
+            where = f"  (shared: set it on {owner})" if owner else ""
+            sys.stdout.write(f"{'':24} {name} = {json.dumps(default)}{where}\n")
     return EXIT_OK
 
 

@@ -175,3 +175,13 @@ def test_missing_backup_password_file_is_a_config_error(tmp_path):
         f"medsec-agent: {cfg}: backups[0].password_file: /etc/medsec/none.pass does not exist"
         " (value: '/etc/medsec/none.pass')\n"
     )
+
+
+def test_checks_lists_each_parameter_with_its_one_default():
+    listing = agent("checks")
+    assert listing.returncode == 0, listing.stderr
+    assert "default_rpo_minutes = 15\n" in listing.stdout
+    assert "default_rpo_minutes = 15  (shared: set it on backup.rpo)" in listing.stdout
+    assert "GB/T 22239-2019 8.1.4.6" in listing.stdout
+    chinese = agent("checks", "--lang", "zh")
+    assert "磁盘" in chinese.stdout

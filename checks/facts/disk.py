@@ -130,6 +130,38 @@ class LuksKeyslots:
 
 
 @dataclass(frozen=True)
+class DataSegment:
+    """A byte range of a LUKS device and what protects it: one LUKS2 data segment (the
+    `backup-previous`, `backup-final` and `backup-moved-segment` segments, which describe a
+    re-encryption's start and goal rather than data, are left out), or a LUKS1 payload."""
+
+    id: str
+    """The segment's id in the LUKS2 metadata ("0" for a LUKS1 payload)."""
+    offset: int
+    """Where the range starts on the device, in bytes (LUKS2 `offset`, LUKS1 `Payload offset`
+    × 512)."""
+    length: int | None
+    """Its length in bytes (LUKS2 `size`); None for `dynamic`: to the end of the device."""
+    cipher: Cipher | Unavailable
+    """`encryption` with the size of the key that covers the range; "linear" (the null cipher)
+    for a range still or again in plaintext during `cryptsetup reencrypt --encrypt/--decrypt`.
+    A range in the middle of re-encryption (`in-reencryption`), which both keys may cover, is
+    judged with the weaker. Unavailable when the header does not say which key covers it."""
+
+
+@dataclass(frozen=True)
+class Reencryption:
+    """A LUKS2 re-encryption in progress (`cryptsetup reencrypt` started, interrupted, or
+    running online), from the header's `reencrypt` keyslot and `online-reencrypt` requirement."""
+
+    mode: str | None
+    """reencrypt (to a new key), encrypt (plaintext being encrypted in place) or decrypt; None
+    when the header demands online-reencrypt but holds no reencrypt keyslot."""
+    direction: str | None
+    """forward or backward: the end of the device the work started from."""
+
+
+@dataclass(frozen=True)
 class EncryptedVolume:
     """A LUKS volume (open or not) or an open non-LUKS dm-crypt mapping."""
 
@@ -145,11 +177,17 @@ class EncryptedVolume:
     mapped_path: str | None
     """/dev/mapper path of the open mapping; None when not open."""
     cipher: Cipher | Unavailable
-    """LUKS: segment `encryption` (LUKS2) or `Cipher name`-`Cipher mode` (LUKS1) with the volume
-    key size; others: the active `dmsetup table --target crypt` line. Unavailable when the header
-    or table could not be read (missing tool, no permission, detached header)."""
+    """LUKS: the data segment's `encryption` (LUKS2) or `Cipher name`-`Cipher mode` (LUKS1) with
+    the volume key size; others: the active `dmsetup table --target crypt` line. Unavailable when
+    the header or table could not be read (missing tool, no permission, detached header), and when
+    the data segments of a re-encryption differ: `segments` then holds each one's."""
     keys: LuksKeyslots | Unavailable | None
     """Key protection from the LUKS header; None for headerless kinds, which store no keyslots."""
+    segments: tuple[DataSegment, ...] = ()
+    """Every byte range that holds data, with its own cipher and key (LUKS only; () for
+    headerless kinds and unread headers). Several during a LUKS2 re-encryption."""
+    reencryption: Reencryption | None = None
+    """Set while a LUKS2 re-encryption, encryption or decryption is in progress."""
 
 
 @dataclass(frozen=True)

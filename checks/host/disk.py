@@ -11,15 +11,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.facts import HostFacts
-from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, Mount, Swap, containing_mount
+from checks.facts.disk import (
+    BlockDevice,
+    Cipher,
+    DataSegment,
+    DiskFacts,
+    EncryptedVolume,
+    Mount,
+    Reencryption,
+    Swap,
+    containing_mount,
+)
 from checks.model import (
     Msg,
     Outcome,
     Severity,
+    Status,
     Unavailable,
     available,
     errored,
     failed,
+    outcome,
     passed,
     require,
 )
@@ -33,9 +45,33 @@ def _disk(facts: Any) -> DiskFacts:
     return require(facts.disk, DiskFacts)
 
 
+def _unprobed(disk: DiskFacts) -> list[BlockDevice]:
+    """Devices whose signature could not be read (blkid denied, no device node, ...) and that
+    are not known volumes: any of them may hold an encrypted volume nobody judged."""
+    if isinstance(disk.block_devices, Unavailable) or isinstance(disk.volumes, Unavailable):
+        return []
+    known = {v.device for v in disk.volumes}
+    return [
+        d for d in disk.block_devices if isinstance(d.fstype, Unavailable) and d.path not in known
+    ]
+
+
+def _unprobed_outcomes(disk: DiskFacts) -> Iterator[Outcome]:
+    for device in _unprobed(disk):
+        reason = device.fstype.reason if isinstance(device.fstype, Unavailable) else ""
+        yield errored(
+            Msg(
+                f"{device.path}: cannot tell whether it holds an encrypted volume: {reason}",
+                f"{device.path}：无法判断其是否为加密卷：{reason}",
+            ),
+            {"device": device.path, "unavailable": reason},
+            target=device.path,
+        )
+
+
 def _no_volumes(facts: HostFacts) -> Msg | None:
     disk = facts.disk
-    if isinstance(disk, DiskFacts) and disk.volumes == ():
+    if isinstance(disk, DiskFacts) and disk.volumes == () and not _unprobed(disk):
         return Msg(
             "no encrypted volumes (LUKS or dm-crypt) on this host; see disk.encrypted_mounts",
             "本机无加密卷（LUKS 或 dm-crypt），参见 disk.encrypted_mounts",
@@ -46,7 +82,13 @@ def _no_volumes(facts: HostFacts) -> Msg | None:
 def _no_luks(facts: HostFacts) -> Msg | None:
     disk = facts.disk
     volumes = disk.volumes if isinstance(disk, DiskFacts) else None
-    if isinstance(volumes, tuple) and not any(v.kind.startswith("luks") for v in volumes):
+    luks = isinstance(volumes, tuple) and any(v.kind.startswith("luks") for v in volumes)
+    if (
+        isinstance(disk, DiskFacts)
+        and isinstance(volumes, tuple)
+        and not luks
+        and not _unprobed(disk)
+    ):
         return Msg(
             "no LUKS volumes on this host; see disk.encrypted_mounts",
             "本机无 LUKS 加密卷，参见 disk.encrypted_mounts",
@@ -197,71 +239,67 @@ def _strength(cipher: Cipher) -> str:
     return f"{(cipher.algorithm or '?').upper()}-{cipher.effective_bits}"
 
 
-def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noqa: PLR0911 — a verdict each
-    target = volume.device
-    evidence: dict[str, Any] = {
-        "device": volume.device,
-        "kind": volume.kind,
-        "required": policy.name,
-    }
-    if volume.mapped_path:
-        evidence["mapped_path"] = volume.mapped_path
-    cipher = volume.cipher
+# Stream modes turn a block cipher into a keystream; with a per-sector IV the same keystream
+# encrypts every version of a sector, so two versions XORed together give away the data.
+_STREAM_MODES = frozenset({"ctr", "ofb", "cfb"})
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """One cipher judged: a status and what to say after the object's name."""
+
+    status: Status
+    en: str
+    zh: str
+
+
+def _judge(cipher: Cipher | Unavailable, policy: _Policy) -> _Verdict:  # noqa: PLR0911 — a verdict each
     if isinstance(cipher, Unavailable):
-        return errored(
-            Msg(
-                f"{target}: cipher unavailable: {cipher.reason}",
-                f"{target}：无法获取加密算法：{cipher.reason}",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.ERROR,
+            f"cipher unavailable: {cipher.reason}",
+            f"无法获取加密算法：{cipher.reason}",
         )
-    evidence.update(
-        cipher=cipher.spec,
-        key_bits=cipher.key_bits,
-        effective_bits=cipher.effective_bits,
-        algorithm=cipher.algorithm,
-        mode=cipher.mode,
-    )
     stated = f"{cipher.spec}, {cipher.key_bits}-bit key"
     stated_zh = f"{cipher.spec}，密钥 {cipher.key_bits} 位"
+    if cipher.spec == "linear":
+        return _Verdict(
+            Status.FAIL,
+            "data is not encrypted (a linear LUKS2 segment: plaintext)",
+            "数据未加密，不符合（LUKS2 linear 段：明文）",
+        )
     if cipher.algorithm is None:
-        return errored(
-            Msg(
-                f"{target}: unknown cipher {cipher.spec!r}: cannot judge its strength",
-                f"{target}：未知加密算法 {cipher.spec!r}，无法判断其强度",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.ERROR,
+            f"unknown cipher {cipher.spec!r}: cannot judge its strength",
+            f"未知加密算法 {cipher.spec!r}，无法判断其强度",
         )
     if cipher.algorithm == "null":
-        return failed(
-            Msg(
-                f"{target}: data is not encrypted ({cipher.spec}: null cipher)",
-                f"{target}：数据未加密，不符合（{cipher.spec}：空加密算法）",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.FAIL,
+            f"data is not encrypted ({cipher.spec}: null cipher)",
+            f"数据未加密，不符合（{cipher.spec}：空加密算法）",
         )
     if cipher.mode == "ecb":
-        return failed(
-            Msg(
-                f"{target}: ECB mode ({stated}) encrypts equal blocks alike and leaks data "
-                "patterns",
-                f"{target}：ECB 模式（{stated_zh}）对相同明文块生成相同密文，"
-                "会泄露数据特征，不符合",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.FAIL,
+            f"ECB mode ({stated}) encrypts equal blocks alike and leaks data patterns",
+            f"ECB 模式（{stated_zh}）对相同明文块生成相同密文，会泄露数据特征，不符合",
+        )
+    if cipher.mode in _STREAM_MODES:
+        mode = cipher.mode.upper()
+        return _Verdict(
+            Status.FAIL,
+            f"{mode} mode ({stated}) encrypts every version of a sector with the same keystream: "
+            "two versions compared give the data away",
+            f"{mode} 模式（{stated_zh}）对同一扇区的每个版本使用相同密钥流，"
+            "比较两个版本即可泄露数据，不符合",
         )
     if cipher.effective_bits is None:
-        return errored(
-            Msg(
-                f"{target}: cannot tell the key strength of {stated}",
-                f"{target}：无法判断 {stated_zh} 的密钥强度",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.ERROR,
+            f"cannot tell the key strength of {stated}",
+            f"无法判断 {stated_zh} 的密钥强度",
         )
     strength = _strength(cipher)
     accepted = cipher.algorithm == "sm4" or (
@@ -270,19 +308,110 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
         and cipher.effective_bits >= policy.aes_bits
     )
     if accepted:
-        return passed(
-            Msg(
-                f"{target}: {strength} ({stated})",
-                f"{target}：{strength}（{stated_zh}），强度符合要求",
-            ),
-            evidence,
-            target=target,
+        return _Verdict(
+            Status.PASS, f"{strength} ({stated})", f"{strength}（{stated_zh}），强度符合要求"
         )
-    return failed(
-        Msg(
-            f"{target}: {strength} ({stated}) is weaker than the required {policy.name}",
-            f"{target}：{strength}（{stated_zh}）弱于要求的 {policy.name_zh}，不符合",
-        ),
+    return _Verdict(
+        Status.FAIL,
+        f"{strength} ({stated}) is weaker than the required {policy.name}",
+        f"{strength}（{stated_zh}）弱于要求的 {policy.name_zh}，不符合",
+    )
+
+
+def _cipher_evidence(cipher: Cipher | Unavailable) -> dict[str, Any]:
+    if isinstance(cipher, Unavailable):
+        return {"cipher": None, "unavailable": cipher.reason}
+    return {
+        "cipher": cipher.spec,
+        "key_bits": cipher.key_bits,
+        "effective_bits": cipher.effective_bits,
+        "algorithm": cipher.algorithm,
+        "mode": cipher.mode,
+    }
+
+
+def _span(segment: DataSegment) -> tuple[str, str]:
+    if segment.length is None:
+        return (
+            f"bytes {segment.offset} to the end of the device",
+            f"字节 {segment.offset} 至设备末尾",
+        )
+    last = segment.offset + segment.length - 1
+    return f"bytes {segment.offset}–{last}", f"字节 {segment.offset}–{last}"
+
+
+def _in_progress(reencryption: Reencryption | None) -> tuple[str, str]:
+    mode = reencryption.mode if reencryption else None
+    if mode == "encrypt":
+        return "in-place encryption in progress", "正在原地加密"
+    if mode == "decrypt":
+        return "decryption in progress", "正在解密"
+    if mode == "reencrypt":
+        return "re-encryption to a new key in progress", "正在重新加密（更换密钥）"
+    if reencryption is not None:
+        return "re-encryption in progress", "正在重新加密"
+    return "several data segments", "存在多个数据段"
+
+
+def _segments_outcome(
+    volume: EncryptedVolume, policy: _Policy, evidence: dict[str, Any]
+) -> Outcome:
+    """A volume whose data segments differ or that is being re-encrypted: every range is judged
+    with its own cipher and key; the weakest decides, and the message names its byte range."""
+    target = volume.device
+    judged = [(segment, _judge(segment.cipher, policy)) for segment in volume.segments]
+    evidence["segments"] = [
+        {
+            "segment": segment.id,
+            "offset": segment.offset,
+            "length": segment.length,
+            **_cipher_evidence(segment.cipher),
+            "status": verdict.status.value,
+        }
+        for segment, verdict in judged
+    ]
+    reencryption = volume.reencryption
+    evidence["reencryption"] = (
+        {"mode": reencryption.mode, "direction": reencryption.direction} if reencryption else None
+    )
+    state, state_zh = _in_progress(reencryption)
+    # A weak or plaintext range fails the volume whatever the others are; one that cannot be
+    # judged makes it an error unless another fails; it passes only when every range passes.
+    status = next(
+        s for s in (Status.FAIL, Status.ERROR, Status.PASS) if any(v.status is s for _, v in judged)
+    )
+    shown = [(s, v) for s, v in judged if v.status is status]
+    en = "; ".join(f"{_span(s)[0]}: {v.en}" for s, v in shown)
+    zh = "；".join(f"{_span(s)[1]}：{v.zh}" for s, v in shown)
+    if status is Status.PASS:
+        en = f"every data segment meets {policy.name}: {en}"
+        zh = f"各数据段均满足 {policy.name_zh}：{zh}"
+    return outcome(
+        status,
+        Msg(f"{target}: {state}; {en}", f"{target}：{state_zh}；{zh}"),
+        evidence,
+        target=target,
+    )
+
+
+def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:
+    target = volume.device
+    evidence: dict[str, Any] = {
+        "device": volume.device,
+        "kind": volume.kind,
+        "required": policy.name,
+    }
+    if volume.mapped_path:
+        evidence["mapped_path"] = volume.mapped_path
+    if volume.segments and (len(volume.segments) > 1 or volume.reencryption is not None):
+        return _segments_outcome(volume, policy, evidence)
+    cipher = volume.cipher
+    if not isinstance(cipher, Unavailable):
+        evidence.update(_cipher_evidence(cipher))
+    verdict = _judge(cipher, policy)
+    return outcome(
+        verdict.status,
+        Msg(f"{target}: {verdict.en}", f"{target}：{verdict.zh}"),
         evidence,
         target=target,
     )
@@ -300,10 +429,14 @@ def _cipher_outcome(volume: EncryptedVolume, policy: _Policy) -> Outcome:  # noq
 def cipher_strength(facts: HostFacts, min_strength: str) -> Iterator[Outcome]:
     """One result per LUKS volume or open dm-crypt mapping. `min_strength` "aes-256" (also
     aes-128, aes-192) accepts AES with at least that effective key length, or SM4; "sm4" accepts
-    SM4 only. XTS halves the stored key: a 256-bit aes-xts key is AES-128."""
+    SM4 only. XTS halves the stored key: a 256-bit aes-xts key is AES-128. ECB and stream modes
+    (CTR, OFB, CFB) fail whatever the key. A LUKS2 volume part-way through re-encryption is judged
+    range by range, each data segment with the key bound to it; a range still in plaintext fails."""
     policy = _policy(min_strength)
-    for volume in available(_disk(facts).volumes):
+    disk = _disk(facts)
+    for volume in available(disk.volumes):
         yield _cipher_outcome(volume, policy)
+    yield from _unprobed_outcomes(disk)
 
 
 # ----------------------------------------------------------------------------- swap
@@ -465,6 +598,8 @@ def key_sealed_by_tpm(facts: HostFacts) -> Iterator[Outcome]:
     """One result per LUKS volume: a systemd-tpm2 token or a clevis binding using the tpm2 pin
     (directly or inside sss) on a keyslot that unlocks the data. Headerless dm-crypt mappings
     (plain swap with a random key, ...) are not judged: there is no header to hold a binding."""
-    for volume in available(_disk(facts).volumes):
+    disk = _disk(facts)
+    for volume in available(disk.volumes):
         if volume.kind.startswith("luks"):
             yield _sealing_outcome(volume)
+    yield from _unprobed_outcomes(disk)

@@ -10,7 +10,16 @@ from dataclasses import replace
 from typing import Any
 
 from checks.facts import HostFacts
-from checks.facts.disk import Cipher, DiskFacts, EncryptedVolume, LuksKeyslots, Mount, Swap
+from checks.facts.disk import (
+    Cipher,
+    DataSegment,
+    DiskFacts,
+    EncryptedVolume,
+    LuksKeyslots,
+    Mount,
+    Reencryption,
+    Swap,
+)
 from checks.model import Status, Unavailable
 
 LUKS_UUID = "3f6c2a4e-8b1d-4c7a-9e52-1d0b6f7a9c21"
@@ -57,6 +66,19 @@ VOLUME = EncryptedVolume(
     mapped_path=LUKS_MAPPING,
     cipher=AES_256,
     keys=KEYS_TPM2,
+)
+
+AES_128 = Cipher("aes-xts-plain64", 256, "aes", "xts", 128)
+PLAINTEXT = Cipher("linear", 0, "null", "ecb", 0)
+# `cryptsetup reencrypt --key-size 512` of a 256-bit volume, interrupted: the new key covers the
+# first range, the old one the rest (tests/fixtures/raw/disk/luks2-reencrypt-256-to-512.json).
+NEW_KEY_RANGE = DataSegment("0", 16777216, 209715200, AES_256)
+OLD_KEY_RANGE = DataSegment("1", 226492416, None, AES_128)
+REENCRYPTING = Reencryption("reencrypt", "forward")
+UNDECIDED = Unavailable(
+    "the data segments differ (bytes 16777216–226492415: aes-xts-plain64, 512-bit key; "
+    "bytes 226492416 to the end of the device: aes-xts-plain64, 256-bit key); each is judged on "
+    "its own"
 )
 
 SWAP_ON_LUKS = Swap(
@@ -197,6 +219,68 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             volume(cipher=Unavailable("cryptsetup is not installed")),
             Status.ERROR,
             "cryptsetup is not installed",
+        ),
+        (
+            "aes-ctr reuses its keystream",
+            volume(cipher=Cipher("aes-ctr-plain64", 256, "aes", "ctr", 256)),
+            Status.FAIL,
+            "CTR mode",
+        ),
+        (
+            "re-encryption to a 512-bit key interrupted: the rest is AES-128",
+            volume(
+                cipher=UNDECIDED,
+                segments=(NEW_KEY_RANGE, OLD_KEY_RANGE),
+                reencryption=REENCRYPTING,
+            ),
+            Status.FAIL,
+            "re-encryption to a new key in progress; bytes 226492416 to the end of the device: "
+            "AES-128",
+        ),
+        (
+            "key rotation interrupted, both keys AES-256",
+            volume(
+                segments=(NEW_KEY_RANGE, replace(OLD_KEY_RANGE, cipher=AES_256)),
+                reencryption=REENCRYPTING,
+            ),
+            Status.PASS,
+            "every data segment meets AES-256 or SM4",
+        ),
+        (
+            "encryption in place interrupted: a range still in plaintext",
+            volume(
+                cipher=Unavailable("the data segments differ"),
+                segments=(
+                    DataSegment("0", 16777216, 905969664, PLAINTEXT),
+                    DataSegment("1", 922746880, None, AES_256),
+                ),
+                reencryption=Reencryption("encrypt", "backward"),
+            ),
+            Status.FAIL,
+            "bytes 16777216–922746879: data is not encrypted",
+        ),
+        (
+            "re-encryption started, no range done yet",
+            volume(
+                cipher=AES_128,
+                segments=(replace(OLD_KEY_RANGE, offset=16777216),),
+                reencryption=REENCRYPTING,
+            ),
+            Status.FAIL,
+            "in progress; bytes 16777216 to the end of the device: AES-128",
+        ),
+        (
+            "re-encryption whose keys the old text dump does not bind",
+            volume(
+                cipher=UNDECIDED,
+                segments=(
+                    replace(NEW_KEY_RANGE, cipher=Unavailable("the text dump does not say")),
+                    replace(OLD_KEY_RANGE, cipher=Unavailable("the text dump does not say")),
+                ),
+                reencryption=REENCRYPTING,
+            ),
+            Status.ERROR,
+            "cipher unavailable: the text dump does not say",
         ),
         ("no volumes", disk(volumes=()), Status.NOT_APPLICABLE, "no encrypted volumes"),
         (

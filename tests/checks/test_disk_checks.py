@@ -1,5 +1,6 @@
 """Disk-encryption checks on recorded facts: the shared cases (tests/checks/cases_disk.py), one
-result per mount, swap area and volume with the device path as target, and the parameters."""
+result per mount, swap area and volume with the device path as target, the parameters, and
+volumes part-way through re-encryption judged range by range."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from checks.facts import HostFacts
-from checks.facts.disk import Cipher, Mount
+from checks.facts.disk import BlockDevice, Cipher, Mount
 from checks.host import disk as disk_checks
 from checks.model import Result, Status, Unavailable
 from checks.registry import Registry
@@ -17,9 +18,13 @@ from tests.checks.cases_disk import (
     AES_256,
     DISK,
     LUKS_MAPPING,
+    NEW_KEY_RANGE,
+    OLD_KEY_RANGE,
+    REENCRYPTING,
     ROOT_IN_CLEAR,
     ROOT_ON_LUKS,
     SWAP_IN_CLEAR,
+    UNDECIDED,
     VOLUME,
     ZRAM,
 )
@@ -151,3 +156,66 @@ def test_an_unavailable_part_of_the_disk_facts_errs_only_the_checks_that_read_it
         assert status is Status.ERROR
         assert message == "disk.volumes unavailable: lsblk exited 1"
         assert message_zh == "无法获取 disk.volumes：lsblk exited 1"
+
+
+def test_reencryption_evidence_names_every_range_and_the_operation():
+    volume = replace(
+        VOLUME,
+        cipher=UNDECIDED,
+        segments=(NEW_KEY_RANGE, OLD_KEY_RANGE),
+        reencryption=REENCRYPTING,
+    )
+    [result] = run("disk.cipher_strength", HostFacts(disk=replace(DISK, volumes=(volume,))))
+    assert result.status is Status.FAIL
+    assert result.target == "/dev/nvme0n1p3"
+    assert "bytes 16777216–226492415" not in result.message  # only the failing range is named
+    assert result.evidence["reencryption"] == {"mode": "reencrypt", "direction": "forward"}
+    assert [
+        (s["segment"], s["offset"], s["length"], s["effective_bits"], s["status"])
+        for s in result.evidence["segments"]
+    ] == [
+        ("0", 16777216, 209715200, 256, "pass"),
+        ("1", 226492416, None, 128, "fail"),
+    ]
+    # With AES-128 accepted both ranges pass, and the message names both.
+    [ok] = run(
+        "disk.cipher_strength",
+        HostFacts(disk=replace(DISK, volumes=(volume,))),
+        min_strength="aes-128",
+    )
+    assert ok.status is Status.PASS
+    assert "bytes 16777216–226492415: AES-256" in ok.message
+    assert "bytes 226492416 to the end of the device: AES-128" in ok.message
+
+
+def test_a_weak_range_fails_even_when_another_cannot_be_judged():
+    volume = replace(
+        VOLUME,
+        cipher=UNDECIDED,
+        segments=(replace(NEW_KEY_RANGE, cipher=Unavailable("unknown")), OLD_KEY_RANGE),
+        reencryption=REENCRYPTING,
+    )
+    [result] = run("disk.cipher_strength", HostFacts(disk=replace(DISK, volumes=(volume,))))
+    assert result.status is Status.FAIL
+    assert [s["status"] for s in result.evidence["segments"]] == ["error", "fail"]
+
+
+def test_a_device_whose_signature_went_unread_is_an_error_not_a_missing_volume():
+    unread = BlockDevice(
+        name="vdb",
+        kname="vdb",
+        path="/dev/vdb",
+        type="disk",
+        majmin="252:16",
+        size_bytes=2**30,
+        fstype=Unavailable("blkid -p /dev/vdb: Operation not permitted"),
+        fsver=None,
+        uuid=None,
+        mountpoints=(),
+        parents=(),
+    )
+    facts = HostFacts(disk=replace(DISK, block_devices=(unread,), volumes=()))
+    for check_id in ("disk.cipher_strength", "disk.key_sealed_by_tpm"):
+        [result] = run(check_id, facts)
+        assert (result.status, result.target) == (Status.ERROR, "/dev/vdb")
+        assert "Operation not permitted" in result.message

@@ -2,15 +2,16 @@
 
 One `lsblk --json` call gives the device tree; /sys/block/dm-*/dm/uuid tells which device-mapper
 nodes are dm-crypt mappings (and of which kind); where udev holds no record of a device (containers,
-hosts without udev) one `blkid -p` call probes the signatures lsblk could not see. Each LUKS device
-costs one `cryptsetup luksDump` (JSON metadata for LUKS2, text for LUKS1 and old cryptsetup);
-headerless mappings cost one `dmsetup table --target crypt` between them. Mounts come from
-/proc/self/mountinfo and swap areas from /proc/swaps, each placed on the tree to say whether its
-data reaches a disk only through a crypt layer.
+hosts without udev) `blkid -p` probes the signatures lsblk could not see, one device per call. Each
+LUKS device costs one `cryptsetup luksDump` (JSON metadata for LUKS2, text for LUKS1 and old
+cryptsetup); headerless mappings cost one `dmsetup table --target crypt` between them. Mounts come
+from /proc/self/mountinfo and swap areas from /proc/swaps, each placed on the tree to say whether
+its data reaches a disk only through a crypt layer.
 
 Modules: `devices` (lsblk, sysfs, blkid), `ciphers` (cipher specifications and key lengths),
-`luks` (LUKS headers and dm-crypt tables), `mounts` (mounts and swap on the tree) and `collect`
-(the entry point). This package re-exports their public names.
+`luks` (LUKS headers and their data segments), `tokens` (TPM-sealing tokens), `dmcrypt`
+(headerless dm-crypt tables), `mounts` (mounts and swap on the tree) and `collect` (the entry
+point). This package re-exports their public names.
 """
 
 from __future__ import annotations
@@ -33,21 +34,27 @@ from inventory.host.disk.devices import (
     parse_blkid_export,
     parse_lsblk_json,
     parse_lsblk_pairs,
+    probe_signature,
     read_lsblk,
+)
+from inventory.host.disk.dmcrypt import (
+    DMSETUP_TIMEOUT_S,
+    key_field_bits,
+    parse_dmsetup_crypt_table,
+    read_dm_crypt_tables,
 )
 from inventory.host.disk.luks import (
     CRYPTSETUP_TIMEOUT_S,
-    DMSETUP_TIMEOUT_S,
     LuksHeader,
-    clevis_bindings,
-    key_field_bits,
-    parse_dmsetup_crypt_table,
     parse_luks1_dump,
     parse_luks2_dump,
+    parse_luks_debug_json,
     parse_luks_dump,
     parse_luks_dump_json,
-    read_dm_crypt_tables,
     read_luks_header,
+    segment_cipher,
+    span,
+    volume_cipher,
 )
 from inventory.host.disk.mounts import (
     MOUNTINFO,
@@ -62,6 +69,7 @@ from inventory.host.disk.mounts import (
     place_mounts,
     place_swaps,
 )
+from inventory.host.disk.tokens import clevis_bindings
 
 __all__ = [
     "BLKID_TIMEOUT_S",
@@ -95,13 +103,18 @@ __all__ = [
     "parse_lsblk_pairs",
     "parse_luks1_dump",
     "parse_luks2_dump",
+    "parse_luks_debug_json",
     "parse_luks_dump",
     "parse_luks_dump_json",
     "parse_mountinfo",
     "parse_proc_swaps",
     "place_mounts",
     "place_swaps",
+    "probe_signature",
     "read_dm_crypt_tables",
     "read_lsblk",
     "read_luks_header",
+    "segment_cipher",
+    "span",
+    "volume_cipher",
 ]

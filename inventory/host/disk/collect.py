@@ -19,7 +19,8 @@ from checks.facts.disk import (
 )
 from checks.model import Unavailable
 from inventory.host.disk.devices import collect_block_devices
-from inventory.host.disk.luks import LuksHeader, read_dm_crypt_tables, read_luks_header
+from inventory.host.disk.dmcrypt import read_dm_crypt_tables
+from inventory.host.disk.luks import LuksHeader, read_luks_header
 from inventory.host.disk.mounts import (
     MOUNTINFO,
     PROC_SWAPS,
@@ -78,6 +79,8 @@ def collect_volumes(runner: Runner, devices: Sequence[BlockDevice]) -> tuple[Enc
                 mapped_path=opened.path if opened else None,
                 cipher=header.cipher if isinstance(header, LuksHeader) else header,
                 keys=header.keys if isinstance(header, LuksHeader) else header,
+                segments=header.segments if isinstance(header, LuksHeader) else (),
+                reencryption=header.reencryption if isinstance(header, LuksHeader) else None,
             )
         )
     headerless = [

@@ -1,7 +1,7 @@
 """The block-device tree: one `lsblk --json` call (`--pairs` on old util-linux), dm uuids from
 /sys/block/dm-*/dm/uuid saying which device-mapper nodes are dm-crypt mappings (and of which
-kind), and, where udev holds no record of a device (containers, hosts without udev), one
-`blkid -p` call probing the signatures lsblk could not see.
+kind), and, where udev holds no record of a device (containers, hosts without udev), `blkid -p`
+probing the signatures lsblk could not see, one device per call.
 """
 
 from __future__ import annotations
@@ -202,25 +202,44 @@ def _needs_probe(runner: Runner, dev: BlockDevice) -> bool:
     return dev.majmin is None or not runner.exists(f"/run/udev/data/b{dev.majmin}")
 
 
-def _probe_signatures(runner: Runner, devices: list[BlockDevice]) -> list[BlockDevice]:
-    todo = [dev for dev in devices if _needs_probe(runner, dev)]
-    if not todo:
-        return devices
-    argv = ["blkid", "-p", "-o", "export", *(dev.path for dev in todo)]
+def probe_signature(runner: Runner, path: str) -> dict[str, str] | str | None:
+    """`blkid -p -o export DEV` for one device: its KEY=value block, None when it carries no
+    signature, or what kept blkid from telling. One device per call: given several, blkid stops
+    at the first without a signature (exit 2) and never probes the others. Raises ToolMissing."""
     try:
-        result = runner.run(argv, timeout=BLKID_TIMEOUT_S, check=False)
+        result = runner.run(
+            ["blkid", "-p", "-o", "export", path], timeout=BLKID_TIMEOUT_S, check=False
+        )
+    except ToolMissing:
+        raise
     except GatherError as exc:
-        failed: dict[str, dict[str, str] | str] = {dev.path: str(exc) for dev in todo}
-    else:
-        # Exit status 2 only says some device had no signature; errors are per device on stderr.
-        failed = parse_blkid_export(result.stdout, result.stderr)
-    probed = {dev.path for dev in todo}
+        return str(exc)
+    found = parse_blkid_export(result.stdout, result.stderr).get(path)
+    if result.returncode == 0 and isinstance(found, dict):
+        return found
+    if isinstance(found, str):  # "blkid: error: DEV: Permission denied"
+        return found
+    if result.returncode == 2 and not result.stdout.strip() and not result.stderr.strip():
+        # blkid is as silent about a missing device node as about a blank device.
+        return None if runner.exists(path) else "no device node (the device is not in /dev)"
+    if result.returncode == 8:
+        return "ambivalent result: more than one signature (wipefs lists them)"
+    detail = (result.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"blkid exited {result.returncode}: {detail}"
+
+
+def _probe_signatures(runner: Runner, devices: list[BlockDevice]) -> list[BlockDevice]:
     out = []
+    missing: str | None = None
     for dev in devices:
-        found = failed.get(dev.path)
-        if dev.path not in probed:
+        if not _needs_probe(runner, dev):
             out.append(dev)
-        elif isinstance(found, str):
+            continue
+        try:
+            found = missing or probe_signature(runner, dev.path)
+        except ToolMissing as exc:
+            found = missing = str(exc)  # said once for every device
+        if isinstance(found, str):
             out.append(replace(dev, fstype=Unavailable(f"blkid -p {dev.path}: {found}")))
         elif found is None:
             out.append(dev)  # probed, no signature: fstype stays None

@@ -1,25 +1,35 @@
-"""Encryption metadata: LUKS1/LUKS2 headers from `cryptsetup luksDump` (JSON metadata for LUKS2,
-text for LUKS1 and cryptsetup < 2.4) with their keyslots and TPM-sealing tokens, and the ciphers
-of headerless mappings from one `dmsetup table --target crypt`.
+"""LUKS1/LUKS2 headers from `cryptsetup luksDump`: the JSON metadata for LUKS2 (cryptsetup ≥ 2.4),
+the text dump for LUKS1 and older cryptsetup. Every data segment is judged with the key that covers
+it, so an interrupted re-encryption (two keys, or a range still in plaintext) is seen range by
+range; keyslots and their TPM-sealing tokens say how the key is protected.
 
-A dm-crypt table line carries the volume key. `parse_dmsetup_crypt_table` keeps only the cipher
-name and the key's length and never puts the line (or any part of the key) in an error message.
+A segment is bound to a key through a digest: the JSON lists each digest's segments and keyslots.
+The text dump prints each keyslot's digest but not each digest's segments, so there a crypt segment
+takes the size of the keys bound to any segment; when a re-encryption between keys of different
+sizes leaves more than one that could fit the segment's cipher, the text cannot say which covers
+which range and that segment's cipher is Unavailable (cryptsetup ≥ 2.4 tells).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from checks.facts.disk import BlockDevice, Cipher, CryptKind, LuksKeyslots
+from checks.facts.disk import (
+    BlockDevice,
+    Cipher,
+    CryptKind,
+    DataSegment,
+    LuksKeyslots,
+    Reencryption,
+)
 from checks.model import Unavailable
 from inventory.host.disk.ciphers import make_cipher
 from inventory.host.disk.devices import int_or_none, text_or_none
+from inventory.host.disk.tokens import TokenVerdict, judge_token, keyslots_with_tokens
 from inventory.runner import (
     AccessDenied,
     CommandFailed,
@@ -30,10 +40,12 @@ from inventory.runner import (
 )
 
 CRYPTSETUP_TIMEOUT_S = 10.0
-DMSETUP_TIMEOUT_S = 5.0
 
-
-# ----------------------------------------------------------------------------- LUKS headers
+# Segment types cryptsetup writes: software dm-crypt, plaintext (mid-encryption or decryption),
+# and OPAL self-encrypting drives without and with dm-crypt on top (cryptsetup ≥ 2.7).
+_SEGMENT_TYPES = ("crypt", "linear", "hw-opal", "hw-opal-crypt")
+# A data segment half-way through re-encryption: both the old and the new key are bound to it.
+_IN_REENCRYPTION = "in-reencryption"
 
 
 @dataclass(frozen=True)
@@ -45,91 +57,72 @@ class LuksHeader:
     cipher: Cipher | Unavailable
     keys: LuksKeyslots
     bound_keyslots: tuple[str, ...] = ()
-    """Ids of the keyslots that unlock the data segment."""
+    """Ids of the keyslots bound to a segment (what cryptsetup does not print as "unbound")."""
     unexplained_tokens: tuple[str, ...] = ()
     """Ids of clevis tokens the text dump cannot describe: `cryptsetup token export` them."""
+    segments: tuple[DataSegment, ...] = ()
+    reencryption: Reencryption | None = None
 
 
-def _b64url_json(data: str) -> Any:
-    padded = data + "=" * (-len(data) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+# ----------------------------------------------------------------------------- data segments
 
 
-def clevis_bindings(jwe: Any) -> list[Mapping[str, Any]]:
-    """The clevis pin configurations in a JWE (LUKS2 token `jwe` object or compact string), sss
-    pins unfolded: e.g. [{"pin": "tpm2", "tpm2": {...}}, {"pin": "tang", ...}]. A JWE that does
-    not decode has no bindings."""
-    if isinstance(jwe, Mapping):
-        protected = jwe.get("protected")
-    elif isinstance(jwe, str):
-        protected = jwe.split(".", 1)[0]
-    else:
-        return []
-    try:
-        header = _b64url_json(protected) if isinstance(protected, str) else None
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return []
-    clevis = header.get("clevis") if isinstance(header, Mapping) else None
-    if not isinstance(clevis, Mapping):
-        return []
-    found: list[Mapping[str, Any]] = [clevis]
-    if clevis.get("pin") == "sss":
-        sss = clevis.get("sss")
-        for inner in sss.get("jwe", []) if isinstance(sss, Mapping) else []:
-            found.extend(clevis_bindings(inner))
-    return found
+def span(offset: int, length: int | None) -> str:
+    """A byte range as the reasons in these facts name it."""
+    if length is None:
+        return f"bytes {offset} to the end of the device"
+    return f"bytes {offset}–{offset + length - 1}"
 
 
-def _pcr_list(value: Any) -> list[int]:
-    if isinstance(value, list):
-        return [int(v) for v in value if isinstance(v, int) or (isinstance(v, str) and v.isdigit())]
-    if isinstance(value, str):
-        return [int(v) for v in re.split(r"[,+\s]+", value) if v.isdigit()]
-    if isinstance(value, int):
-        return [value]
-    return []
+def _weakest(ciphers: Iterable[Cipher]) -> Cipher:
+    # An effective length that cannot be told counts as the weakest: it is judged an error.
+    return min(ciphers, key=lambda c: (c.effective_bits is not None, c.effective_bits or 0))
 
 
-@dataclass(frozen=True)
-class _TokenVerdict:
-    systemd_tpm2: bool = False
-    clevis_tpm2: bool = False
-    pcrs: tuple[int, ...] = ()
+def segment_cipher(
+    segment: str,
+    kind: str,
+    spec: str | None,
+    integrity: str | None,
+    key_bits: Collection[int],
+    *,
+    opal_bits: int = 0,
+) -> Cipher | Unavailable:
+    """The cipher of one data segment, given the sizes of the keys that may cover it (the weaker
+    when several may). `opal_bits` is the part of an hw-opal-crypt volume key that the drive
+    takes; an hw-opal segment has no software cipher and is named "hw-opal"."""
+    if kind == "linear":
+        return make_cipher("linear", 0)
+    if kind not in _SEGMENT_TYPES:
+        return Unavailable(f"data segment {segment} has type {kind!r}, which medsec does not know")
+    if not key_bits:
+        return Unavailable(
+            f"no keyslot holds the key of data segment {segment}, so its size is not recorded"
+        )
+    if kind == "hw-opal" or spec is None:
+        return _weakest(make_cipher(kind, bits) for bits in key_bits)
+    return _weakest(make_cipher(spec, bits - opal_bits, integrity) for bits in key_bits)
 
 
-def _judge_token(token: Mapping[str, Any], bound: Sequence[str]) -> _TokenVerdict:
-    """Whether a LUKS2 token seals a keyslot that unlocks the data to the TPM, and to which PCRs."""
-    keyslots = {str(k) for k in token.get("keyslots") or []}
-    if not keyslots & set(bound):
-        return _TokenVerdict()
-    if token.get("type") == "systemd-tpm2":
-        return _TokenVerdict(systemd_tpm2=True, pcrs=tuple(_pcr_list(token.get("tpm2-pcrs"))))
-    if token.get("type") == "clevis":
-        tpm2 = [b for b in clevis_bindings(token.get("jwe")) if b.get("pin") == "tpm2"]
-        pcrs: list[int] = []
-        for binding in tpm2:
-            config = binding.get("tpm2")
-            if isinstance(config, Mapping):
-                pcrs.extend(_pcr_list(config.get("pcr_ids")))
-        return _TokenVerdict(clevis_tpm2=bool(tpm2), pcrs=tuple(pcrs))
-    return _TokenVerdict()
+def _describe(cipher: Cipher | Unavailable) -> str:
+    if isinstance(cipher, Unavailable):
+        return cipher.reason
+    if cipher.spec == "linear":
+        return "not encrypted"
+    return f"{cipher.spec}, {cipher.key_bits}-bit key"
 
 
-def _keyslots_with_tokens(
-    keyslots: int,
-    pbkdf: Iterable[str],
-    tokens: Sequence[tuple[str, Mapping[str, Any]]],
-    bound: Sequence[str],
-) -> LuksKeyslots:
-    verdicts = [_judge_token(token, bound) for _, token in tokens]
-    return LuksKeyslots(
-        keyslots=keyslots,
-        pbkdf=tuple(dict.fromkeys(pbkdf)),
-        tokens=tuple(str(token.get("type")) for _, token in tokens),
-        tpm2_token=any(v.systemd_tpm2 for v in verdicts),
-        clevis_tpm2=any(v.clevis_tpm2 for v in verdicts),
-        tpm2_pcrs=tuple(sorted({p for v in verdicts for p in v.pcrs})),
-    )
+def volume_cipher(segments: Sequence[DataSegment]) -> Cipher | Unavailable:
+    """The volume's one cipher when every data segment has the same; otherwise Unavailable,
+    naming each range, so that nothing reads one segment's cipher as the whole volume's."""
+    ciphers = {s.cipher for s in segments}
+    if len(ciphers) == 1:
+        return next(iter(ciphers))
+    each = "; ".join(f"{span(s.offset, s.length)}: {_describe(s.cipher)}" for s in segments)
+    return Unavailable(f"the data segments differ ({each}); each is judged on its own")
+
+
+# ----------------------------------------------------------------------------- JSON metadata
 
 
 def _by_id(section: Any) -> list[tuple[str, Mapping[str, Any]]]:
@@ -139,46 +132,131 @@ def _by_id(section: Any) -> list[tuple[str, Mapping[str, Any]]]:
     return sorted(items, key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0))
 
 
-def parse_luks_dump_json(text: str, uuid: str | None = None) -> LuksHeader:
-    """`cryptsetup luksDump --dump-json-metadata DEV` (LUKS2, cryptsetup ≥ 2.4). The JSON carries
-    neither version (always 2) nor UUID (pass the one blkid or lsblk gave)."""
-    meta = json.loads(text)
-    if not isinstance(meta, Mapping) or not isinstance(meta.get("segments"), Mapping):
-        raise ValueError("LUKS2 metadata without segments")
-    segments = [
-        (sid, seg)
-        for sid, seg in _by_id(meta["segments"])
-        if seg.get("type") in ("crypt", "linear", "hw-opal", "hw-opal-crypt")
+def _ids(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _is_backup(flags: Iterable[str]) -> bool:
+    return any(flag.startswith("backup-") for flag in flags)
+
+
+def _json_reencryption(
+    meta: Mapping[str, Any], keyslots: Mapping[str, Mapping[str, Any]]
+) -> Reencryption | None:
+    for keyslot in keyslots.values():
+        if keyslot.get("type") == "reencrypt":
+            return Reencryption(
+                text_or_none(keyslot.get("mode")), text_or_none(keyslot.get("direction"))
+            )
+    config = meta.get("config")
+    requirements = config.get("requirements") if isinstance(config, Mapping) else None
+    mandatory = requirements.get("mandatory") if isinstance(requirements, Mapping) else None
+    if any(r.startswith("online-reencrypt") for r in _ids(mandatory)):
+        return Reencryption(None, None)
+    return None
+
+
+def _json_segment(
+    sid: str,
+    segment: Mapping[str, Any],
+    digests: Sequence[tuple[str, Mapping[str, Any]]],
+    keyslots: Mapping[str, Mapping[str, Any]],
+) -> DataSegment:
+    covering = [
+        k
+        for _, digest in digests
+        if sid in _ids(digest.get("segments"))
+        for k in _ids(digest.get("keyslots"))
+        if k in keyslots
     ]
-    keyslots = dict(_by_id(meta.get("keyslots")))
-    if not segments:
-        raise ValueError("LUKS2 metadata has no data segment")
-    seg_id, segment = segments[0]
-    bound: list[str] = []
-    for _, digest in _by_id(meta.get("digests")):
-        if seg_id in [str(s) for s in digest.get("segments") or []]:
-            bound.extend(str(k) for k in digest.get("keyslots") or [] if str(k) in keyslots)
-    sizes = [int_or_none(keyslots[k].get("key_size")) for k in bound]
-    key_bytes = max((s for s in sizes if s is not None), default=None)
+    bits = {b * 8 for k in covering if (b := int_or_none(keyslots[k].get("key_size"))) is not None}
     integrity_obj = segment.get("integrity")
     integrity = (
         text_or_none(integrity_obj.get("type")) if isinstance(integrity_obj, Mapping) else None
     )
-    cipher: Cipher | Unavailable
-    if segment.get("type") == "linear":
-        cipher = make_cipher("linear", 0)
-    elif key_bytes is None:
-        cipher = Unavailable("no keyslot holds the volume key, so its size is not recorded")
-    else:
-        spec = text_or_none(segment.get("encryption")) or str(segment.get("type"))
-        cipher = make_cipher(spec, key_bytes * 8, integrity)
+    opal_bytes = (
+        int_or_none(segment.get("opal_key_size"))
+        if segment.get("type") == "hw-opal-crypt"
+        else None
+    )
+    cipher = segment_cipher(
+        sid,
+        str(segment.get("type")),
+        text_or_none(segment.get("encryption")),
+        integrity,
+        bits,
+        opal_bits=(opal_bytes or 0) * 8,
+    )
+    size = text_or_none(segment.get("size"))
+    return DataSegment(
+        id=sid,
+        offset=int_or_none(segment.get("offset")) or 0,
+        length=None if size == "dynamic" else int_or_none(size),
+        cipher=cipher,
+    )
+
+
+def parse_luks_dump_json(text: str, uuid: str | None = None) -> LuksHeader:
+    """`cryptsetup luksDump --dump-json-metadata DEV` (LUKS2, cryptsetup ≥ 2.4). The JSON carries
+    neither version (always 2) nor UUID (pass the one blkid or lsblk gave).
+
+    Each data segment (every segment but the `backup-*` ones) takes the key size of the keyslots
+    of the digests that list it; a segment two digests list (in re-encryption) the weaker."""
+    return _parse_metadata(json.loads(text), uuid)
+
+
+def parse_luks_debug_json(text: str, uuid: str | None = None) -> LuksHeader:
+    """`cryptsetup luksDump --debug-json DEV` (cryptsetup 2.1 to 2.3, which have no
+    --dump-json-metadata): the header's JSON metadata is the first debug message that is a JSON
+    object (`# {` … `}`, the text dump following on the same line)."""
+    match = re.search(r"^# \{", text, re.MULTILINE)
+    if match is None:
+        raise ValueError("no JSON metadata among the debug messages")
+    meta, _ = json.JSONDecoder().raw_decode(text, match.start() + 2)
+    return _parse_metadata(meta, uuid)
+
+
+def _parse_metadata(meta: Any, uuid: str | None) -> LuksHeader:
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("segments"), Mapping):
+        raise ValueError("LUKS2 metadata without segments")
+    keyslots = dict(_by_id(meta.get("keyslots")))
+    digests = _by_id(meta.get("digests"))
+    data = [
+        (sid, seg)
+        for sid, seg in _by_id(meta["segments"])
+        if not _is_backup(_ids(seg.get("flags")))
+    ]
+    if not data:
+        raise ValueError("LUKS2 metadata has no data segment")
+    segments = tuple(_json_segment(sid, seg, digests, keyslots) for sid, seg in data)
+    # Bound as cryptsetup prints it: a keyslot whose digest is assigned to any segment.
+    bound = list(
+        dict.fromkeys(
+            k
+            for _, digest in digests
+            if _ids(digest.get("segments"))
+            for k in _ids(digest.get("keyslots"))
+            if k in keyslots
+        )
+    )
     pbkdf = []
     for k in bound:
         kdf = keyslots[k].get("kdf")
         if isinstance(kdf, Mapping) and text_or_none(kdf.get("type")):
             pbkdf.append(str(kdf["type"]))
-    keys = _keyslots_with_tokens(len(bound), pbkdf, _by_id(meta.get("tokens")), bound)
-    return LuksHeader(version=2, uuid=uuid, cipher=cipher, keys=keys, bound_keyslots=tuple(bound))
+    keys = keyslots_with_tokens(len(bound), pbkdf, _by_id(meta.get("tokens")), bound)
+    return LuksHeader(
+        version=2,
+        uuid=uuid,
+        cipher=volume_cipher(segments),
+        keys=keys,
+        bound_keyslots=tuple(bound),
+        segments=segments,
+        reencryption=_json_reencryption(meta, keyslots),
+    )
+
+
+# ----------------------------------------------------------------------------- text dumps
 
 
 def _dump_fields(text: str) -> dict[str, str]:
@@ -193,23 +271,33 @@ def _dump_fields(text: str) -> dict[str, str]:
     return fields
 
 
+def _leading_int(value: str | None) -> int | None:
+    match = re.match(r"\s*(\d+)", value or "")
+    return int(match.group(1)) if match else None
+
+
 def parse_luks1_dump(text: str) -> LuksHeader:
     """`cryptsetup luksDump DEV` of a LUKS1 header: `Cipher name`, `Cipher mode`, `MK bits`,
-    `UUID` and the `Key Slot N: ENABLED` lines. LUKS1 always derives keys with PBKDF2."""
+    `Payload offset` (512-byte sectors), `UUID` and the `Key Slot N: ENABLED` lines. LUKS1 always
+    derives keys with PBKDF2, and has one data segment: everything from the payload on."""
     fields = _dump_fields(text)
     if fields.get("Version") != "1":
         raise ValueError(f"not a LUKS1 dump (Version: {fields.get('Version')})")
     name, mode, bits = fields.get("Cipher name"), fields.get("Cipher mode"), fields.get("MK bits")
     if not name or not mode or not bits or not bits.isdigit():
         raise ValueError("LUKS1 dump without Cipher name, Cipher mode or MK bits")
-    enabled = re.findall(r"^Key Slot \d+: ENABLED", text, re.MULTILINE)
+    enabled = re.findall(r"^Key Slot (\d+): ENABLED", text, re.MULTILINE)
+    cipher = make_cipher(f"{name}-{mode}", int(bits))
+    payload = _leading_int(fields.get("Payload offset")) or 0
     return LuksHeader(
         version=1,
         uuid=fields.get("UUID") or None,
-        cipher=make_cipher(f"{name}-{mode}", int(bits)),
+        cipher=cipher,
         keys=LuksKeyslots(
             keyslots=len(enabled), pbkdf=("pbkdf2",), tokens=(), tpm2_token=False, clevis_tpm2=False
         ),
+        bound_keyslots=tuple(enabled),
+        segments=(DataSegment(id="0", offset=payload * 512, length=None, cipher=cipher),),
     )
 
 
@@ -239,6 +327,72 @@ def _dump_sections(text: str) -> dict[str, list[tuple[str, str, dict[str, str]]]
     return sections
 
 
+@dataclass(frozen=True)
+class _TextKeys:
+    """The bound keyslots of a LUKS2 text dump: ids, and the key size of each digest."""
+
+    slots: tuple[str, ...]
+    bits_by_digest: Mapping[str, frozenset[int]]
+
+    @property
+    def all_bits(self) -> frozenset[int]:
+        return frozenset(b for bits in self.bits_by_digest.values() for b in bits)
+
+
+def _text_keys(keyslots: Sequence[tuple[str, str, dict[str, str]]]) -> _TextKeys:
+    slots: list[str] = []
+    bits_by_digest: dict[str, set[int]] = {}
+    for sid, heading, fields in keyslots:
+        if heading.split()[0] != "luks2" or "unbound" in heading:
+            continue
+        slots.append(sid)
+        bits = _leading_int(fields.get("Key"))
+        if bits is not None:
+            # cryptsetup < 2.2 prints no digest id; it predates re-encryption, so one key.
+            bits_by_digest.setdefault(fields.get("Digest ID", "?"), set()).add(bits)
+    return _TextKeys(tuple(slots), {d: frozenset(b) for d, b in bits_by_digest.items()})
+
+
+def _text_segment(
+    sid: str, heading: str, fields: Mapping[str, str], keys: _TextKeys
+) -> DataSegment:
+    kind = heading.split(maxsplit=1)[0]
+    spec = fields.get("cipher")
+    spec = None if spec is None or spec.startswith("(") else spec  # "(no SW encryption)"
+    integrity = fields.get("integrity") or None
+    opal = (_leading_int(fields.get("OPAL key")) or 0) if kind == "hw-opal-crypt" else 0
+    offset = _leading_int(fields.get("offset")) or 0
+    length = _leading_int(fields.get("length"))  # "(whole device)" has none
+    flags = [f.strip() for f in fields.get("flags", "").split(",")]
+    candidates: Collection[int] = keys.all_bits
+    if kind in ("crypt", "hw-opal-crypt") and _IN_REENCRYPTION not in flags and spec is not None:
+        # cryptsetup never binds a segment to a key its cipher cannot take.
+        fitting = {
+            b
+            for b in candidates
+            if make_cipher(spec, b - opal, integrity).effective_bits is not None
+        }
+        candidates = fitting or candidates
+        if len(candidates) > 1:
+            sizes = " and ".join(f"{b}-bit" for b in sorted(candidates))
+            return DataSegment(
+                id=sid,
+                offset=offset,
+                length=length,
+                cipher=Unavailable(
+                    f"a re-encryption uses {sizes} keys and this cryptsetup's text dump does not "
+                    f"say which covers data segment {sid} ({span(offset, length)}); cryptsetup "
+                    "≥ 2.4 (luksDump --dump-json-metadata) does"
+                ),
+            )
+    return DataSegment(
+        id=sid,
+        offset=offset,
+        length=length,
+        cipher=segment_cipher(sid, kind, spec, integrity, candidates, opal_bits=opal),
+    )
+
+
 def parse_luks2_dump(text: str) -> LuksHeader:
     """`cryptsetup luksDump DEV` of a LUKS2 header, for cryptsetup < 2.4 (RHEL 8, Kylin V10),
     which cannot dump the JSON metadata. Clevis tokens show no pin here: their ids are returned
@@ -247,39 +401,36 @@ def parse_luks2_dump(text: str) -> LuksHeader:
     if fields.get("Version") != "2":
         raise ValueError(f"not a LUKS2 dump (Version: {fields.get('Version')})")
     sections = _dump_sections(text)
-    segments = [
-        s for s in sections.get("Data segments", []) if s[1].split()[0] in ("crypt", "linear")
+    data = [
+        (sid, heading, f)
+        for sid, heading, f in sections.get("Data segments", [])
+        if not _is_backup(flag.strip() for flag in f.get("flags", "").split(","))
     ]
-    if not segments:
+    if not data:
         raise ValueError("LUKS2 dump has no data segment")
-    _, seg_type, seg = segments[0]
-    bound = [
-        (sid, f)
-        for sid, heading, f in sections.get("Keyslots", [])
-        if heading.split()[0] == "luks2" and "unbound" not in heading
-    ]
-    bits = [int(m.group(1)) for _, f in bound if (m := re.match(r"(\d+) bits", f.get("Key", "")))]
-    cipher: Cipher | Unavailable
-    if seg_type.startswith("linear"):
-        cipher = make_cipher("linear", 0)
-    elif not bits or "cipher" not in seg:
-        cipher = Unavailable("the LUKS2 dump names no cipher or key size for the data segment")
-    else:
-        cipher = make_cipher(seg["cipher"], max(bits), seg.get("integrity") or None)
-    bound_ids = [sid for sid, _ in bound]
+    keyslot_entries = sections.get("Keyslots", [])
+    keys = _text_keys(keyslot_entries)
+    segments = tuple(_text_segment(sid, heading, f, keys) for sid, heading, f in data)
+    reencryption = None
+    for _, heading, f in keyslot_entries:
+        if heading.split()[0] == "reencrypt":
+            reencryption = Reencryption(f.get("Mode") or None, f.get("Direction") or None)
+    if reencryption is None and "online-reencrypt" in fields.get("Requirements", ""):
+        reencryption = Reencryption(None, None)
     tokens: list[tuple[str, Mapping[str, Any]]] = [
         (tid, {"type": heading.split()[0], "keyslots": f.get("Keyslot", "").split()})
         for tid, heading, f in sections.get("Tokens", [])
     ]
+    pbkdf = [f["PBKDF"] for sid, _, f in keyslot_entries if sid in keys.slots and f.get("PBKDF")]
     return LuksHeader(
         version=2,
         uuid=fields.get("UUID") or None,
-        cipher=cipher,
-        keys=_keyslots_with_tokens(
-            len(bound), [f["PBKDF"] for _, f in bound if f.get("PBKDF")], tokens, bound_ids
-        ),
-        bound_keyslots=tuple(bound_ids),
+        cipher=volume_cipher(segments),
+        keys=keyslots_with_tokens(len(keys.slots), pbkdf, tokens, keys.slots),
+        bound_keyslots=keys.slots,
         unexplained_tokens=tuple(tid for tid, token in tokens if token["type"] == "clevis"),
+        segments=segments,
+        reencryption=reencryption,
     )
 
 
@@ -291,6 +442,9 @@ def parse_luks_dump(text: str) -> LuksHeader:
     if version == "2":
         return parse_luks2_dump(text)
     raise ValueError(f"unknown LUKS version {version!r}")
+
+
+# ----------------------------------------------------------------------------- reading
 
 
 _DENIED = ("ermission denied", "access denied", "Operation not permitted", "must be run as root")
@@ -309,7 +463,7 @@ def _add_exported_tokens(
     """Ask cryptsetup for the JSON of the clevis tokens a text dump only names."""
     if not header.unexplained_tokens:
         return header
-    verdicts = []
+    verdicts: list[TokenVerdict] = []
     for token_id in header.unexplained_tokens:
         out = runner.run(
             [cryptsetup, "token", "export", "--token-id", token_id, device],
@@ -317,7 +471,7 @@ def _add_exported_tokens(
         ).stdout
         token = json.loads(out)
         if isinstance(token, Mapping):
-            verdicts.append(_judge_token(token, header.bound_keyslots))
+            verdicts.append(judge_token(token, header.bound_keyslots))
     keys = replace(
         header.keys,
         clevis_tpm2=any(v.clevis_tpm2 for v in verdicts),
@@ -326,11 +480,26 @@ def _add_exported_tokens(
     return replace(header, keys=keys, unexplained_tokens=())
 
 
+def _read_debug_json(
+    runner: Runner, cryptsetup: str, device: str, uuid: str | None
+) -> LuksHeader | None:
+    """The JSON metadata through cryptsetup's debug output, for a text dump that left a segment
+    undecided; None where this cryptsetup (2.0) cannot print it."""
+    try:
+        out = runner.run(
+            [cryptsetup, "luksDump", "--debug-json", device], timeout=CRYPTSETUP_TIMEOUT_S
+        ).stdout
+        return parse_luks_debug_json(out, uuid)
+    except (CommandFailed, ValueError):
+        return None
+
+
 def read_luks_header(
     runner: Runner, device: BlockDevice, version_hint: CryptKind | None
 ) -> LuksHeader | Unavailable:
     """One luksDump: the JSON metadata when the device is (or may be) LUKS2, else the text dump;
-    the text dump also when this cryptsetup predates --dump-json-metadata (2.4)."""
+    the text dump also when this cryptsetup predates --dump-json-metadata (2.4), and then the
+    JSON from its debug output when the text leaves a data segment's key undecided."""
     cryptsetup = runner.which("cryptsetup")
     if cryptsetup is None:
         return Unavailable("cryptsetup is not installed")
@@ -349,67 +518,13 @@ def read_luks_header(
                 # LUKS1 ("not supported for this device type") or cryptsetup < 2.4: text dump.
         out = runner.run([cryptsetup, "luksDump", device.path], timeout=CRYPTSETUP_TIMEOUT_S).stdout
         header = parse_luks_dump(out)
+        if any(isinstance(s.cipher, Unavailable) for s in header.segments):
+            metadata = _read_debug_json(runner, cryptsetup, device.path, header.uuid or uuid)
+            if metadata is not None:
+                return metadata
         header = _add_exported_tokens(runner, cryptsetup, device.path, header)
     except (CommandFailed, CommandTimeout, AccessDenied, ToolMissing) as exc:
         return Unavailable(_explain(exc, device.path))
     except ValueError as exc:
         return Unavailable(f"cryptsetup luksDump {device.path}: unreadable output: {exc}")
     return header if header.uuid else replace(header, uuid=uuid)
-
-
-# ----------------------------------------------------------------------------- dm-crypt tables
-
-
-def key_field_bits(key: str) -> int:
-    """Length in bits of a dm-crypt table key field: hex digits × 4 (dmsetup prints zeros in
-    place of the key unless --showkeys), `:<bytes>:<type>:<description>` for a kernel keyring
-    key, or `-` for no key. Raises ValueError without quoting the field."""
-    if key == "-":
-        return 0
-    if key.startswith(":"):
-        size = key.split(":")[1]
-        if size.isdigit():
-            return int(size) * 8
-        raise ValueError("keyring reference without a key size")
-    if re.fullmatch(r"[0-9a-fA-F]+", key):
-        return len(key) * 4
-    raise ValueError("key field is neither hex nor a keyring reference")
-
-
-def parse_dmsetup_crypt_table(text: str) -> dict[str, Cipher]:
-    """`dmsetup table --target crypt`: mapping name → cipher and key size of its first crypt
-    target. Each line is `<name>: <start> <length> crypt <cipher> <key> <iv_offset> <device>
-    <offset> [<#opt> <opt>…]`; the key is reduced to its length on the spot and never kept."""
-    ciphers: dict[str, Cipher] = {}
-    for line in text.splitlines():
-        name, sep, rest = line.partition(": ")
-        fields = rest.split()
-        if not sep or len(fields) < 7 or fields[2] != "crypt":
-            continue  # "No devices found", or a line that is not a crypt target
-        spec = fields[3]
-        try:
-            key_bits = key_field_bits(fields[4])
-        except ValueError as exc:
-            raise ValueError(f"dm-crypt table of {name}: {exc}") from None
-        integrity = None
-        for option in fields[8:]:
-            if option.startswith("integrity:"):  # integrity:<tag bytes>:<aead|hmac(sha256)>
-                integrity = option.split(":", 2)[-1]
-        ciphers.setdefault(name.strip(), make_cipher(spec, key_bits, integrity))
-    return ciphers
-
-
-def read_dm_crypt_tables(runner: Runner) -> dict[str, Cipher] | Unavailable:
-    dmsetup = runner.which("dmsetup")
-    if dmsetup is None:
-        return Unavailable("dmsetup is not installed")
-    try:
-        result = runner.run([dmsetup, "table", "--target", "crypt"], timeout=DMSETUP_TIMEOUT_S)
-        return parse_dmsetup_crypt_table(result.stdout)
-    except CommandFailed as exc:
-        detail = exc.stderr
-        if any(word in detail for word in _DENIED):
-            return Unavailable("dmsetup table: permission denied (the agent must run as root)")
-        return Unavailable(f"dmsetup table: {exc}")
-    except (CommandTimeout, AccessDenied, ToolMissing, ValueError) as exc:
-        return Unavailable(f"dmsetup table: {exc}")

@@ -17,14 +17,20 @@ from checks.model import Unavailable
 StreamKind = Literal["journald", "logrotate", "auditd", "file"]
 
 
+def days_text(value: float) -> str:
+    """A number of days as retention descriptions and check messages write it: "183", "27.5"."""
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+
+
 @dataclass(frozen=True)
 class Retention:
     """What the configuration says about how long a stream's records are kept locally."""
 
     days: float | None
-    """Configured retention in days: logrotate `rotate` × interval (or `maxage` when smaller),
-    journald `MaxRetentionSec`. None when the configuration bounds the stream by size or by a
-    number of files, or not at all by time: then only the observed oldest record tells."""
+    """The days the configuration guarantees (a floor): logrotate `rotate` × interval (or
+    `maxage` when smaller) when only the interval rotates the file. None when the configuration
+    bounds the stream by size or by a number of files (logrotate `size`/`maxsize`, journald's size
+    limits, auditd's file count), or not at all: then only the observed oldest record tells."""
     description: str
     """The configuration in words, e.g. "logrotate keeps 4 weekly = 28 days"."""
     unlimited: bool = False
@@ -34,6 +40,9 @@ class Retention:
     `auto` without /var/log/journal), or are not kept at all (`Storage=none`)."""
     sources: tuple[str, ...] = ()
     """The configuration files the retention was read from."""
+    ceiling_days: float | None = None
+    """Records older than this are deleted whatever else holds (journald `MaxRetentionSec`): a
+    ceiling below the required days proves too short a retention; at or above it, nothing."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,9 @@ class JournaldConfig:
     persistent_dir: bool
     """/var/log/journal exists (with `Storage=auto`, journald then writes to disk)."""
     max_retention_sec: float | None
-    """`MaxRetentionSec=` in seconds; None when unset or 0 (no time limit)."""
+    """`MaxRetentionSec=` in seconds; None when unset, 0 (no time limit), or not a time span
+    (journald then ignores it). A ceiling: entries older are deleted, younger ones are not kept
+    for it, since the size limits delete too."""
     max_retention_raw: str | None
     """`MaxRetentionSec=` as written."""
     system_max_use: str | None
@@ -109,9 +120,19 @@ class LogrotateRule:
     maxage: int | None
     """`maxage N`: rotated files older than N days are removed."""
     size: str | None
-    """`size`: rotation by size instead of time."""
+    """`size` as written when the block rotates by size instead of time (no interval); None with
+    no interval means logrotate's built-in 1M."""
     maxsize: str | None
-    """`maxsize`: rotation also when the file outgrows this, before the interval."""
+    """`maxsize` as written: rotation also when the file outgrows this, before the interval."""
+    minsize: str | None = None
+    """`minsize` as written: no rotation before the file reaches this, even after the interval."""
+    olddir: str | None = None
+    """`olddir`: the folder rotated copies are moved to."""
+    line: int = 0
+    """The line of `source` the block starts on."""
+    rejected: str | None = None
+    """Why logrotate skips this block (an error in it, or in the file around it); None when
+    logrotate keeps it. A skipped block rotates nothing."""
 
 
 @dataclass(frozen=True)
@@ -164,8 +185,11 @@ class LogFacts:
     journald: JournaldConfig | Unavailable
     """The effective journald configuration."""
     logrotate: tuple[LogrotateRule, ...] | Unavailable | None
-    """Every block of /etc/logrotate.conf and what it includes; None when it does not exist."""
+    """Every block of /etc/logrotate.conf and what it includes, skipped ones marked, in the order
+    logrotate reads them; None when it does not exist."""
     auditd: AuditdConfig | Unavailable | None
     """auditd's configuration; None when /etc/audit/auditd.conf does not exist."""
     forwarding: tuple[LogForwarding, ...] | Unavailable
     """Every forwarding rule of rsyslog, syslog-ng and audisp-remote, conditional ones too."""
+    logrotate_errors: tuple[str, ...] = ()
+    """What logrotate itself reports reading its configuration ("file:line message")."""

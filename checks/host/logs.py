@@ -2,10 +2,13 @@
 months: Cybersecurity Law Art. 21/23, MNDS 7.2.3.4, GB/T 22239 8.1.5.4 d), locally or on a
 central log server the site declares.
 
-One result per stream. Locally, a time limit in the configuration decides (logrotate `rotate` ×
-interval, journald `MaxRetentionSec`); where the configuration bounds a stream by size or by a
-number of files, the age of the oldest record still on the host decides. Forwarding counts only
-to a server the site has declared: the agent cannot see how long a remote server keeps logs.
+One result per stream. Locally, a guaranteed number of days in the configuration decides
+(logrotate `rotate` × interval when nothing but the interval rotates the file); where the
+configuration bounds a stream by size or by a number of files (logrotate `size`/`maxsize`,
+journald's size limits, auditd), the age of the oldest record still on the host decides. A
+ceiling below the requirement (journald `MaxRetentionSec`) fails whatever is on disk; a ceiling
+above it proves nothing, since the size limits still delete. Forwarding counts only to a server
+the site has declared: the agent cannot see how long a remote server keeps logs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from checks.facts.logs import LogFacts, LogForwarding, LogStream, OldestRecord, Retention
+from checks.facts.logs import (
+    LogFacts,
+    LogForwarding,
+    LogStream,
+    OldestRecord,
+    Retention,
+    days_text,
+)
 from checks.hostport import parse_host_port
 from checks.model import (
     Msg,
@@ -35,10 +45,6 @@ _DEFAULT_PORTS = {"rsyslog": 514, "syslog-ng": 514, "audisp-remote": 60}
 
 def _logs(facts: Any) -> LogFacts:
     return require(facts.logs, LogFacts)
-
-
-def _days(value: float) -> str:
-    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
 def _declared(rule: LogForwarding, servers: Sequence[str]) -> bool:
@@ -76,14 +82,26 @@ def _local(
         return False, Msg(text, f"日志仅存于易失存储，重启即丢失（{text}）")
     if retention.unlimited:
         return True, Msg(text, f"不限留存期限（{text}）")
+    ceiling = retention.ceiling_days
+    if ceiling is not None and ceiling < minimum:
+        return False, Msg(
+            f"{text}; records older than {days_text(ceiling)} days are deleted < {minimum}",
+            f"{text}（超过 {days_text(ceiling)} 天的记录会被删除，少于要求的 {minimum} 天）",
+        )
     if retention.days is not None:
         ok = retention.days >= minimum
         return ok, Msg(
             f"{text} {'≥' if ok else '<'} {minimum}",
-            f"{text}（留存 {_days(retention.days)} 天，{'达到' if ok else '不足'}要求的 "
+            f"{text}（留存 {days_text(retention.days)} 天，{'达到' if ok else '不足'}要求的 "
             f"{minimum} 天）",
         )
-    # No time limit in the configuration: the oldest record still kept decides.
+    return _by_oldest(text, oldest, observed_at, minimum)
+
+
+def _by_oldest(
+    text: str, oldest: OldestRecord | Unavailable | None, observed_at: datetime, minimum: int
+) -> tuple[bool | None, Msg]:
+    """No number of days in the configuration: the oldest record still kept decides."""
     unbounded = f"配置未规定留存时限（{text}）"
     if isinstance(oldest, Unavailable):
         return None, Msg(
@@ -95,8 +113,8 @@ def _local(
     age = _age_days(oldest, observed_at)
     ok = age >= minimum
     return ok, Msg(
-        f"{text}; the oldest record is {_days(age)} days old {'≥' if ok else '<'} {minimum}",
-        f"{unbounded}；最早的日志记录已留存 {_days(age)} 天，{'达到' if ok else '不足'}要求的 "
+        f"{text}; the oldest record is {days_text(age)} days old {'≥' if ok else '<'} {minimum}",
+        f"{unbounded}；最早的日志记录已留存 {days_text(age)} 天，{'达到' if ok else '不足'}要求的 "
         f"{minimum} 天",
     )
 
@@ -120,6 +138,9 @@ def _evidence(
             "description": retention.description,
             "unlimited": retention.unlimited,
             "volatile": retention.volatile,
+            "ceiling_days": None
+            if retention.ceiling_days is None
+            else round(retention.ceiling_days, 1),
             "sources": list(retention.sources),
         }
     elif isinstance(retention, Unavailable):

@@ -68,6 +68,38 @@ UNDECLARED = LogForwarding(
 )
 
 
+MAXSIZE = Retention(
+    None,
+    "logrotate keeps 52 weekly = 364 days only while the file stays under maxsize 10M: it "
+    "rotates sooner when it grows, so the days are not known",
+    sources=("/etc/logrotate.d/rsyslog",),
+)
+
+
+def ceiling(raw: str, days: float) -> Retention:
+    return Retention(
+        None,
+        f"journald MaxRetentionSec={raw} = {days} days is a ceiling, not a floor: the size cap "
+        "(SystemMaxUse default: 10 % of the file system, at most 4G) still deletes older entries",
+        ceiling_days=days,
+        sources=("/etc/systemd/journald.conf",),
+    )
+
+
+def journald(retention: Retention, oldest_at: str | None) -> HostFacts:
+    oldest = None if oldest_at is None else OldestRecord(oldest_at, "journal head (journalctl)")
+    return logs(
+        LogStream(
+            name="journald",
+            kind="journald",
+            present=True,
+            paths=("/var/log/journal", "/run/log/journal"),
+            retention=retention,
+            oldest=oldest,
+        )
+    )
+
+
 def logs(stream: LogStream) -> HostFacts:
     return HostFacts(
         logs=LogFacts(
@@ -165,17 +197,50 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "volatile",
         ),
         (
-            "journald MaxRetentionSec=6month",
-            logs(
-                LogStream(
-                    name="journald",
-                    kind="journald",
-                    present=True,
-                    retention=Retention(182.6, "journald MaxRetentionSec=6month = 182.6 days"),
-                )
+            "journald MaxRetentionSec=6month, a year on disk",
+            journald(ceiling("6month", 182.6), "2025-11-28T12:00:00Z"),
+            Status.FAIL,
+            "records older than 182.6 days are deleted < 183",
+        ),
+        (
+            "journald MaxRetentionSec=1year, empty journal",
+            journald(ceiling("1year", 365.2), None),
+            Status.FAIL,
+            "no record is kept yet",
+        ),
+        (
+            "journald MaxRetentionSec=1year, 20 days on disk",
+            journald(ceiling("1year", 365.2), "2026-11-08T12:00:00Z"),
+            Status.FAIL,
+            "20 days old < 183",
+        ),
+        (
+            "journald MaxRetentionSec=1year, 200 days on disk",
+            journald(ceiling("1year", 365.2), "2026-05-12T12:00:00Z"),
+            Status.PASS,
+            "200 days old ≥ 183",
+        ),
+        (
+            "logrotate weekly 52 with maxsize, 20 days on disk",
+            auth(
+                retention=MAXSIZE,
+                oldest=OldestRecord(
+                    "2026-11-08T12:00:00Z", "first line of /var/log/auth.log.52.gz"
+                ),
             ),
             Status.FAIL,
-            "182.6 days < 183",
+            "20 days old < 183",
+        ),
+        (
+            "logrotate weekly 52 with maxsize, 200 days on disk",
+            auth(
+                retention=MAXSIZE,
+                oldest=OldestRecord(
+                    "2026-05-12T12:00:00Z", "first line of /var/log/auth.log.52.gz"
+                ),
+            ),
+            Status.PASS,
+            "200 days old ≥ 183",
         ),
         (
             "logrotate config unreadable",

@@ -24,7 +24,6 @@ from checks.facts import HostFacts
 from checks.facts.logs import (
     JournaldConfig,
     LogFacts,
-    LogrotateRule,
     LogStream,
     OldestRecord,
     Retention,
@@ -33,21 +32,17 @@ from checks.host.logs import log_retention
 from checks.model import Status, Unavailable
 from checks.runner import run_check
 from inventory.host.logs import (
-    LogrotateDefaults,
     auditd_retention,
     carries,
     collect_logs,
-    find_logrotate_rule,
     first_line,
     journald_retention,
-    logrotate_retention,
     parse_audisp_remote,
     parse_auditd_conf,
     parse_journal_oldest,
     parse_journald_conf,
     parse_legacy_forward,
     parse_line_timestamp,
-    parse_logrotate,
     parse_rsyslog,
     parse_syslog_ng,
     parse_timespan,
@@ -269,75 +264,21 @@ def test_journald_retention() -> None:
     six = journald_retention(
         _journald(max_retention_sec=parse_timespan("6month"), max_retention_raw="6month")
     )
-    assert six.days == pytest.approx(182.6, abs=0.05)
-    assert "MaxRetentionSec=6month = 182.6 days" in six.description
+    # A ceiling, not a floor: the size cap deletes older entries whatever it says.
+    assert six.days is None
+    assert six.ceiling_days == pytest.approx(182.6, abs=0.05)
+    assert "MaxRetentionSec=6month = 182.6 days is a ceiling, not a floor" in six.description
+    bad = parse_journald_conf(
+        [("x", "[Journal]\nMaxRetentionSec=six months\n")], persistent_dir=True
+    )
+    assert bad.max_retention_sec is None  # journald ignores a value it cannot read
+    assert "ignores MaxRetentionSec=six months" in journald_retention(bad).description
 
 
 def test_parse_journal_oldest() -> None:
     line = '{"__REALTIME_TIMESTAMP":"1778609916000000","MESSAGE":"oldest"}\n'
     assert parse_journal_oldest(line) == datetime.fromtimestamp(1778609916, UTC)
     assert parse_journal_oldest("") is None
-
-
-# ----------------------------------------------------------------------------- logrotate
-
-
-def _logrotate(files: Mapping[str, str]) -> list[LogrotateRule]:
-    def include(target: str, defaults: LogrotateDefaults) -> list[LogrotateRule]:
-        found: list[LogrotateRule] = []
-        for path in sorted(p for p in files if p == target or p.startswith(target + "/")):
-            found.extend(parse_logrotate(files[path], path, defaults=defaults, include=include))
-        return found
-
-    return include("/etc/logrotate.conf", LogrotateDefaults())
-
-
-def test_logrotate_globals_apply_to_later_includes_only() -> None:
-    rules = _logrotate(
-        {
-            "/etc/logrotate.conf": "weekly\nrotate 4\ninclude /etc/logrotate.d\nrotate 52\n"
-            "/var/log/wtmp {\n    monthly\n    rotate 1\n}\n/var/log/late.log {\n}\n",
-            "/etc/logrotate.d/rsyslog": (
-                FIXTURES / "debian-default/etc/logrotate.d/rsyslog"
-            ).read_text(),
-            "/etc/logrotate.d/app": '"/srv/app/logs/*.log" /srv/app/other.log {\n  size=100M\n'
-            "  rotate 10\n}\n",
-        }
-    )
-    auth = find_logrotate_rule(rules, "/var/log/auth.log")
-    assert auth is not None
-    assert (auth.interval, auth.rotate, auth.source) == ("weekly", 4, "/etc/logrotate.d/rsyslog")
-    assert "/var/log/messages" in auth.patterns  # the pattern list spans 13 lines
-    wtmp = find_logrotate_rule(rules, "/var/log/wtmp")
-    assert wtmp is not None
-    assert (wtmp.interval, wtmp.rotate) == ("monthly", 1)
-    late = find_logrotate_rule(rules, "/var/log/late.log")
-    assert late is not None
-    assert late.rotate == 52  # set after the include: applies to later blocks only
-    app = find_logrotate_rule(rules, "/srv/app/logs/access.log")
-    assert app is not None
-    assert (app.interval, app.size, app.rotate) == (None, "100M", 10)
-    assert find_logrotate_rule(rules, "/srv/app/logs/sub/access.log") is None  # * stops at /
-
-
-def test_logrotate_retention_in_words() -> None:
-    rules = _logrotate(
-        {
-            "/etc/logrotate.conf": "/b {\n daily\n rotate -1\n}\nmonthly\nrotate 7\nmaxage 200\n"
-            "/a {\n}\n/c {\n rotate -1\n maxage 190\n}\n/d {\n size 1G\n}\n"
-            "/e {\n weekly\n rotate 4\n postrotate\n  rotate 99\n endscript\n}\n"
-        }
-    )
-    by_path = {r.patterns[0]: logrotate_retention(r) for r in rules}
-    assert by_path["/a"].days == 200
-    assert by_path["/a"].description == (
-        "logrotate keeps 7 monthly = 210 days, cut to maxage 200 days"
-    )
-    assert by_path["/b"].unlimited
-    assert by_path["/c"].days == 190
-    assert by_path["/d"].days is None
-    assert "size 1G" in by_path["/d"].description
-    assert by_path["/e"].description == "logrotate keeps 4 weekly = 28 days"  # script skipped
 
 
 # ----------------------------------------------------------------------------- auditd
@@ -537,13 +478,17 @@ def test_hardened_hospital_host_keeps_six_months() -> None:
 
     verdicts = judge(facts)
     assert {name: status for name, (status, _) in verdicts.items()} == {
-        "journald": Status.PASS,
+        # MaxRetentionSec=1year is a ceiling: with nothing in the journal, nothing is kept.
+        "journald": Status.FAIL,
         "auth": Status.PASS,
         "syslog": Status.PASS,
         "audit": Status.PASS,
         "/var/log/nginx/access.log": Status.PASS,
     }
-    assert verdicts["journald"][1].startswith("journald MaxRetentionSec=1year = 365.2 days")
+    assert verdicts["journald"][1].startswith(
+        "journald MaxRetentionSec=1year = 365.2 days is a ceiling, not a floor"
+    )
+    assert verdicts["journald"][1].endswith("no record is kept yet")
     assert "200 files of 50 MB" in verdicts["audit"][1]
     assert "250 days old ≥ 183" in verdicts["audit"][1]
 

@@ -3,7 +3,8 @@ local record is, and which rsyslog, syslog-ng and audisp-remote rules forward it
 
 `collect_logs()` does the reads through a `Runner`; every `parse_*` function is pure and is tested
 on configuration recorded from real hosts (tests/fixtures/etc/<scenario>/). One module per source:
-`journald`, `logrotate`, `auditd`, `syslog` (rsyslog and syslog-ng), `oldest` (the oldest record
+`journald`, `logrotate` (with `logrotate_config`, logrotate's own reading of its files, and
+`logrotate_values`), `auditd`, `syslog` (rsyslog and syslog-ng), `oldest` (the oldest record
 in rotated files), `timestamps`; `streams` joins them into one `LogStream` per stream and
 `collect` is the entry point. This package re-exports their public names.
 """
@@ -34,13 +35,20 @@ from inventory.host.logs.journald import (
 from inventory.host.logs.logrotate import (
     INTERVAL_DAYS,
     LOGROTATE_CONF,
-    Interval,
-    LogrotateDefaults,
+    LogrotateReading,
     find_logrotate_rule,
+    interval_days,
     logrotate_retention,
-    parse_logrotate,
     read_logrotate,
 )
+from inventory.host.logs.logrotate_config import (
+    LogrotateConfig,
+    LogrotateCrash,
+    NotUnderstood,
+    parse_logrotate_text,
+    read_logrotate_config,
+)
+from inventory.host.logs.logrotate_values import Accounts, logrotate_bytes, parse_accounts
 from inventory.host.logs.oldest import first_line, read_oldest_record, rotated_files
 from inventory.host.logs.streams import (
     AUTH_FACILITIES,
@@ -84,18 +92,24 @@ __all__ = [
     "SYSLOG_FILES",
     "SYSLOG_NG_CONF",
     "SYSLOG_NG_DIR",
+    "Accounts",
     "FileInput",
     "FileOutput",
-    "Interval",
-    "LogrotateDefaults",
+    "LogrotateConfig",
+    "LogrotateCrash",
+    "LogrotateReading",
+    "NotUnderstood",
     "RsyslogConfig",
     "auditd_retention",
     "carries",
     "collect_logs",
     "find_logrotate_rule",
     "first_line",
+    "interval_days",
     "journald_retention",
+    "logrotate_bytes",
     "logrotate_retention",
+    "parse_accounts",
     "parse_audisp_remote",
     "parse_audit_plugin",
     "parse_auditd_conf",
@@ -103,13 +117,14 @@ __all__ = [
     "parse_journald_conf",
     "parse_legacy_forward",
     "parse_line_timestamp",
-    "parse_logrotate",
+    "parse_logrotate_text",
     "parse_rsyslog",
     "parse_syslog_ng",
     "parse_timespan",
     "read_journal_oldest",
     "read_journald_config",
     "read_logrotate",
+    "read_logrotate_config",
     "read_oldest_record",
     "rotated_files",
     "selector_covers",

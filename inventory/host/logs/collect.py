@@ -33,7 +33,8 @@ def collect_logs(
     configuration (a path, or a glob such as /var/log/tomcat9/localhost_access_log.*.txt)."""
     now = now or datetime.now(UTC)
     rsyslog, forwarding = read_syslog_forwarding(runner)
-    sources = Sources(rsyslog, forwarding, read_logrotate(runner), now)
+    logrotate = read_logrotate(runner)
+    sources = Sources(rsyslog, forwarding, logrotate.rules, now, logrotate.errors)
     journald = read_journald_config(runner)
     streams = [
         journald_stream(runner, journald, sources),
@@ -54,4 +55,5 @@ def collect_logs(
         logrotate=sources.logrotate,
         auditd=auditd,
         forwarding=every_rule,
+        logrotate_errors=logrotate.errors,
     )

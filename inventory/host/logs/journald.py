@@ -1,6 +1,12 @@
 """journald: the effective `[Journal]` settings (main file and drop-ins in systemd's order), the
 local retention they give, and the oldest entry still in the journal.
 
+`MaxRetentionSec=` is a ceiling, not a floor: journald deletes entries older than it, and its
+size limits (`SystemMaxUse=`, `SystemKeepFree=`, and their defaults: 10 % and 15 % of the file
+system, at most 4G) delete older entries whatever it says. So the configuration alone never proves
+months of retention; the oldest entry actually kept does, and a ceiling below the requirement
+disproves it.
+
 The oldest entry comes from `journalctl --since=1970-01-01 --lines=1`: with `--since`, journalctl
 seeks to that time and `--lines` counts forward from there (without it, `--lines` counts back from
 the tail), and `--header`'s per-file output is meant for people.
@@ -13,9 +19,9 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-from checks.facts.logs import JournaldConfig, OldestRecord, Retention
+from checks.facts.logs import JournaldConfig, OldestRecord, Retention, days_text
 from checks.model import Unavailable
-from inventory.host.logs.timestamps import SECONDS_PER_DAY, days_text, iso_utc, parse_timespan
+from inventory.host.logs.timestamps import SECONDS_PER_DAY, iso_utc, parse_timespan
 from inventory.runner import GatherError, Runner, SourceMissing
 
 JOURNALCTL_TIMEOUT_S = 30.0
@@ -68,7 +74,10 @@ def parse_journald_conf(
                 # The shipped main file lists the compiled-in defaults as comments.
                 documented.setdefault(key, value)
     retention_raw = settings.get("MaxRetentionSec") or None
-    retention = parse_timespan(retention_raw) if retention_raw else None
+    try:
+        retention = parse_timespan(retention_raw) if retention_raw else None
+    except ValueError:
+        retention = None  # journald logs the bad value and keeps no limit
     forward = settings.get("ForwardToSyslog", documented.get("ForwardToSyslog"))
     return JournaldConfig(
         storage=(settings.get("Storage") or "auto").lower(),
@@ -101,19 +110,25 @@ def journald_retention(config: JournaldConfig) -> Retention:
             sources=sources,
         )
     cap = (
-        f"SystemMaxUse={config.system_max_use}" if config.system_max_use else "SystemMaxUse default"
+        f"SystemMaxUse={config.system_max_use}"
+        if config.system_max_use
+        else "SystemMaxUse default: 10 % of the file system, at most 4G"
     )
     if config.max_retention_sec is not None:
         days = config.max_retention_sec / SECONDS_PER_DAY
         return Retention(
-            days,
-            f"journald MaxRetentionSec={config.max_retention_raw} = {days_text(days)} days ({cap})",
+            None,
+            f"journald MaxRetentionSec={config.max_retention_raw} = {days_text(days)} days is a "
+            f"ceiling, not a floor: the size cap ({cap}) still deletes older entries",
+            ceiling_days=days,
             sources=sources,
         )
+    unset = "sets no MaxRetentionSec"
+    if config.max_retention_raw:
+        unset = f"ignores MaxRetentionSec={config.max_retention_raw} (not a time span)"
     return Retention(
         None,
-        "journald sets no MaxRetentionSec: entries are kept until the size cap is reached "
-        f"({cap}: 10 % of the file system, at most 4G, unless set)",
+        f"journald {unset}: entries are kept until the size cap is reached ({cap})",
         sources=sources,
     )
 

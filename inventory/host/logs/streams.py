@@ -35,6 +35,7 @@ from inventory.host.logs.logrotate import (
     find_logrotate_rule,
     logrotate_retention,
     pattern_matches,
+    skipped_retention,
 )
 from inventory.host.logs.oldest import read_stream_files
 from inventory.host.logs.syslog import RsyslogConfig, carries, selector_covers
@@ -57,6 +58,7 @@ class Sources:
     forwarding: tuple[LogForwarding, ...] | Unavailable
     logrotate: tuple[LogrotateRule, ...] | Unavailable | None
     now: datetime
+    logrotate_errors: tuple[str, ...] = ()
 
 
 def _syslog_file(
@@ -103,9 +105,15 @@ def _file_retention(sources: Sources, paths: Sequence[str]) -> Retention | Unava
         return Retention(None, f"logrotate is not installed: nothing rotates {paths[0]}")
     for path in paths:
         rule = find_logrotate_rule(rules, path)
-        if rule is not None:
+        if rule is not None and rule.rejected is None:
             return logrotate_retention(rule)
-    return Retention(None, f"no logrotate rule names {paths[0]}", sources=(LOGROTATE_CONF,))
+        if rule is not None:
+            return skipped_retention(rule, path)
+    text = f"no logrotate rule names {paths[0]}"
+    if sources.logrotate_errors:
+        # An error can make logrotate abandon the rest of a file, with the block meant for it.
+        text += f" (logrotate reports: {sources.logrotate_errors[0]})"
+    return Retention(None, text, sources=(LOGROTATE_CONF,))
 
 
 def _file_stream(

@@ -1,6 +1,6 @@
 """Times in log configuration and log files: systemd time spans (`MaxRetentionSec=6month`), the
 timestamp a log line starts with (audit, RFC 3339, access-log, nginx and BSD syslog formats), and
-how days and instants are written in the facts.
+how instants are written in the facts.
 """
 
 from __future__ import annotations
@@ -44,11 +44,6 @@ def parse_timespan(text: str) -> float:
         total += float(match.group(1)) * _TIMESPAN_UNITS[match.group(2)]
         pos = match.end()
     return total
-
-
-def days_text(value: float) -> str:
-    """A number of days as written in a retention description: "183", "27.5"."""
-    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
 
 
 def iso_utc(moment: datetime) -> str:

@@ -9,13 +9,11 @@ test wrote), exactly as it reads /var/log/journal on a host.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,52 +48,15 @@ from inventory.host.logs import (
     selector_covers,
     syslog_plugin_facility,
 )
-from inventory.runner import AccessDenied, CommandResult, LocalRunner
+from tests.inventory.log_trees import TreeRunner, need_journalctl, write_journal
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "etc"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # when the fixture logs were recorded
 CENTRAL = "198.18.4.50"
 
 
-class TreeRunner(LocalRunner):
-    """`LocalRunner` over a recorded tree; journalctl reads the tree's journal (`--root`)."""
-
-    def __init__(self, root: Path, *, denied: Collection[str] = ()) -> None:
-        super().__init__(root=root)
-        self.tree = root
-        self.denied = set(denied)
-
-    def read_bytes(self, path: str) -> bytes:
-        if path in self.denied:
-            raise AccessDenied(f"{path}: permission denied")
-        return super().read_bytes(path)
-
-    def list_dir(self, path: str) -> list[str]:
-        if path in self.denied:
-            raise AccessDenied(f"{path}: permission denied")
-        return super().list_dir(path)
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float = 10.0,
-        check: bool = True,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        if PurePath(argv[0]).name == "journalctl":
-            argv = [*argv, f"--root={self.tree}"]
-        return super().run(argv, timeout=timeout, check=check, input_text=input_text, env=env)
-
-
-def _need_journalctl() -> None:
-    if shutil.which("journalctl") is None:
-        pytest.skip("journalctl is not installed (Debian package systemd)")
-
-
 def gather(scenario: str, *access_logs: str) -> LogFacts:
-    _need_journalctl()
+    need_journalctl()
     return collect_logs(TreeRunner(FIXTURES / scenario), access_logs, now=NOW)
 
 
@@ -583,7 +544,7 @@ def test_glob_access_logs_are_dated_by_name(tmp_path: Path) -> None:
 
 def test_unreadable_config_is_an_error() -> None:
     """A non-root agent may not read a file: the stream is `error`, never pass or fail."""
-    _need_journalctl()
+    need_journalctl()
     runner = TreeRunner(FIXTURES / "debian-default", denied={"/etc/logrotate.d/rsyslog"})
     facts = collect_logs(runner, (), now=NOW)
     auth = streams(facts)["auth"]
@@ -596,7 +557,7 @@ def test_unreadable_config_is_an_error() -> None:
 
 def test_unreadable_audit_folder_is_an_error() -> None:
     """/var/log/audit is root-only: a count-bound trail whose files cannot be dated is `error`."""
-    _need_journalctl()
+    need_journalctl()
     runner = TreeRunner(FIXTURES / "hardened", denied={"/var/log/audit"})
     facts = collect_logs(runner, (), now=NOW)
     assert isinstance(streams(facts)["audit"].oldest, Unavailable)
@@ -608,44 +569,16 @@ def test_unreadable_audit_folder_is_an_error() -> None:
 # ----------------------------------------------------------------------------- a real journal
 
 
-def _journal_remote() -> str:
-    for path in ("/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote"):
-        if os.access(path, os.X_OK):
-            return path
-    pytest.skip("systemd-journal-remote is not installed (Debian package systemd-journal-remote)")
-
-
-def _write_journal(path: Path, entries: Sequence[tuple[datetime, str]]) -> None:
-    """A real journal file, from journal export format (the only writer that takes timestamps)."""
-    export = ""
-    for n, (moment, message) in enumerate(entries, 1):
-        export += (
-            f"__REALTIME_TIMESTAMP={int(moment.timestamp() * 1e6)}\n"
-            f"__MONOTONIC_TIMESTAMP={n * 1000}\n"
-            "_BOOT_ID=0123456789abcdef0123456789abcdef\n"
-            f"MESSAGE={message}\nPRIORITY=6\n\n"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [_journal_remote(), f"--output={path}", "-"],
-        input=export,
-        text=True,
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-
-
 def test_oldest_entry_of_a_real_journal(tmp_path: Path) -> None:
-    _need_journalctl()
+    need_journalctl()
     now = datetime.now(UTC).replace(microsecond=0)
     machine = tmp_path / "var/log/journal/0123456789abcdef0123456789abcdef"
-    _write_journal(
+    write_journal(
         machine / "remote-a.journal",
         [(now - timedelta(days=150), "a-first"), (now - timedelta(days=1), "a-last")],
     )
     # An older file: journalctl must interleave files, not read the first one it finds.
-    _write_journal(
+    write_journal(
         machine / "remote-b.journal",
         [(now - timedelta(days=200), "b-first"), (now - timedelta(days=100), "b-middle")],
     )

@@ -15,6 +15,7 @@ the tail), and `--header`'s per-file output is meant for people.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -78,6 +79,8 @@ def parse_journald_conf(
         retention = parse_timespan(retention_raw) if retention_raw else None
     except ValueError:
         retention = None  # journald logs the bad value and keeps no limit
+    if retention == math.inf:
+        retention = None
     forward = settings.get("ForwardToSyslog", documented.get("ForwardToSyslog"))
     return JournaldConfig(
         storage=(settings.get("Storage") or "auto").lower(),

@@ -5,6 +5,7 @@ how instants are written in the facts.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,14 +25,17 @@ _TIMESPAN_UNITS: Mapping[str, float] = {
     **dict.fromkeys(("months", "month", "M"), 2629800.0),
     **dict.fromkeys(("years", "year", "y"), 31557600.0),
 }
-_TIMESPAN_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-zµ]*)")
+_TIMESPAN_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-zµ]*)")
 
 
 def parse_timespan(text: str) -> float:
-    """A systemd time span ("6month", "1y 2w", "3600") in seconds. Raises ValueError."""
+    """A systemd time span ("6month", "1y 2w", ".5d", "3600") in seconds; `infinity` is
+    `math.inf`. Raises ValueError."""
     rest = text.strip()
     if not rest:
         raise ValueError("empty time span")
+    if rest == "infinity":
+        return math.inf
     total = 0.0
     pos = 0
     while pos < len(rest):

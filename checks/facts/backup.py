@@ -9,6 +9,7 @@ and site into the report. A source that offers no recovery point at all has `new
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -70,6 +71,67 @@ class BorgArchives:
 
 
 @dataclass(frozen=True)
+class WalRecords:
+    """From `pg_waldump` over the WAL a primary wrote after its last archived segment, read from
+    the server's own pg_wal on this host (read-only), with every record classified."""
+
+    start_lsn: str
+    """Where the reading started: `UnarchivedWal.start_lsn`."""
+    end_lsn: str
+    """Where it stopped: the server's write position (`pg_current_wal_lsn()`). Every commit made
+    before the status query lies before it: PostgreSQL writes a commit at once, or within
+    3 × wal_writer_delay when synchronous_commit is off, and medsec waits that long and asks
+    again when WAL was still in the server's buffers and no commit was found before them."""
+    records_read: int
+    """Records `pg_waldump` printed (at most its `--limit`)."""
+    counts: Mapping[str, int]
+    """Records read, by `rmgr/TYPE` as pg_waldump names them (`XLOG/CHECKPOINT_ONLINE`,
+    `Standby/RUNNING_XACTS`, `Heap/INSERT`, `Transaction/COMMIT`)."""
+    bookkeeping: int
+    """Records that hold no data: checkpoints, segment switches, running-transactions snapshots,
+    hint-bit page images and the like, which an idle server writes on its own."""
+    changes: int
+    """Every other record: changes of transactions (committed or not) and maintenance (VACUUM)."""
+    first_change: str | None
+    """The first change record, `rmgr/TYPE at LSN`; None when only bookkeeping was read."""
+    first_commit_time: datetime | None
+    """Commit time (UTC) of the first `COMMIT`, `COMMIT_PREPARED` or `PREPARE` record read: the
+    oldest committed transaction missing from the archive. None: no commit in what was read."""
+    first_commit_lsn: str | None
+    """LSN of that record."""
+    unread_reason: str | None
+    """Why not every record up to `end_lsn` was looked at for a commit (more records than the
+    limit, pg_waldump stopped on an error); None when all were, so that `first_commit_time`
+    None means no transaction committed since `start_lsn`. Past the first records (`--limit`)
+    only Transaction records are read."""
+    unwritten_bytes: int = 0
+    """WAL inserted before the status query but still in the server's buffers when read (changes
+    of open transactions; no commit, see `end_lsn`)."""
+    undated: tuple[str, ...] = ()
+    """Records among those classified that may make data durable without a commit record medsec
+    can date (a custom resource manager, a non-transactional logical message), as
+    `rmgr/TYPE at LSN`."""
+
+
+@dataclass(frozen=True)
+class UnarchivedWal:
+    """What a primary wrote after the end of its last archived WAL segment: the data that a
+    restore from the archive would lose if the server were lost now."""
+
+    start_lsn: str
+    """The first byte not in the archive: the end of `last_archived_wal` (its start for a
+    `.partial` or `.backup` file, whose own segment may not be archived yet)."""
+    insert_lsn: str
+    """`pg_current_wal_insert_lsn()` when gathered."""
+    bytes_written: int
+    """`insert_lsn` − `start_lsn`: WAL written since (a new segment's 40-byte page header
+    counts as nothing written)."""
+    records: WalRecords | Unavailable | None
+    """What those bytes are; None when nothing was written. Unavailable when pg_waldump could not
+    read them (the server's pg_wal is not on this host or not readable, pg_waldump missing)."""
+
+
+@dataclass(frozen=True)
 class PostgresArchiving:
     """From one `psql` query: `pg_is_in_recovery()`, `pg_stat_archiver` and, on a standby,
     `pg_last_xact_replay_timestamp()`, `pg_last_wal_receive_lsn()`, `pg_last_wal_replay_lsn()`."""
@@ -104,6 +166,11 @@ class PostgresArchiving:
     """Standby: `pg_last_wal_receive_lsn()`."""
     replay_lsn: str | None = None
     """Standby: `pg_last_wal_replay_lsn()`."""
+    unarchived: UnarchivedWal | Unavailable | None = None
+    """Primary with a last archived segment: what was written after it. Unavailable when the
+    server's WAL position could not be placed against the archive (the last archived file is a
+    timeline history file, the server did not report its position). None on a standby, with
+    archive_mode off, or when nothing was archived since the statistics reset."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +193,11 @@ class RecoveryPoint:
 
     newest: datetime | None
     """UTC time of the newest recovery point: restic snapshot `time`, borg archive `time`, a
-    primary's `last_archived_time`, a standby's `replay_time`, the newest file's mtime.
+    standby's `replay_time`, the newest file's mtime. A primary: the commit time of the oldest
+    transaction missing from the archive (`WalRecords.first_commit_time`); the gathering time
+    when no transaction committed after the last archived segment (only bookkeeping records, or
+    nothing, written since); else `last_archived_time`, a bound that holds for a busy server but
+    not for an idle one (see `PostgresArchiving.unarchived`).
     None when the source offers none (see `missing_reason`); never a placeholder epoch."""
     age_seconds: float | None
     """Gathering time − `newest`; negative when the source's clock is ahead of this host's."""

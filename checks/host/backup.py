@@ -6,14 +6,19 @@ Decisions: an unreadable source is `error`, never `pass`; a source with no recov
 fails; a PostgreSQL primary whose last archiving failure is newer than its last success fails
 however recent that success is, because the WAL chain has a gap from the failed segment on; a
 recovery point more than five minutes in the future is `error` (a clock is wrong, the age means
-nothing). For the off-site check the whole host is one dataset: it passes when at least one
-source declared at another site has a recovery point within its RPO.
+nothing). A PostgreSQL primary is judged by what it wrote after its last archived segment: the
+oldest transaction committed since and not archived must be within the RPO; an idle server (no
+commit since, only records holding no data) passes however old its last segment is; when what
+was written since could not be read, a last archived segment older than the RPO is `error`, not
+`fail`, because an idle server and a stalled archive look alike from there. For the off-site
+check the whole host is one dataset: it passes when at least one source declared at another
+site has a recovery point within its RPO.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +31,21 @@ from checks.facts.backup import (
     PostgresArchiving,
     RecoveryPoint,
     ResticSnapshots,
+    UnarchivedWal,
+    WalRecords,
 )
-from checks.model import Msg, Outcome, Severity, Unavailable, errored, failed, passed, require
+from checks.model import (
+    Msg,
+    Outcome,
+    Severity,
+    Status,
+    Unavailable,
+    errored,
+    failed,
+    outcome,
+    passed,
+    require,
+)
 from checks.registry import check
 
 FUTURE_TOLERANCE_S = 300
@@ -57,8 +75,14 @@ def duration(seconds: float) -> str:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return rfc3339(value)
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, Unavailable):
+        return {"unavailable": value.reason}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
     return value
 
 
@@ -93,6 +117,9 @@ def _newest(reading: RecoveryPoint) -> Msg:
     if isinstance(detail, PostgresArchiving):
         if detail.role == "standby":
             return Msg("newest transaction replayed on the standby", "备库最近回放的事务")
+        records = _records(detail)
+        if records is not None and records.first_commit_time == reading.newest:
+            return Msg("oldest transaction not yet archived", "尚未归档的最早事务")
         wal = detail.last_archived_wal
         return Msg(f"newest archived WAL segment {wal}", f"最新归档的 WAL 段 {wal}")
     if isinstance(detail, PathFiles):
@@ -121,79 +148,196 @@ def _rpo_of(status: BackupStatus, default_rpo_minutes: int) -> int:
     return own if own is not None else default_rpo_minutes
 
 
-def _fresh(status: BackupStatus, rpo_minutes: int) -> bool | None:
-    """Within the RPO (True), not (False), or unknown (None: the source could not be read)."""
-    reading = status.reading
-    if isinstance(reading, Unavailable):
-        return None
-    detail = reading.detail
-    if (
-        isinstance(detail, PostgresArchiving)
-        and detail.role == "primary"
-        and detail.archiving_broken
-    ):
-        return False
-    if reading.newest is None or reading.age_seconds is None:
-        return False
-    if reading.age_seconds < -FUTURE_TOLERANCE_S:
-        return None
-    return reading.age_seconds <= rpo_minutes * 60
+Verdict = tuple[Status, Msg]
 
 
-def _rpo_outcome(status: BackupStatus, rpo_minutes: int) -> Outcome:
-    name = status.source.name
-    evidence = _evidence(status, rpo_minutes)
+def _verdict(status: BackupStatus, rpo_minutes: int) -> Verdict:
+    """One source against its RPO; the RPO and off-site checks both judge by it."""
     reading = status.reading
     if isinstance(reading, Unavailable):
-        return errored(
-            Msg(f"source unreadable: {reading.reason}", f"备份源无法读取：{reading.reason}"),
-            evidence,
-            target=name,
+        return Status.ERROR, Msg(
+            f"source unreadable: {reading.reason}", f"备份源无法读取：{reading.reason}"
         )
     detail = reading.detail
-    if (
-        isinstance(detail, PostgresArchiving)
-        and detail.role == "primary"
-        and detail.archiving_broken
-    ):
-        return failed(_broken_archiving(detail), evidence, target=name)
+    primary = isinstance(detail, PostgresArchiving) and detail.role == "primary"
+    if isinstance(detail, PostgresArchiving) and primary and detail.archiving_broken:
+        return Status.FAIL, _broken_archiving(detail)
     if reading.newest is None or reading.age_seconds is None:
         missing = reading.missing_reason
-        return failed(
-            Msg(f"no backup found: {missing}", f"未找到备份：{missing}"), evidence, target=name
+        return Status.FAIL, Msg(f"no backup found: {missing}", f"未找到备份：{missing}")
+    if reading.age_seconds < -FUTURE_TOLERANCE_S:
+        newest, when, ahead = (
+            _newest(reading),
+            rfc3339(reading.newest),
+            duration(reading.age_seconds),
         )
-    newest, when = _newest(reading), rfc3339(reading.newest)
-    age = reading.age_seconds
-    if age < -FUTURE_TOLERANCE_S:
-        ahead = duration(age)
-        return errored(
-            Msg(
-                f"{newest.en} ({when}) lies {ahead} in the future: a clock is wrong",
-                f"{newest.zh}（{when}）比当前时间超前 {ahead}：时钟有误",
-            ),
-            evidence,
-            target=name,
+        return Status.ERROR, Msg(
+            f"{newest.en} ({when}) lies {ahead} in the future: a clock is wrong",
+            f"{newest.zh}（{when}）比当前时间超前 {ahead}：时钟有误",
         )
+    if isinstance(detail, PostgresArchiving) and primary:
+        return _primary_verdict(detail, reading, rpo_minutes)
+    return _age_verdict(reading, rpo_minutes)
+
+
+def _age_verdict(reading: RecoveryPoint, rpo_minutes: int) -> Verdict:
+    newest, when = _newest(reading), rfc3339(reading.newest) if reading.newest else "?"
+    age = reading.age_seconds or 0.0
     rpo = duration(rpo_minutes * 60)
     if age > rpo_minutes * 60:
         old = duration(age)
-        return failed(
-            Msg(
-                f"{newest.en} ({when}) is {old} old, older than the RPO of {rpo}",
-                f"{newest.zh}（{when}）距今 {old}，超过 RPO {rpo}",
-            ),
-            evidence,
-            target=name,
+        return Status.FAIL, Msg(
+            f"{newest.en} ({when}) is {old} old, older than the RPO of {rpo}",
+            f"{newest.zh}（{when}）距今 {old}，超过 RPO {rpo}",
         )
     old = duration(max(age, 0))
-    return passed(
-        Msg(
-            f"{newest.en} ({when}) is {old} old, within the RPO of {rpo}",
-            f"{newest.zh}（{when}）距今 {old}，在 RPO {rpo} 以内",
-        ),
-        evidence,
-        target=name,
+    return Status.PASS, Msg(
+        f"{newest.en} ({when}) is {old} old, within the RPO of {rpo}",
+        f"{newest.zh}（{when}）距今 {old}，在 RPO {rpo} 以内",
     )
+
+
+def _records(detail: PostgresArchiving) -> WalRecords | None:
+    unarchived = detail.unarchived
+    if isinstance(unarchived, UnarchivedWal) and isinstance(unarchived.records, WalRecords):
+        return unarchived.records
+    return None
+
+
+def _written(records: WalRecords) -> Msg:
+    """What an idle server wrote, in words ("only records that hold no data (...)")."""
+    kinds = ", ".join(f"{n} × {kind}" for kind, n in records.counts.items()) or "none read"
+    if records.changes == 0:
+        said = Msg(f"only records that hold no data ({kinds})", f"仅有不含数据的记录（{kinds}）")
+    else:
+        first = records.first_change
+        said = Msg(
+            f"{records.changes} changes of transactions not committed or of maintenance such "
+            f"as VACUUM (first {first}) besides records that hold no data ({kinds})",
+            f"{records.changes} 条未提交事务或 VACUUM 等维护操作的变更（首条 {first}），"
+            f"其余为不含数据的记录（{kinds}）",
+        )
+    if records.unwritten_bytes:
+        n = records.unwritten_bytes
+        said = Msg(
+            f"{said.en}; {n} bytes of open transactions' changes still in the server's buffers",
+            f"{said.zh}；另有 {n} 字节未提交事务的变更仍在服务器缓冲区中",
+        )
+    return said
+
+
+def _unknown_after(detail: PostgresArchiving) -> Msg:
+    """Why what the primary wrote after its last archived segment is not known."""
+    unarchived = detail.unarchived
+    if unarchived is None:
+        return Msg("it was not examined", "未检查归档之后写入的 WAL")
+    if isinstance(unarchived, Unavailable):
+        return Msg(unarchived.reason, unarchived.reason)
+    records = unarchived.records
+    if isinstance(records, Unavailable):
+        return Msg(
+            f"the WAL written since could not be read: {records.reason}",
+            f"无法读取此后写入的 WAL：{records.reason}",
+        )
+    if records is not None and records.undated:
+        undated = ", ".join(records.undated[:3])
+        return Msg(
+            f"records medsec cannot date ({undated})",
+            f"存在 medsec 无法确定时间的记录（{undated}）",
+        )
+    reason = records.unread_reason if records is not None else None
+    return Msg(f"not every record was read ({reason})", f"未能读取全部记录（{reason}）")
+
+
+def _primary_verdict(
+    detail: PostgresArchiving, reading: RecoveryPoint, rpo_minutes: int
+) -> Verdict:
+    """A primary by what it wrote after its last archived segment (see the module docstring)."""
+    wal = detail.last_archived_wal
+    at = rfc3339(detail.last_archived_time) if detail.last_archived_time else "?"
+    since = Msg(f"WAL segment {wal} was archived at {at}", f"WAL 段 {wal} 于 {at} 归档")
+    unarchived = detail.unarchived
+    if isinstance(unarchived, UnarchivedWal) and unarchived.records is None:
+        return Status.PASS, Msg(
+            f"nothing was written since {since.en}: no data waits for the archive",
+            f"自 {since.zh} 以来未写入任何 WAL：没有等待归档的数据",
+        )
+    records = _records(detail)
+    if records is not None and records.first_commit_time is not None:
+        return _commit_verdict(detail, records, reading, rpo_minutes, since)
+    if records is not None and records.unread_reason is None and not records.undated:
+        written = _written(records)
+        return Status.PASS, Msg(
+            f"no transaction committed since {since.en}: {written.en}",
+            f"自 {since.zh} 以来没有提交任何事务：{written.zh}",
+        )
+    # What was written since is unknown: the last archived segment's age bounds the exposure of
+    # a busy server, but an idle one ages it with nothing at risk.
+    age = reading.age_seconds or 0.0
+    if age <= rpo_minutes * 60:
+        return _age_verdict(reading, rpo_minutes)
+    written_bytes = unarchived.bytes_written if isinstance(unarchived, UnarchivedWal) else None
+    amount = (
+        Msg(
+            f"{written_bytes} bytes of WAL were written since, and ",
+            f"此后写入了 {written_bytes} 字节 WAL，",
+        )
+        if written_bytes is not None
+        else Msg("", "")
+    )
+    why, old, rpo = _unknown_after(detail), duration(age), duration(rpo_minutes * 60)
+    return Status.ERROR, Msg(
+        f"{since.en}, {old} ago, longer than the RPO of {rpo}; {amount.en}medsec cannot tell "
+        f"whether transactions committed since wait for the archive: {why.en}",
+        f"{since.zh}，距今 {old}，超过 RPO {rpo}；{amount.zh}无法判断此后是否有已提交的事务"
+        f"等待归档：{why.zh}",
+    )
+
+
+def _commit_verdict(
+    detail: PostgresArchiving,
+    records: WalRecords,
+    reading: RecoveryPoint,
+    rpo_minutes: int,
+    since: Msg,
+) -> Verdict:
+    """The oldest transaction committed after the last archived segment, against the RPO."""
+    age = reading.age_seconds or 0.0
+    when = rfc3339(records.first_commit_time) if records.first_commit_time else "?"
+    old, rpo = duration(max(age, 0)), duration(rpo_minutes * 60)
+    lead = Msg(
+        f"transactions committed since {when} (the first at {records.first_commit_lsn}) are "
+        f"not archived yet: {old} of commits at risk",
+        f"自 {when} 起提交的事务（首条位于 {records.first_commit_lsn}）尚未归档："
+        f"有 {old} 的已提交数据面临丢失风险",
+    )
+    last = Msg(f"last archived: {since.en}", f"最近归档：{since.zh}")
+    if age > rpo_minutes * 60:
+        return Status.FAIL, Msg(
+            f"{lead.en}, longer than the RPO of {rpo} ({last.en})",
+            f"{lead.zh}，超过 RPO {rpo}（{last.zh}）",
+        )
+    if records.undated:
+        why = _unknown_after(detail)
+        return Status.ERROR, Msg(
+            f"{lead.en}, within the RPO of {rpo}, but {why.en} may hold older data",
+            f"{lead.zh}，在 RPO {rpo} 以内，但{why.zh}，其中可能有更早的数据",
+        )
+    return Status.PASS, Msg(
+        f"{lead.en}, within the RPO of {rpo} ({last.en})",
+        f"{lead.zh}，在 RPO {rpo} 以内（{last.zh}）",
+    )
+
+
+def _fresh(status: BackupStatus, rpo_minutes: int) -> bool | None:
+    """Within the RPO (True), not (False), or unknown (None)."""
+    verdict, _ = _verdict(status, rpo_minutes)
+    return {Status.PASS: True, Status.FAIL: False}.get(verdict)
+
+
+def _rpo_outcome(status: BackupStatus, rpo_minutes: int) -> Outcome:
+    verdict, message = _verdict(status, rpo_minutes)
+    return outcome(verdict, message, _evidence(status, rpo_minutes), target=status.source.name)
 
 
 @check(

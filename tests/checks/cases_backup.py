@@ -6,6 +6,7 @@ message must contain)]. Every case has one source per `backup.rpo` case, so one 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from checks.facts import HostFacts
@@ -20,6 +21,8 @@ from checks.facts.backup import (
     RecoveryPoint,
     ResticSnapshots,
     SourceDetail,
+    UnarchivedWal,
+    WalRecords,
 )
 from checks.model import Status, Unavailable
 
@@ -77,6 +80,62 @@ def pg_primary(age_minutes: float, *, broken: bool = False) -> RecoveryPoint:
     )
     return RecoveryPoint(archived, age_minutes * 60, detail)
 
+
+IDLE_RECORDS = WalRecords(
+    start_lsn="0/7000000",
+    end_lsn="0/7000110",
+    records_read=3,
+    counts={"Standby/RUNNING_XACTS": 2, "XLOG/CHECKPOINT_ONLINE": 1},
+    bookkeeping=3,
+    changes=0,
+    first_change=None,
+    first_commit_time=None,
+    first_commit_lsn=None,
+    unread_reason=None,
+)
+
+
+def commit_records(commit_minutes_ago: float) -> WalRecords:
+    return WalRecords(
+        start_lsn="0/7000000",
+        end_lsn="0/70A1B28",
+        records_read=812,
+        counts={"Heap/INSERT": 800, "Standby/RUNNING_XACTS": 1, "Transaction/COMMIT": 11},
+        bookkeeping=1,
+        changes=811,
+        first_change="Heap/INSERT at 0/7000060",
+        first_commit_time=NOW - timedelta(minutes=commit_minutes_ago),
+        first_commit_lsn="0/7000A28",
+        unread_reason=None,
+    )
+
+
+def pg_after(
+    archived_minutes_ago: float, records: WalRecords | Unavailable | None, *, written: int = 272
+) -> RecoveryPoint:
+    """A primary whose last segment was archived that long ago, and what it wrote since; the
+    recovery point as the gatherer sets it (`inventory.host.backup.postgres`)."""
+    base = pg_primary(archived_minutes_ago)
+    assert isinstance(base.detail, PostgresArchiving)
+    detail = replace(
+        base.detail,
+        unarchived=UnarchivedWal("0/7000000", f"0/{0x7000000 + written:X}", written, records),
+    )
+    newest = base.newest
+    if records is None:
+        newest = NOW
+    elif isinstance(records, WalRecords) and records.first_commit_time is not None:
+        newest = records.first_commit_time
+    elif isinstance(records, WalRecords) and records.unread_reason is None and not records.undated:
+        newest = NOW
+    assert newest is not None
+    return RecoveryPoint(newest, (NOW - newest).total_seconds(), detail)
+
+
+NOT_LOCAL = Unavailable(
+    "the server's data directory is not visible from this host (data_directory needs "
+    "pg_read_all_settings, and none of its processes is in /proc here)"
+)
 
 ARCHIVE_OFF = RecoveryPoint(
     None,
@@ -169,6 +228,78 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             backups(status("his-pg", "postgres", pg_primary(2))),
             Status.PASS,
             "archived WAL segment 000000010000000000000006",
+        ),
+        (
+            "idle postgres: last segment 3 h old, only checkpoints since",
+            backups(status("his-pg", "postgres", pg_after(180, IDLE_RECORDS))),
+            Status.PASS,
+            "no transaction committed since WAL segment 000000010000000000000006 was archived",
+        ),
+        (
+            "idle postgres: nothing written since the last segment",
+            backups(status("his-pg", "postgres", pg_after(600, None, written=40))),
+            Status.PASS,
+            "nothing was written since WAL segment 000000010000000000000006",
+        ),
+        (
+            "postgres: uncommitted changes only",
+            backups(
+                status(
+                    "his-pg",
+                    "postgres",
+                    pg_after(
+                        180,
+                        replace(
+                            IDLE_RECORDS,
+                            counts={"Heap2/PRUNE": 1, "Heap2/VACUUM": 1},
+                            bookkeeping=0,
+                            changes=2,
+                            first_change="Heap2/PRUNE at 0/7000028",
+                        ),
+                    ),
+                )
+            ),
+            Status.PASS,
+            "2 changes of transactions not committed or of maintenance such as VACUUM",
+        ),
+        (
+            "postgres: archiver lagging behind committed transactions",
+            backups(status("his-pg", "postgres", pg_after(45, commit_records(44)))),
+            Status.FAIL,
+            "not archived yet: 44 min of commits at risk, longer than the RPO of 15 min",
+        ),
+        (
+            "postgres: busy, commits waiting 2 min",
+            backups(status("his-pg", "postgres", pg_after(3, commit_records(2)))),
+            Status.PASS,
+            "not archived yet: 2 min of commits at risk, within the RPO of 15 min",
+        ),
+        (
+            "postgres: WAL after the archive not readable here, segment old",
+            backups(status("his-pg", "postgres", pg_after(180, NOT_LOCAL))),
+            Status.ERROR,
+            "cannot tell whether transactions committed since wait for the archive",
+        ),
+        (
+            "postgres: WAL after the archive not readable here, segment recent",
+            backups(status("his-pg", "postgres", pg_after(4, NOT_LOCAL))),
+            Status.PASS,
+            "newest archived WAL segment 000000010000000000000006",
+        ),
+        (
+            "postgres: a record medsec cannot date",
+            backups(
+                status(
+                    "his-pg",
+                    "postgres",
+                    pg_after(
+                        180,
+                        replace(IDLE_RECORDS, undated=("custom129/INSERT at 0/7000060",)),
+                    ),
+                )
+            ),
+            Status.ERROR,
+            "records medsec cannot date (custom129/INSERT at 0/7000060)",
         ),
         (
             "postgres archive_mode off",
@@ -264,6 +395,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             ),
             Status.FAIL,
             "no backup (the repository holds no complete archive)",
+        ),
+        (
+            "idle primary archiving to the DR site",
+            backups(status("his-pg", "postgres", pg_after(300, IDLE_RECORDS), site="dr-site")),
+            Status.PASS,
+            "his-pg at site dr-site",
         ),
         (
             "off-site archiving broken",

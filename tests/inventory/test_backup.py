@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,8 @@ from checks.facts.backup import (
     PostgresArchiving,
     RecoveryPoint,
     ResticSnapshots,
+    UnarchivedWal,
+    WalRecords,
 )
 from checks.host import backup as backup_checks
 from checks.model import Result, Status, Unavailable
@@ -52,6 +53,7 @@ from inventory.host.backup import (
     plan_glob,
 )
 from inventory.runner import CommandResult, CommandTimeout, LocalRunner
+from tests.inventory.pg_cluster import FAST, Cluster, free_port, sql, wait_for
 
 RAW = Path(__file__).resolve().parent.parent / "fixtures" / "raw" / "backup"
 REGISTRY = Registry.from_modules([backup_checks])
@@ -360,28 +362,6 @@ def test_borg_refuses_an_unencrypted_repository(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- postgres
 
 
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _fast_tmp() -> str | None:
-    """/dev/shm when it has room: four clusters are ~4000 files, slow to create on some disks."""
-    try:
-        return "/dev/shm" if shutil.disk_usage("/dev/shm").free > 1 << 30 else None
-    except OSError:
-        return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclasses.dataclass(frozen=True)
 class PgServers:
     archiving: str
@@ -394,103 +374,19 @@ class PgServers:
     """Streaming standby of `archiving`."""
 
 
-class _Cluster:
-    def __init__(self, bindir: Path, work: Path, as_user: list[str]) -> None:
-        self.bindir, self.work, self.as_user = bindir, work, as_user
-        self.started: list[Path] = []
-
-    def pg(self, *argv: str) -> None:
-        subprocess.run(
-            [*self.as_user, str(self.bindir / argv[0]), *argv[1:]],
-            check=True,
-            capture_output=True,
-            cwd=self.work,
-            timeout=60,
-        )
-
-    def start(self, data: Path, port: int, settings: str) -> str:
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(settings)
-        self.started.append(data)
-        self.pg(
-            "pg_ctl", "-D", str(data), "-l", str(data / "log"), "-w", "-t", "30", "start",
-            "-o", f"-c port={port} -c listen_addresses=127.0.0.1"
-                  f" -c unix_socket_directories={self.work}",
-        )  # fmt: skip
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def stop_all(self) -> None:
-        for data in reversed(self.started):
-            subprocess.run(
-                [
-                    *self.as_user,
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-m",
-                    "immediate",
-                    "stop",
-                ],
-                capture_output=True,
-                check=False,
-                timeout=30,
-            )
-
-
-def sql(dsn: str, *commands: str) -> str:
-    argv = ["psql", "-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dsn]
-    for command in commands:
-        argv += ["-c", command]
-    return subprocess.run(
-        argv, check=True, capture_output=True, text=True, timeout=30
-    ).stdout.strip()
-
-
-def wait_for(dsn: str, query: str, what: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while sql(dsn, query) != "t":
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="session")
 def pg_servers() -> Iterator[PgServers]:
-    bindir = _pg_bindir()
-    if bindir is None or shutil.which("psql") is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) or psql not installed")
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            pytest.skip("runuser is needed to run initdb as a non-root user")
-        try:
-            import pwd
-
-            pg_user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user for initdb")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    else:
-        as_user = []
-    # Not under pytest's tmp: its root-owned 0700 parents would keep the postgres user out.
-    work = Path(tempfile.mkdtemp(prefix="medsec-pg-", dir=_fast_tmp()))
-    if as_user:
-        os.chown(work, pg_user.pw_uid, pg_user.pw_gid)
-    cluster = _Cluster(bindir, work, as_user)
+    cluster = Cluster("medsec-pg-")
+    work = cluster.work
     try:
-        (work / "archive").mkdir()
-        if as_user:
-            os.chown(work / "archive", pg_user.pw_uid, pg_user.pw_gid)
-        cluster.pg("initdb", "-D", str(work / "template"), "-A", "trust", "-U", "postgres",
-                   "--no-sync", "-E", "UTF8", "--wal-segsize=1")  # fmt: skip
+        cluster.folder("archive")
+        template = cluster.initdb("template")
         for name in ("archiving", "failing", "off"):
-            subprocess.run(
-                [*as_user, "cp", "-a", str(work / "template"), str(work / name)], check=True
-            )
-        fast = "fsync=off\nsynchronous_commit=off\nfull_page_writes=off\n"
+            cluster.copy(template, name)
         archive_cp = f"archive_mode=on\narchive_command='cp %p {work}/archive/%f'\n"
-        archiving = cluster.start(work / "archiving", _free_port(), fast + archive_cp)
-        failing = cluster.start(work / "failing", _free_port(), fast + archive_cp)
-        off = cluster.start(work / "off", _free_port(), fast + "archive_mode=off\n")
+        archiving = cluster.start(work / "archiving", free_port(), FAST + archive_cp)
+        failing = cluster.start(work / "failing", free_port(), FAST + archive_cp)
+        off = cluster.start(work / "off", free_port(), FAST + "archive_mode=off\n")
 
         for dsn in (archiving, failing, off):
             sql(
@@ -510,12 +406,11 @@ def pg_servers() -> Iterator[PgServers]:
         cluster.pg("pg_basebackup", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-R",
                    "-D", str(work / "standby"), "-X", "stream", "--no-sync",
                    "--checkpoint=fast")  # fmt: skip
-        standby = cluster.start(work / "standby", _free_port(), "")
+        standby = cluster.start(work / "standby", free_port(), "")
         _replay_a_commit(archiving, standby)
         yield PgServers(archiving, failing, off, standby)
     finally:
         cluster.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _replay_a_commit(primary: str, standby: str) -> None:
@@ -553,7 +448,13 @@ def test_postgres_primary_standby_failing_and_off(pg_servers: PgServers) -> None
     assert archiving.detail.role == "primary"
     assert archiving.detail.archived_count >= 1
     assert archiving.detail.archiving_broken is False
-    assert archiving.newest == archiving.detail.last_archived_time
+    # The commits made for the standby wait in the current segment: the oldest is the recovery
+    # point, whatever the time of the last archived file (a base backup's history file here).
+    unarchived = archiving.detail.unarchived
+    assert isinstance(unarchived, UnarchivedWal)
+    assert isinstance(unarchived.records, WalRecords)
+    assert unarchived.records.first_commit_time is not None
+    assert archiving.newest == unarchived.records.first_commit_time
     assert archiving.age_seconds is not None
     assert 0 <= archiving.age_seconds < 60
     assert archiving.detail.last_archived_wal

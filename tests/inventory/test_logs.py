@@ -592,3 +592,20 @@ def test_oldest_entry_of_a_real_journal(tmp_path: Path) -> None:
     status, message = judge(facts)["journald"]
     assert status is Status.PASS  # no MaxRetentionSec: the 200 days on disk decide
     assert "the oldest record is 200 days old ≥ 183" in message
+
+
+def test_rotated_copies_in_olddir_are_dated_too(tmp_path: Path) -> None:
+    """logrotate's `olddir` moves rotated copies away from the log: the oldest record is there."""
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "debian-default", tree)
+    rsyslog = tree / "etc/logrotate.d/rsyslog"
+    rsyslog.write_text(rsyslog.read_text().replace("\tweekly\n", "\tweekly\n\tolddir old\n"))
+    (tree / "var/log/old").mkdir()
+    for rotated in (tree / "var/log").glob("auth.log.*"):
+        rotated.rename(tree / "var/log/old" / rotated.name)
+    facts = collect_logs(TreeRunner(tree), (), now=NOW)
+    auth = streams(facts)["auth"]
+    assert auth.oldest == OldestRecord(
+        "2026-10-25T09:00:00Z", "first line of /var/log/old/auth.log.4.gz"
+    )
+    assert auth.paths[0] == "/var/log/auth.log"

@@ -111,13 +111,32 @@ def _read_siblings(runner: Runner, path: str) -> list[str] | Unavailable:
     return rotated_files(path, names)
 
 
+def _read_olddir(runner: Runner, path: str, olddir: str) -> list[str] | Unavailable:
+    """Rotated copies logrotate moved to `olddir` (relative to the log's folder), oldest first."""
+    folder = posixpath.join(posixpath.dirname(path), olddir)
+    copy = posixpath.join(folder, posixpath.basename(path))
+    try:
+        names = runner.list_dir(folder)
+    except SourceMissing:
+        return []
+    except GatherError as exc:
+        return Unavailable(str(exc))
+    return [f for f in rotated_files(copy, names) if f != copy]
+
+
 def read_stream_files(
-    runner: Runner, path: str, *, now: datetime
+    runner: Runner, path: str, *, now: datetime, olddir: str | None = None
 ) -> tuple[list[str], OldestRecord | Unavailable | None]:
-    """The files of the stream written to `path` (its rotated copies, oldest first) and its oldest
-    record. A folder that cannot be listed gives no files and the reason as the oldest record
-    (/var/log/audit is 0700 root: an agent not running as root)."""
+    """The files of the stream written to `path` (its rotated copies, oldest first, those in
+    logrotate's `olddir` before the rest) and its oldest record. A folder that cannot be listed
+    gives no files and the reason as the oldest record (/var/log/audit is 0700 root: an agent not
+    running as root)."""
     files = _read_siblings(runner, path)
     if isinstance(files, Unavailable):
         return [], files
+    if olddir is not None:
+        moved = _read_olddir(runner, path, olddir)
+        if isinstance(moved, Unavailable):
+            return [], moved
+        files = [*moved, *files]
     return files, read_oldest_record(runner, files, now=now) if files else None

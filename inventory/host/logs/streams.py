@@ -125,7 +125,10 @@ def _file_stream(
     *,
     kind: Literal["logrotate", "file"],
 ) -> LogStream:
-    files, oldest = read_stream_files(runner, path, now=sources.now)
+    rules = sources.logrotate
+    rule = find_logrotate_rule(rules, path) if isinstance(rules, tuple) else None
+    olddir = rule.olddir if rule is not None and rule.rejected is None else None
+    files, oldest = read_stream_files(runner, path, now=sources.now, olddir=olddir)
     # A glob names no file logrotate knows: look the rule up by the files it matched.
     retention = _file_retention(sources, [path, *reversed(files)])
     if not files and kind == "file":

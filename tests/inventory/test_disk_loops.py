@@ -1,5 +1,6 @@
-"""The disk gatherer on real LUKS1/LUKS2 headers that cryptsetup writes to loop devices here, and
-on loop devices probed without udev (blkid one device at a time, in either order).
+"""The disk gatherer on real LUKS1/LUKS2 headers that cryptsetup writes to loop devices here (one
+of them left half-way through re-encryption), and on loop devices probed without udev (blkid one
+device at a time, in either order).
 
 Device-mapper does not work in the container these tests were written in (`cryptsetup open`
 fails with "Cannot initialize device-mapper"), so `test_open_mapping_and_mount_chain` runs the
@@ -37,6 +38,7 @@ from tests.inventory.luks_images import (
     CryptsetupFailed,
     cryptsetup,
     loops,
+    reencrypt_part_way,
 )
 
 RAW = Path(__file__).resolve().parent.parent / "fixtures" / "raw" / "disk"
@@ -295,3 +297,32 @@ def test_blkid_one_device_cannot_hide_another(loops, first):
     got = results(facts)
     for device in luks:
         assert got[("disk.cipher_strength", device)] == Status.PASS
+
+
+@pytest.mark.root
+def test_interrupted_reencryption_on_a_loop_device_fails_naming_the_weak_range(loops):
+    """The whole gather on a udev-less host: lsblk, blkid one device at a time, luksDump, the
+    check. 256-bit XTS (AES-128) to 512-bit, stopped part-way: the rest is still AES-128."""
+    key = ["--key-file", str(loops.keyfile), *FAST_KDF, "--cipher", "aes-xts-plain64"]
+    image = reencrypt_part_way(
+        loops.work / "reencrypting.img",
+        [*key, "--key-size", "256"],
+        [*key, "--key-size", "512", "--resilience", "none"],
+    )
+    blank = loops.plain("before")  # listed first: blkid would have stopped here
+    device = loops.attach(image)
+    facts = collect_disk(WithoutUdev())
+    assert isinstance(facts, DiskFacts)
+    volume = by_path(facts)[device]
+    assert volume.reencryption is not None
+    assert len(volume.segments) == 2
+    [result] = [
+        r
+        for r in evaluate(DISK_CHECKS, HostFacts(disk=facts))
+        if (r.check_id, r.target) == ("disk.cipher_strength", device)
+    ]
+    assert result.status is Status.FAIL
+    old = volume.segments[1]
+    assert f"bytes {old.offset} to the end of the device: AES-128" in result.message
+    assert "re-encryption to a new key in progress" in result.message
+    assert blank not in by_path(facts)

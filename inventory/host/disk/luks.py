@@ -57,7 +57,7 @@ class LuksHeader:
     cipher: Cipher | Unavailable
     keys: LuksKeyslots
     bound_keyslots: tuple[str, ...] = ()
-    """Ids of the keyslots bound to a segment (what cryptsetup does not print as "unbound")."""
+    """Ids of the keyslots bound to a data segment (what cryptsetup does not print as "unbound")."""
     unexplained_tokens: tuple[str, ...] = ()
     """Ids of clevis tokens the text dump cannot describe: `cryptsetup token export` them."""
     segments: tuple[DataSegment, ...] = ()
@@ -229,12 +229,14 @@ def _parse_metadata(meta: Any, uuid: str | None) -> LuksHeader:
     if not data:
         raise ValueError("LUKS2 metadata has no data segment")
     segments = tuple(_json_segment(sid, seg, digests, keyslots) for sid, seg in data)
-    # Bound as cryptsetup prints it: a keyslot whose digest is assigned to any segment.
+    # Bound as cryptsetup prints it: a keyslot whose digest covers a data segment. The new key
+    # of a re-encryption that has not started yet covers only `backup-final`: still unbound.
+    data_ids = {sid for sid, _ in data}
     bound = list(
         dict.fromkeys(
             k
             for _, digest in digests
-            if _ids(digest.get("segments"))
+            if data_ids & set(_ids(digest.get("segments")))
             for k in _ids(digest.get("keyslots"))
             if k in keyslots
         )

@@ -131,15 +131,18 @@ class LuksKeyslots:
 
 @dataclass(frozen=True)
 class DataSegment:
-    """A byte range of a LUKS device and what protects it: one LUKS2 data segment (the
+    """A byte range of an encrypted volume and what protects it: one LUKS2 data segment (the
     `backup-previous`, `backup-final` and `backup-moved-segment` segments, which describe a
-    re-encryption's start and goal rather than data, are left out), or a LUKS1 payload."""
+    re-encryption's start and goal rather than data, are left out), a LUKS1 payload, or one
+    target of a headerless mapping's dm table (or a range of the mapping no crypt target
+    covers)."""
 
     id: str
-    """The segment's id in the LUKS2 metadata ("0" for a LUKS1 payload)."""
+    """The segment's id in the LUKS2 metadata ("0" for a LUKS1 payload); for a headerless
+    mapping the crypt target's index in its table, or "gap N" for an uncovered range."""
     offset: int
-    """Where the range starts on the device, in bytes (LUKS2 `offset`, LUKS1 `Payload offset`
-    × 512)."""
+    """Where the range starts, in bytes: on the device for LUKS (LUKS2 `offset`, LUKS1
+    `Payload offset` × 512), in the mapping for a dm table target (its start × 512)."""
     length: int | None
     """Its length in bytes (LUKS2 `size`); None for `dynamic`: to the end of the device."""
     cipher: Cipher | Unavailable
@@ -180,12 +183,13 @@ class EncryptedVolume:
     """LUKS: the data segment's `encryption` (LUKS2) or `Cipher name`-`Cipher mode` (LUKS1) with
     the volume key size; others: the active `dmsetup table --target crypt` line. Unavailable when
     the header or table could not be read (missing tool, no permission, detached header), and when
-    the data segments of a re-encryption differ: `segments` then holds each one's."""
+    the data segments differ (a re-encryption, several dm targets): `segments` holds each one's."""
     keys: LuksKeyslots | Unavailable | None
     """Key protection from the LUKS header; None for headerless kinds, which store no keyslots."""
     segments: tuple[DataSegment, ...] = ()
-    """Every byte range that holds data, with its own cipher and key (LUKS only; () for
-    headerless kinds and unread headers). Several during a LUKS2 re-encryption."""
+    """Every byte range that holds data, with its own cipher and key; () when the header or
+    table was not read. Several during a LUKS2 re-encryption, or for a mapping whose table has
+    several targets."""
     reencryption: Reencryption | None = None
     """Set while a LUKS2 re-encryption, encryption or decryption is in progress."""
 

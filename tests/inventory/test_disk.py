@@ -922,3 +922,33 @@ def test_old_cryptsetup_reads_the_metadata_from_its_debug_output():
         extra={"cryptsetup luksDump /dev/nvme0n1p3": text},
     )
     assert results(facts)[("disk.cipher_strength", "/dev/nvme0n1p3")] == Status.ERROR
+
+
+def test_a_headerless_mapping_is_judged_target_by_target():
+    """A plain mapping built from several targets: each crypt target is judged, and a range no
+    crypt target covers (a linear target keeps its data in clear) cannot pass."""
+    table = (HIS_DB / "dmsetup-table-crypt.txt").read_text()
+    luks_line, pacs_line = table.splitlines()[:2]
+    fields = pacs_line.split()
+    half = int(fields[2]) // 2
+    weak = [fields[0], "0", str(half), "crypt", "aes-xts-plain64", "0" * 64, *fields[6:]]
+    strong = [fields[0], str(half), str(half), *fields[3:]]
+    facts, _ = gather(
+        extra={
+            "dmsetup table --target crypt": "\n".join([luks_line, " ".join(weak), " ".join(strong)])
+        }
+    )
+    pacs = by_path(facts)["/dev/sdb"]
+    assert [(s.offset, s.length) for s in pacs.segments] == [
+        (0, half * 512),
+        (half * 512, half * 512),
+    ]
+    assert isinstance(pacs.cipher, Unavailable)
+    assert results(facts)[("disk.cipher_strength", "/dev/sdb")] == Status.FAIL
+    facts, _ = gather(
+        extra={"dmsetup table --target crypt": "\n".join([luks_line, " ".join(strong)])}
+    )
+    pacs = by_path(facts)["/dev/sdb"]
+    assert [s.id for s in pacs.segments] == ["gap 0", "0"]
+    assert results(facts)[("disk.cipher_strength", "/dev/sdb")] == Status.ERROR
+    assert PLAIN_KEY not in repr(facts)

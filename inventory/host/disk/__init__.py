@@ -39,8 +39,11 @@ from inventory.host.disk.devices import (
 )
 from inventory.host.disk.dmcrypt import (
     DMSETUP_TIMEOUT_S,
+    CryptTarget,
     key_field_bits,
+    mapping_segments,
     parse_dmsetup_crypt_table,
+    parse_dmsetup_crypt_targets,
     read_dm_crypt_tables,
 )
 from inventory.host.disk.luks import (
@@ -82,6 +85,7 @@ __all__ = [
     "PROC_SWAPS",
     "PSEUDO_FILESYSTEMS",
     "CipherSpec",
+    "CryptTarget",
     "DeviceTree",
     "LuksHeader",
     "MountEntry",
@@ -96,9 +100,11 @@ __all__ = [
     "integrity_key_bits",
     "key_field_bits",
     "make_cipher",
+    "mapping_segments",
     "parse_blkid_export",
     "parse_cipher_spec",
     "parse_dmsetup_crypt_table",
+    "parse_dmsetup_crypt_targets",
     "parse_lsblk_json",
     "parse_lsblk_pairs",
     "parse_luks1_dump",

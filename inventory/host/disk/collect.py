@@ -12,6 +12,7 @@ from checks.facts.disk import (
     BlockDevice,
     Cipher,
     CryptKind,
+    DataSegment,
     DiskFacts,
     EncryptedVolume,
     Mount,
@@ -19,8 +20,8 @@ from checks.facts.disk import (
 )
 from checks.model import Unavailable
 from inventory.host.disk.devices import collect_block_devices
-from inventory.host.disk.dmcrypt import read_dm_crypt_tables
-from inventory.host.disk.luks import LuksHeader, read_luks_header
+from inventory.host.disk.dmcrypt import CryptTarget, mapping_segments, read_dm_crypt_tables
+from inventory.host.disk.luks import LuksHeader, read_luks_header, volume_cipher
 from inventory.host.disk.mounts import (
     MOUNTINFO,
     PROC_SWAPS,
@@ -46,6 +47,35 @@ def _headerless_kind(mapping: BlockDevice) -> CryptKind:
     if kind is None or kind == "crypt":
         return "plain"
     return kind
+
+
+def _headerless_volume(
+    mapping: BlockDevice,
+    backing: BlockDevice | None,
+    kname: str,
+    tables: dict[str, tuple[CryptTarget, ...]] | Unavailable,
+) -> EncryptedVolume:
+    """An open crypt mapping without a LUKS header, judged by its dm table's crypt targets."""
+    cipher: Cipher | Unavailable
+    segments: tuple[DataSegment, ...] = ()
+    targets = None if isinstance(tables, Unavailable) else tables.get(mapping.name)
+    if isinstance(tables, Unavailable):
+        cipher = tables
+    elif not targets:
+        cipher = Unavailable(f"dmsetup table lists no crypt target named {mapping.name}")
+    else:
+        segments = mapping_segments(targets, mapping.size_bytes)
+        cipher = volume_cipher(segments)
+    return EncryptedVolume(
+        device=backing.path if backing else f"/dev/{kname}",
+        kind=_headerless_kind(mapping),
+        uuid=None,
+        mapped_name=mapping.name,
+        mapped_path=mapping.path,
+        cipher=cipher,
+        keys=None,
+        segments=segments,
+    )
 
 
 def collect_volumes(runner: Runner, devices: Sequence[BlockDevice]) -> tuple[EncryptedVolume, ...]:
@@ -88,29 +118,11 @@ def collect_volumes(runner: Runner, devices: Sequence[BlockDevice]) -> tuple[Enc
         for kname, mapping in mappings.items()
         if kname not in luks and mapping.encryption is not None
     ]
-    tables: dict[str, Cipher] | Unavailable = {}
+    tables: dict[str, tuple[CryptTarget, ...]] | Unavailable = {}
     if headerless:
         tables = read_dm_crypt_tables(runner)
     for kname, mapping in headerless:
-        cipher: Cipher | Unavailable
-        if isinstance(tables, Unavailable):
-            cipher = tables
-        else:
-            cipher = tables.get(mapping.name) or Unavailable(
-                f"dmsetup table lists no crypt target named {mapping.name}"
-            )
-        backing = by_kname.get(kname)
-        volumes.append(
-            EncryptedVolume(
-                device=backing.path if backing else f"/dev/{kname}",
-                kind=_headerless_kind(mapping),
-                uuid=None,
-                mapped_name=mapping.name,
-                mapped_path=mapping.path,
-                cipher=cipher,
-                keys=None,
-            )
-        )
+        volumes.append(_headerless_volume(mapping, by_kname.get(kname), kname, tables))
     return tuple(volumes)
 
 

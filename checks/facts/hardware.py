@@ -89,14 +89,37 @@ class Nic:
     """`speed`, when the link reports one."""
 
 
+IdSource = Literal["dmi-serial", "dmi-uuid", "machine-id", "mac"]
+
+
+@dataclass(frozen=True)
+class HostAnchor:
+    """One source a host id can be derived from, and the id it gives."""
+
+    source: IdSource
+    """`dmi-serial` (vendor, product and system serial), `dmi-uuid`, `machine-id` or `mac`."""
+    id: str
+    """`sha256:` digest of the source name and its values."""
+
+
 @dataclass(frozen=True)
 class HostIdentity:
-    """A stable id for the host that does not collapse machines with placeholder DMI serials."""
+    """A stable id for the host that does not collapse machines with placeholder DMI serials,
+    with the evidence a collector needs to tell two machines apart when a DMI value it took for
+    real turns out to be shared (see `collector.store.anchors`)."""
 
     id: str
     """`sha256:` digest of the source value below."""
-    source: Literal["dmi-serial", "dmi-uuid", "machine-id", "mac"]
+    source: IdSource
     """Which anchor the id was derived from, in order of preference."""
+    fallbacks: tuple[HostAnchor, ...] = ()
+    """The other usable anchors after it, in order of preference: the ids the host would have
+    if its preferred anchor proved to be a placeholder."""
+    machine: str | None = None
+    """The id the `machine-id` anchor gives (a digest: /etc/machine-id itself is not sent), used
+    or not; None when the host has no machine-id."""
+    macs: tuple[str, ...] = ()
+    """MAC addresses of the physical NICs, sorted."""
 
 
 @dataclass(frozen=True)

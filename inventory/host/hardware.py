@@ -3,9 +3,11 @@
 Everything is read through a `Runner` from /proc, /sys and /etc (no dmidecode, one `ip` call), so
 the same code reads this host, a host over SSH, or a recorded tree in tests. Each `parse_*`
 function is pure; each `collect_*` function does the reads and turns a missing or denied source
-into `Unavailable(reason)` for its own field. The host id never trusts a vendor placeholder:
-two boards that both say "Default string" fall through to /etc/machine-id, then to the MACs of
-the physical NICs.
+into `Unavailable(reason)` for its own field. The host id never trusts a vendor placeholder
+(`inventory.host.placeholders` recognises them by shape: filler words, sequences, template
+UUIDs): two boards that both say "Default string" fall through to the system UUID, then to
+/etc/machine-id, then to the MACs of the physical NICs. The anchors after the one used travel
+with the id, so a collector that sees one DMI anchor on two machines can keep them apart.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import replace
 from typing import Literal
 
 from checks.facts import CpuInfo, Disk, DmiInfo, HardwareFacts, HostIdentity, Nic
+from checks.facts.hardware import HostAnchor, IdSource
 from checks.model import Unavailable
+from inventory.host.placeholders import is_placeholder
 from inventory.runner import (
     AccessDenied,
     CommandFailed,
@@ -31,59 +35,10 @@ from inventory.runner import (
 )
 
 Medium = Literal["hdd", "ssd", "nvme", "virtual", "unknown"]
-IdSource = Literal["dmi-serial", "dmi-uuid", "machine-id", "mac"]
 
 
 class NoHostIdentity(GatherError):
     """None of the id anchors (DMI serial or UUID, machine-id, physical MACs) is usable."""
-
-
-# ----------------------------------------------------------------------------- placeholders
-
-# Strings firmware vendors leave in SMBIOS when the OEM never filled the field in. Compared
-# case-insensitively after trimming; repeated-character and all-zero/all-F UUIDs are caught apart.
-_PLACEHOLDERS = frozenset(
-    s.casefold()
-    for s in (
-        "Default string",
-        "To be filled by O.E.M.",
-        "To be filled by O.E.M",
-        "System Serial Number",
-        "System Product Name",
-        "System manufacturer",
-        "System Version",
-        "Not Specified",
-        "Not Applicable",
-        "Not Available",
-        "None",
-        "N/A",
-        "NA",
-        "Unknown",
-        "OEM",
-        "O.E.M.",
-        "Chassis Serial Number",
-        "Base Board Serial Number",
-        "Type1ProductConfigId",
-        "Default",
-        "123456789",
-        "0123456789",
-        "1234567890",
-        "00000000",
-        "xxxxxxxx",
-        # AMI boards: SMBIOS UUID bytes 00 01 02 ... 09 in both byte orders the kernel may print.
-        "03000200-0400-0500-0006-000700080009",
-        "00020003-0004-0005-0006-000700080009",
-    )
-)
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def is_placeholder(value: str) -> bool:
-    """True when a DMI string carries no identity: empty, a known filler, or one repeated char."""
-    text = value.strip().casefold()
-    if not text or text in _PLACEHOLDERS or len(set(text)) == 1:
-        return True
-    return bool(_UUID.fullmatch(text)) and len(set(text.replace("-", ""))) == 1
 
 
 # ----------------------------------------------------------------------------- DMI
@@ -99,6 +54,8 @@ DMI_FIELDS = (
     "bios_version",
     "bios_date",
 )
+DMI_IDENTIFIERS = frozenset(("product_serial", "product_uuid", "board_serial"))
+"""Fields that must tell machines apart, so sequences and short values are placeholders there."""
 
 
 def parse_dmi(values: Mapping[str, str | None], denied: Collection[str] = ()) -> DmiInfo:
@@ -109,7 +66,7 @@ def parse_dmi(values: Mapping[str, str | None], denied: Collection[str] = ()) ->
         raw = values.get(name)
         if raw is None or name in denied:
             clean[name] = None
-        elif is_placeholder(raw):
+        elif is_placeholder(raw, "identifier" if name in DMI_IDENTIFIERS else "text"):
             clean[name] = None
             placeholders.append(name)
         else:
@@ -573,32 +530,41 @@ def collect_machine_id(runner: Runner) -> str | None:
     return None
 
 
+def anchor_id(source: IdSource, parts: Iterable[str]) -> str:
+    """The host id an anchor gives: its source name and values, hashed."""
+    canonical = "\n".join(("medsec.host-id/1", source, *parts))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def derive_identity(
     dmi: DmiInfo | Unavailable,
     machine_id: str | None,
     nics: tuple[Nic, ...] | Unavailable,
 ) -> HostIdentity:
-    """The first usable anchor, hashed with its source name. Raises NoHostIdentity."""
-    anchor: tuple[IdSource, tuple[str, ...]] | None = None
+    """The first usable anchor, hashed with its source name, and the others after it in order
+    of preference, with the machine-id digest and physical MACs a collector compares when two
+    machines report one DMI anchor. Raises NoHostIdentity."""
+    anchors: list[HostAnchor] = []
     if isinstance(dmi, DmiInfo) and dmi.product_serial:
-        anchor = ("dmi-serial", (dmi.sys_vendor or "", dmi.product_name or "", dmi.product_serial))
-    elif isinstance(dmi, DmiInfo) and dmi.product_uuid:
-        anchor = ("dmi-uuid", (dmi.product_uuid.lower(),))
-    elif machine_id:
-        anchor = ("machine-id", (machine_id,))
-    elif isinstance(nics, tuple):
-        macs = sorted({nic.mac for nic in nics if nic.physical and nic.mac})
-        if macs:
-            anchor = ("mac", tuple(macs))
-    if anchor is None:
+        parts = (dmi.sys_vendor or "", dmi.product_name or "", dmi.product_serial)
+        anchors.append(HostAnchor("dmi-serial", anchor_id("dmi-serial", parts)))
+    if isinstance(dmi, DmiInfo) and dmi.product_uuid:
+        anchors.append(HostAnchor("dmi-uuid", anchor_id("dmi-uuid", (dmi.product_uuid.lower(),))))
+    machine = anchor_id("machine-id", (machine_id,)) if machine_id else None
+    if machine:
+        anchors.append(HostAnchor("machine-id", machine))
+    physical = nics if isinstance(nics, tuple) else ()
+    macs = sorted({nic.mac for nic in physical if nic.physical and nic.mac})
+    if macs:
+        anchors.append(HostAnchor("mac", anchor_id("mac", macs)))
+    if not anchors:
         raise NoHostIdentity(
             "no stable host id: DMI serial and UUID are placeholders or unreadable, "
             "/etc/machine-id is missing and no physical NIC has a MAC"
         )
-    source, parts = anchor
-    canonical = "\n".join(("medsec.host-id/1", source, *parts))
+    first, *rest = anchors
     return HostIdentity(
-        id="sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest(), source=source
+        id=first.id, source=first.source, fallbacks=tuple(rest), machine=machine, macs=tuple(macs)
     )
 
 

@@ -7,12 +7,14 @@ tests/fixtures/sysfs/<scenario>/commands.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 import psutil
@@ -22,12 +24,12 @@ from checks.facts import DmiInfo, HardwareFacts, Nic
 from checks.model import Unavailable
 from inventory.host.hardware import (
     NoHostIdentity,
+    anchor_id,
     collect_cpu,
     collect_hardware,
     collect_secure_boot,
     derive_identity,
     disk_transport,
-    is_placeholder,
     parse_cpuinfo,
     parse_ip_addr_json,
     parse_ip_addr_oneline,
@@ -106,69 +108,6 @@ def copy_scenario(name: str, dest: Path) -> Path:
 def nics_by_name(facts: HardwareFacts) -> dict[str, Nic]:
     assert isinstance(facts.nics, tuple)
     return {nic.name: nic for nic in facts.nics}
-
-
-# ----------------------------------------------------------------------------- placeholders
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "Default string",
-        "DEFAULT STRING",
-        "  default string \n",
-        "To be filled by O.E.M.",
-        "To Be Filled By O.E.M.",
-        "System Serial Number",
-        "System Product Name",
-        "Not Specified",
-        "Not Applicable",
-        "None",
-        "N/A",
-        "OEM",
-        "O.E.M.",
-        "Chassis Serial Number",
-        "Base Board Serial Number",
-        "Type1ProductConfigId",
-        "Default",
-        "123456789",
-        "0123456789",
-        "1234567890",
-        "00000000",
-        "xxxxxxxx",
-        "",
-        "   ",
-        "0",
-        "000000000000000000",
-        "FFFFFFFFFFFF",
-        "XXXXXXXXXX",
-        "..........",
-        "----------",
-        "00000000-0000-0000-0000-000000000000",
-        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
-        "03000200-0400-0500-0006-000700080009",
-        "00020003-0004-0005-0006-000700080009",
-    ],
-)
-def test_vendor_placeholders_are_recognised(value: str) -> None:
-    assert is_placeholder(value)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "219823476",
-        "2102312TLR10M5000193",
-        "VMware-42 1a 5b 9c 3d 2e 4f 60-71 82 93 a4 b5 c6 d7 e8",
-        "7a3f1c2e-5b8d-11ec-9f2a-b4055d3e8c10",
-        "Inspur",
-        "Standard PC (i440FX + PIIX, 1996)",
-        "1.1",
-        "00000001",
-    ],
-)
-def test_real_dmi_values_are_not_placeholders(value: str) -> None:
-    assert not is_placeholder(value)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -477,6 +416,55 @@ def test_identity_prefers_uuid_when_serial_is_a_placeholder() -> None:
     identity = derive_identity(dmi, "3e6a9d0c1b2f48d7a5c4e3f2d1b0a998", ())
 
     assert identity.source == "dmi-uuid"
+
+
+def test_identity_carries_the_anchors_after_the_one_used_and_the_evidence() -> None:
+    facts = gather("server-uefi")
+    identity = facts.identity
+    machine_id = (FIXTURES / "server-uefi/root/etc/machine-id").read_text().strip()
+    macs = sorted(nic.mac for nic in nics_by_name(facts).values() if nic.physical and nic.mac)
+
+    assert identity.source == "dmi-serial"
+    assert [anchor.source for anchor in identity.fallbacks] == ["dmi-uuid", "machine-id", "mac"]
+    assert identity.machine == anchor_id("machine-id", (machine_id,))
+    assert identity.fallbacks[1].id == identity.machine
+    assert identity.macs == tuple(macs)
+    assert macs
+
+
+def test_each_fallback_is_the_id_the_host_gets_once_the_anchors_before_it_are_placeholders() -> (
+    None
+):
+    """A collector that finds a DMI value shared stores the report under the next fallback: the
+    very id a later agent derives once it recognises that value as a filler."""
+    facts = gather("server-uefi")
+    assert isinstance(facts.dmi, DmiInfo)
+    machine_id = (FIXTURES / "server-uefi/root/etc/machine-id").read_text().strip()
+    without_serial = replace(facts.dmi, product_serial=None)
+    without_dmi = replace(without_serial, product_uuid=None)
+
+    uuid_first = derive_identity(without_serial, machine_id, facts.nics)
+    machine_first = derive_identity(without_dmi, machine_id, facts.nics)
+    mac_only = derive_identity(without_dmi, None, facts.nics)
+
+    assert [a.id for a in facts.identity.fallbacks] == [
+        uuid_first.id,
+        machine_first.id,
+        mac_only.id,
+    ]
+    assert uuid_first.fallbacks == facts.identity.fallbacks[1:]
+    assert mac_only.machine is None
+    assert mac_only.fallbacks == ()
+
+
+def test_ids_derived_before_the_fallbacks_existed_are_unchanged() -> None:
+    """The id of a host whose anchors did not change stays what earlier agents sent."""
+    dmi = DmiInfo("Inspur", "NF5280M6", "219823476", None, None, None, None, None)
+    canonical = "medsec.host-id/1\ndmi-serial\nInspur\nNF5280M6\n219823476"
+
+    identity = derive_identity(dmi, None, ())
+
+    assert identity.id == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_host_without_any_identity_anchor_is_refused(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """Storing reports: each verified report is queued for the group commit and written with its
 results, its host's latest inventory and its agent's last sighting, or not at all. The agent must
-still hold its credential at the commit, and may speak only for the hosts it claimed first."""
+still hold its credential at the commit, and may speak only for the hosts it claimed first —
+except that a DMI-derived host id another machine reports is a placeholder, and the report is
+kept apart under the id its next anchor gives (`collector.store.anchors` says when and why)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -17,7 +20,7 @@ from sqlalchemy.dialects import sqlite
 
 from checks.envelope import Report, ReportResult
 from collector.models import Agent, IngestOutcome
-from collector.store import batch
+from collector.store import anchors, batch
 from collector.store.audit import AuditNote
 from collector.store.engine import Database
 from collector.store.errors import (
@@ -31,6 +34,8 @@ from collector.store.identity import hash_token
 from collector.store.rows import Row
 from collector.store.schema import agents, hosts, reports, results
 from collector.store.values import strip_nul, utc
+
+logger = logging.getLogger("medsec.collector.store")
 
 _TOUCH_AGENT = (
     sa.update(agents)
@@ -112,12 +117,16 @@ class IngestStatements:
             else None  # SQLite: one writer at a time already
         )
         self.lock_hosts = (
-            sa.select(hosts.c.id, hosts.c.agent_id, agents.c.revoked_at)
+            sa.select(hosts.c.id, hosts.c.agent_id, agents.c.name, agents.c.revoked_at)
             .select_from(hosts.join(agents, agents.c.id == hosts.c.agent_id))
             .where(hosts.c.id.in_(sa.bindparam("ids", expanding=True)))
             .order_by(hosts.c.id)
             .with_for_update(of=hosts)
         )
+        # Read only when another agent reports a DMI-derived id: the row is locked by then.
+        self.host_identities = sa.select(
+            hosts.c.id, hosts.c.inventory[("hardware", "identity")].label("identity")
+        ).where(hosts.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 @dataclass(eq=False)
@@ -133,11 +142,18 @@ class IngestJob:
     audit: AuditNote | None
     future: Future[IngestOutcome] = field(default_factory=Future)
     has_nul: bool = field(init=False)
+    claim: anchors.Claim = field(init=False)
+    host_id: str = field(init=False)
+    """The id the report is stored under: the one it names, unless that is a shared DMI value."""
+    note: dict[str, Any] | None = field(init=False, default=None)
+    """The collector's `collector` entry for the stored inventory when `host_id` differs."""
 
     def __post_init__(self) -> None:
         # Parsed strings hold U+0000 only where the bytes had that escape, which PostgreSQL
         # cannot store: then (rarely) the values are cleaned and the rows built in Python.
         self.has_nul = b"\\u0000" in self.report_bytes
+        self.claim = anchors.claim_of(self.report.host.id, self.report.inventory)
+        self.host_id = self.report.host.id
 
     @property
     def generated_at(self) -> datetime:
@@ -150,7 +166,7 @@ class IngestJob:
         return {
             "report_id": self.report.report_id,
             "agent_id": self.agent.id,
-            "host_id": self.report.host.id,
+            "host_id": self.host_id,
             "generated_at": self.generated_at,
             "received_at": self.now,
             "sha256": self.digest,
@@ -160,13 +176,24 @@ class IngestJob:
 
     def host_row(self, report_pk: int) -> dict[str, Any]:
         return {
-            "id": self.report.host.id,
+            "id": self.host_id,
             "hostname": self.clean(self.report.host.hostname),
             "agent_id": self.agent.id,
             "last_report_pk": report_pk,
             "last_report_at": self.generated_at,
-            "inventory": self.clean(self.report.inventory),
+            "inventory": self.clean(self.inventory()),
         }
+
+    def inventory(self) -> dict[str, Any]:
+        """The inventory to store: the report's, with the collector's note (and never an
+        agent's own entry under the collector's key)."""
+        inventory = self.report.inventory
+        if self.note is None and anchors.RESERVED_KEY not in inventory:
+            return inventory
+        stored = {k: v for k, v in inventory.items() if k != anchors.RESERVED_KEY}
+        if self.note is not None:
+            stored[anchors.RESERVED_KEY] = self.note
+        return stored
 
 
 def _result_params(
@@ -286,9 +313,9 @@ class Ingest(Database):
         self._insert_results(conn, new)
         newest: dict[str, tuple[IngestJob, int]] = {}
         for job, pk in new:
-            best = newest.get(job.report.host.id)
+            best = newest.get(job.host_id)
             if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
-                newest[job.report.host.id] = (job, pk)
+                newest[job.host_id] = (job, pk)
         if newest:  # in host order: concurrent collectors lock host rows in the same order
             conn.execute(
                 self._sql.upsert_host,
@@ -302,7 +329,7 @@ class Ingest(Database):
                 _TOUCH_AGENT, [{"agent_pk": a, "seen": at} for a, at in sorted(seen.items())]
             )
         settled += [
-            (job, IngestOutcome(job.report.report_id, job.report.host.id, duplicate=False))
+            (job, IngestOutcome(job.report.report_id, job.host_id, duplicate=False))
             for job, _ in new
         ]
         return settled
@@ -310,36 +337,57 @@ class Ingest(Database):
     def _host_claims(
         self, conn: sa.Connection, jobs: list[IngestJob]
     ) -> tuple[list[IngestJob], list[tuple[IngestJob, object]]]:
-        """Split the jobs into those whose agent may report their host and `HostClaimed` refusals.
+        """Split the jobs into those whose agent may report their host and `HostClaimed` refusals,
+        and set the id each allowed job is stored under.
 
         A host belongs to the agent that reported it first; another agent may take it over
-        only once that agent is revoked. On PostgreSQL every host id of the batch, known or new,
-        is locked first (a transaction-scoped advisory lock, in id order), so two collectors'
+        only once that agent is revoked — unless the id comes from a DMI value that the two
+        reports' evidence shows two machines share: then the report goes to its next anchor's id
+        (`anchors.route`). On PostgreSQL every id a job may be stored under, known or new, is
+        locked first (a transaction-scoped advisory lock, in key order), so two collectors'
         batches that share hosts run one after the other and never deadlock on a host one of
         them is inserting; then the existing rows are read under a row lock. A new host goes to
         the first of this batch's agents that reports it."""
         if not jobs:
             return jobs, []
-        ids = sorted({job.report.host.id for job in jobs})
+        ids = sorted({host for job in jobs for host, _ in job.claim.chain})
         if self._sql.lock_host_ids is not None:
             # In key order: two ids may share a key, and locks taken in id order could then
             # cross between two batches.
             conn.execute(self._sql.lock_host_ids, {"keys": sorted({_lock_key(h) for h in ids})})
-        owners: dict[str, int | None] = {
-            row.id: None if row.revoked_at is not None else row.agent_id
+        holders = {
+            row.id: anchors.Holder(row.agent_id, row.name, revoked=row.revoked_at is not None)
             for row in conn.execute(self._sql.lock_hosts, {"ids": ids})
         }
+        wanted = sorted(
+            {host for job in jobs for host in anchors.contested(job.claim, job.agent.id, holders)}
+        )
+        if wanted:
+            for row in conn.execute(self._sql.host_identities, {"ids": wanted}):
+                holders[row.id].evidence = anchors.evidence_of(row.identity)
         allowed: list[IngestJob] = []
         refused: list[tuple[IngestJob, object]] = []
         for job in jobs:
-            host = job.report.host.id
-            owner = owners.get(host)
-            if owner is None:
-                owners[host] = owner = job.agent.id
-            if owner == job.agent.id:
-                allowed.append(job)
-            else:
-                refused.append((job, HostClaimed(f"host {host} is reported by another agent")))
+            route = anchors.route(job.claim, job.agent.id, job.agent.name, holders)
+            if route.host_id is None:
+                refused.append(
+                    (job, HostClaimed(f"host {job.claim.reported} is reported by another agent"))
+                )
+                continue
+            # Set on every attempt: a batch that failed is retried job by job, and the
+            # retry's decision replaces the failed one's.
+            job.host_id, job.note = route.host_id, None
+            if route.shared:
+                job.note = anchors.note(job.claim.reported, route.host_id, list(route.shared))
+                logger.warning(
+                    "report %s of agent %r: host id %s is also reported by another machine "
+                    "(a placeholder DMI value); stored as %s",
+                    job.report.report_id,
+                    job.agent.name,
+                    job.claim.reported,
+                    route.host_id,
+                )
+            allowed.append(job)
         return allowed, refused
 
     def _stored_before(
@@ -374,7 +422,7 @@ class Ingest(Database):
             if added != sum(len(job.report.results) for job, _ in from_body):
                 raise ValueError("a parsed report does not match its bytes")
         built = [
-            _result_params(pk, job.report.host.id, result, job.clean)
+            _result_params(pk, job.host_id, result, job.clean)
             for job, pk in new
             if unpack is None or job.has_nul
             for result in job.report.results

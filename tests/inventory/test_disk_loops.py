@@ -14,15 +14,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 import pytest
 
 from checks.facts import HostFacts
-from checks.facts.disk import DiskFacts, EncryptedVolume, Mount
-from checks.host import disk as disk_checks
+from checks.facts.disk import DiskFacts, EncryptedVolume
 from checks.model import Status, Unavailable
-from checks.registry import Registry
 from checks.runner import evaluate
 from inventory.host.disk import (
     collect_disk,
@@ -31,6 +29,7 @@ from inventory.host.disk import (
     parse_luks_dump_json,
 )
 from inventory.runner import CommandResult, LocalRunner
+from tests.inventory.disk_recorded import DISK_CHECKS, RAW, by_path, mounts, results
 from tests.inventory.luks_images import (
     CRYPTSETUP,
     FAST_KDF,
@@ -41,24 +40,7 @@ from tests.inventory.luks_images import (
     reencrypt_part_way,
 )
 
-RAW = Path(__file__).resolve().parent.parent / "fixtures" / "raw" / "disk"
-DISK_CHECKS = Registry.from_modules([disk_checks])
-
 __all__ = ["loops"]  # the fixture, imported for pytest
-
-
-def by_path(facts: DiskFacts) -> dict[str, EncryptedVolume]:
-    assert isinstance(facts.volumes, tuple)
-    return {v.device: v for v in facts.volumes}
-
-
-def mounts(facts: DiskFacts) -> dict[str, Mount]:
-    assert isinstance(facts.mounts, tuple)
-    return {m.mountpoint: m for m in facts.mounts}
-
-
-def results(facts: DiskFacts | Unavailable) -> dict[tuple[str, str | None], Status]:
-    return {(r.check_id, r.target): r.status for r in evaluate(DISK_CHECKS, HostFacts(disk=facts))}
 
 
 def _volume(facts: DiskFacts | Unavailable, device: str) -> EncryptedVolume:

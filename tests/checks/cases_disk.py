@@ -11,6 +11,7 @@ from typing import Any
 
 from checks.facts import HostFacts
 from checks.facts.disk import (
+    BlockDevice,
     Cipher,
     DataSegment,
     DiskFacts,
@@ -79,6 +80,20 @@ UNDECIDED = Unavailable(
     "the data segments differ (bytes 16777216–226492415: aes-xts-plain64, 512-bit key; "
     "bytes 226492416 to the end of the device: aes-xts-plain64, 256-bit key); each is judged on "
     "its own"
+)
+
+UNREAD_DISK = BlockDevice(  # a container's blkid may not open the host's disks
+    name="vdb",
+    kname="vdb",
+    path="/dev/vdb",
+    type="disk",
+    majmin="252:16",
+    size_bytes=2**30,
+    fstype=Unavailable("blkid -p /dev/vdb: Operation not permitted"),
+    fsver=None,
+    uuid=None,
+    mountpoints=(),
+    parents=(),
 )
 
 SWAP_ON_LUKS = Swap(
@@ -284,6 +299,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
         ),
         ("no volumes", disk(volumes=()), Status.NOT_APPLICABLE, "no encrypted volumes"),
         (
+            "no volume found, but a disk blkid could not read",
+            disk(volumes=(), block_devices=(UNREAD_DISK,)),
+            Status.ERROR,
+            "cannot tell whether it holds an encrypted volume",
+        ),
+        (
             "lsblk failed",
             disk(volumes=Unavailable("lsblk is not installed")),
             Status.ERROR,
@@ -348,6 +369,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             ),
             Status.ERROR,
             "permission denied",
+        ),
+        (
+            "no LUKS volume found, but a disk blkid could not read",
+            disk(volumes=(), block_devices=(UNREAD_DISK,)),
+            Status.ERROR,
+            "Operation not permitted",
         ),
         (
             "plain dm-crypt only",

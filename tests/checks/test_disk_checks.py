@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from checks.facts import HostFacts
-from checks.facts.disk import BlockDevice, Cipher, Mount
+from checks.facts.disk import Cipher, Mount
 from checks.host import disk as disk_checks
 from checks.model import Result, Status, Unavailable
 from checks.registry import Registry
@@ -25,6 +25,7 @@ from tests.checks.cases_disk import (
     ROOT_ON_LUKS,
     SWAP_IN_CLEAR,
     UNDECIDED,
+    UNREAD_DISK,
     VOLUME,
     ZRAM,
 )
@@ -201,20 +202,7 @@ def test_a_weak_range_fails_even_when_another_cannot_be_judged():
 
 
 def test_a_device_whose_signature_went_unread_is_an_error_not_a_missing_volume():
-    unread = BlockDevice(
-        name="vdb",
-        kname="vdb",
-        path="/dev/vdb",
-        type="disk",
-        majmin="252:16",
-        size_bytes=2**30,
-        fstype=Unavailable("blkid -p /dev/vdb: Operation not permitted"),
-        fsver=None,
-        uuid=None,
-        mountpoints=(),
-        parents=(),
-    )
-    facts = HostFacts(disk=replace(DISK, block_devices=(unread,), volumes=()))
+    facts = HostFacts(disk=replace(DISK, block_devices=(UNREAD_DISK,), volumes=()))
     for check_id in ("disk.cipher_strength", "disk.key_sealed_by_tpm"):
         [result] = run(check_id, facts)
         assert (result.status, result.target) == (Status.ERROR, "/dev/vdb")

@@ -4,7 +4,9 @@ What counts depends on the medium (NIST SP 800-88): on a magnetic disk an overwr
 nwipe) reaches every sector; on flash (SATA SSD, NVMe) it does not — wear levelling and
 over-provisioning keep old blocks the host cannot address — so only the drive's own erase
 (ATA Security Erase, Sanitize, NVMe Format/Sanitize) or destroying the key of a wholly encrypted
-disk (`cryptsetup luksErase`) is irreversible. Pure functions of `WipeFacts`.
+disk (`cryptsetup luksErase`, then discarding the header) is irreversible. Whether a disk is LUKS
+all the way is read from the block-device facts (`checks.facts.luks_layout`), disk by disk. Pure
+functions of `WipeFacts` and `DiskFacts`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from checks.facts import HostFacts
+from checks.facts.disk import DiskFacts
+from checks.facts.luks_layout import LuksLayout, luks_layout
 from checks.facts.wipe import AtaSecurity, DiskErase, NvmeErase, ScsiSanitize, WipeFacts
 from checks.model import (
     Msg,
@@ -80,16 +84,6 @@ def _joined(items: list[Msg]) -> Msg:
 
 def _wipe(facts: Any) -> WipeFacts:
     return require(facts.wipe, WipeFacts)
-
-
-def crypto_erasable_disks(facts: HostFacts, configured: list[str]) -> set[str]:
-    """Disks wholly covered by LUKS, whose data `cryptsetup luksErase` makes unreadable.
-
-    Today only the site's list (`crypto_erasable`, names or /dev paths). Wire here: add the
-    disks the block-device facts (`facts.disk`, checks/facts/disk.py) show as one LUKS volume
-    spanning the whole disk (directly or as its only partition), once that model lands.
-    """
-    return {name.removeprefix("/dev/") for name in configured}
 
 
 def _ata_security(ata: AtaSecurity, hdparm: bool, found: _Methods) -> None:
@@ -168,7 +162,7 @@ def _unanswered(label: Msg, value: Unavailable, tool_installed: bool, found: _Me
         found.unknown.append(Msg(f"{label.en}: {value.reason}", f"{label.zh}：{value.reason}"))
 
 
-def _methods(disk: DiskErase, tools: set[str], luks: bool) -> _Methods:
+def _methods(disk: DiskErase, tools: set[str], layout: LuksLayout) -> _Methods:
     found = _Methods()
     flash = disk.medium in ("ssd", "nvme")
     if disk.medium == "hdd":
@@ -192,21 +186,58 @@ def _methods(disk: DiskErase, tools: set[str], luks: bool) -> _Methods:
         _unanswered(Msg("NVMe identify", "NVMe Identify 查询"), disk.nvme, "nvme" in tools, found)
     elif disk.nvme is not None:
         _nvme(disk.nvme, "nvme" in tools, found)
-    if luks and "cryptsetup" in tools:
-        found.usable.append(
-            Msg(
-                "crypto erase of the whole-disk LUKS volume (cryptsetup luksErase)",
-                "销毁整盘 LUKS 卷的密钥进行加密擦除（cryptsetup luksErase）",
+    _luks(layout, tools, flash, found)
+    return found
+
+
+def _luks(layout: LuksLayout, tools: set[str], flash: bool, found: _Methods) -> None:
+    """Crypto erase of a disk that is LUKS all the way: the keys go, and the header with them."""
+    if layout.covered is None:
+        unknown = "; ".join(layout.unknown)
+        found.unknown.append(Msg(f"LUKS layout: {unknown}", f"LUKS 布局：{unknown}"))
+        return
+    if not layout.covered:
+        if layout.containers:  # partly encrypted: say what keeps crypto erase out of reach
+            outside = ", ".join(layout.outside)
+            found.blocked.append(
+                Msg(
+                    f"crypto erase does not reach data outside LUKS: {outside}",
+                    f"加密擦除无法覆盖 LUKS 之外的数据：{outside}",
+                )
             )
+        return
+    devices = " ".join(c.device for c in layout.containers)
+    if flash:
+        # On flash the overwritten keyslots may survive in remapped blocks until discarded.
+        steps = "; ".join(
+            f"blkdiscard -o 0 -l {c.header_bytes} {c.device}" for c in layout.containers
         )
-    elif luks:
+        then = Msg(f", then discard each header: {steps}", f"，然后丢弃各卷头：{steps}")
+    else:
+        then = Msg(" overwrites the keyslots in place", " 原地覆写密钥槽")
+    method = Msg(
+        f"crypto erase: the data lies wholly in LUKS (cryptsetup luksErase {devices}{then.en})",
+        f"加密擦除：数据全部位于 LUKS 中（cryptsetup luksErase {devices}{then.zh}）",
+    )
+    wholly = Msg(f"the data lies wholly in LUKS ({devices})", f"数据全部位于 LUKS 中（{devices}）")
+    if "cryptsetup" not in tools:
         found.blocked.append(
             Msg(
-                "the disk is wholly LUKS-encrypted but cryptsetup is not installed",
-                "磁盘已整盘 LUKS 加密，但未安装 cryptsetup",
+                f"{wholly.en}, but cryptsetup is not installed for a crypto erase",
+                f"{wholly.zh}，但未安装 cryptsetup，无法进行加密擦除",
             )
         )
-    return found
+    elif flash and "blkdiscard" not in tools:
+        found.blocked.append(
+            Msg(
+                f"{wholly.en}, but blkdiscard (util-linux) is not installed to discard the "
+                "headers after cryptsetup luksErase",
+                f"{wholly.zh}，但未安装 blkdiscard（util-linux），无法在 cryptsetup luksErase "
+                "之后丢弃卷头",
+            )
+        )
+    else:
+        found.usable.append(method)
 
 
 def _missing_tool_hint(disk: DiskErase, tools: set[str]) -> Msg | None:
@@ -272,13 +303,13 @@ def _not_assessable(disk: DiskErase) -> Outcome | None:
 
 
 def _disk_outcome(
-    disk: DiskErase, tools: set[str], versions: dict[str, str | None], luks: bool
+    disk: DiskErase, tools: set[str], versions: dict[str, str | None], layout: LuksLayout
 ) -> Outcome:
     skipped = _not_assessable(disk)
     if skipped is not None:
         return skipped
     target = disk.path
-    found = _methods(disk, tools, luks)
+    found = _methods(disk, tools, layout)
     evidence: dict[str, Any] = {
         "medium": disk.medium,
         "transport": disk.transport,
@@ -286,7 +317,8 @@ def _disk_outcome(
         "usable": _en(found.usable),
         "blocked": _en(found.blocked),
         "unknown": _en(found.unknown),
-        "crypto_erasable": luks,
+        "crypto_erasable": layout.covered,
+        "luks": jsonable(layout),
         "ata": jsonable(disk.ata),
         "nvme": jsonable(disk.nvme),
         "scsi": jsonable(disk.scsi),
@@ -349,17 +381,16 @@ def _disk_outcome(
     title_en="Every disk can be irreversibly erased with an installed tool",
     title_zh="每块磁盘均具备可用的不可逆擦除手段（相应工具已安装）",
     severity=Severity.HIGH,
-    needs=("wipe.disks",),
-    params={"crypto_erasable": []},
+    needs=("wipe.disks", "disk"),
 )
-def wipe_capability(facts: HostFacts, crypto_erasable: list[str]) -> Iterator[Outcome]:
+def wipe_capability(facts: HostFacts) -> Iterator[Outcome]:
     wipe = _wipe(facts)
     disks = available(wipe.disks)
     if not disks:
         yield not_applicable(Msg("no disks found", "未发现磁盘"))
         return
+    layout_facts = require(facts.disk, DiskFacts)
     tools = {tool.name for tool in wipe.tools}
     versions = {tool.name: tool.version for tool in wipe.tools}
-    luks = crypto_erasable_disks(facts, crypto_erasable)
     for disk in disks:
-        yield _disk_outcome(disk, tools, versions, disk.name in luks)
+        yield _disk_outcome(disk, tools, versions, luks_layout(disk.name, layout_facts))

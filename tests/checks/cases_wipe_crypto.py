@@ -19,6 +19,14 @@ from checks.facts.crypto import (
     KernelModuleFile,
     OpenSslFacts,
 )
+from checks.facts.disk import (
+    BlockDevice,
+    Cipher,
+    DataSegment,
+    DiskFacts,
+    EncryptedVolume,
+    LuksKeyslots,
+)
 from checks.facts.wipe import (
     AtaSecurity,
     DiskErase,
@@ -96,13 +104,87 @@ SAS = DiskErase(
 VDA = DiskErase("vda", "/dev/vda", "virtual", "virtio", removable=False)
 
 
-def wipe(disk: DiskErase, *tools: str, **changes: Any) -> HostFacts:
+def block(
+    kname: str,
+    type_: str = "part",
+    fstype: str | Unavailable | None = None,
+    *,
+    parent: str | None = None,
+    size: int = 64 << 30,
+    mounted: tuple[str, ...] = (),
+) -> BlockDevice:
+    return BlockDevice(
+        name=kname,
+        kname=kname,
+        path=f"/dev/{kname}",
+        type=type_,
+        majmin=None,
+        size_bytes=size,
+        fstype=fstype,
+        fsver=None,
+        uuid=None,
+        mountpoints=mounted,
+        parents=(parent,) if parent else (),
+    )
+
+
+AES_XTS_512 = Cipher("aes-xts-plain64", 512, "aes", "xts", 256)
+KEYS = LuksKeyslots(1, ("argon2id",), (), tpm2_token=False, clevis_tpm2=False)
+
+
+def luks_volume(device: str, *segments: DataSegment) -> EncryptedVolume:
+    return EncryptedVolume(
+        device=device,
+        kind="luks2",
+        uuid="0b5e29c1-3f0a-4c4e-9d52-5b7f1e0c9a11",
+        mapped_name=None,
+        mapped_path=None,
+        cipher=AES_XTS_512,
+        keys=KEYS,
+        segments=segments or (DataSegment("0", 16 << 20, None, AES_XTS_512),),
+    )
+
+
+def layout(*devices: BlockDevice, volumes: tuple[EncryptedVolume, ...] = ()) -> DiskFacts:
+    return DiskFacts(block_devices=devices, volumes=volumes, mounts=(), swaps=())
+
+
+def plain_layout(name: str) -> DiskFacts:
+    """A disk with one ext4 partition: nothing for a crypto erase."""
+    return layout(block(name, "disk"), block(f"{name}1", fstype="ext4", parent=name))
+
+
+def luks_layout_of(name: str, *, esp: bool = True, extra: BlockDevice | None = None) -> DiskFacts:
+    """An EFI system partition at /boot/efi and one LUKS2 partition (and `extra`)."""
+    parts = [
+        block(f"{name}1", fstype="vfat", parent=name, mounted=("/boot/efi",)) if esp else None,
+        block(f"{name}2", fstype="crypto_LUKS", parent=name),
+        extra,
+    ]
+    return layout(
+        block(name, "disk"),
+        *[p for p in parts if p is not None],
+        volumes=(luks_volume(f"/dev/{name}2"),),
+    )
+
+
+def wipe(
+    disk: DiskErase, *tools: str, disk_facts: DiskFacts | None = None, **changes: Any
+) -> HostFacts:
     chosen = tuple(t for t in ALL_TOOLS if t.name in tools) if tools else ALL_TOOLS
-    return HostFacts(wipe=WipeFacts(tools=chosen, disks=(replace(disk, **changes),)))
+    return HostFacts(
+        wipe=WipeFacts(tools=chosen, disks=(replace(disk, **changes),)),
+        disk=disk_facts or plain_layout(disk.name),
+    )
 
 
 def no_tools(disk: DiskErase, **changes: Any) -> HostFacts:
-    return HostFacts(wipe=WipeFacts(tools=(), disks=(replace(disk, **changes),)))
+    return HostFacts(
+        wipe=WipeFacts(tools=(), disks=(replace(disk, **changes),)), disk=plain_layout(disk.name)
+    )
+
+
+FROZEN_SSD = replace(SSD, ata=ATA_FROZEN)
 
 
 # ----------------------------------------------------------------------------- crypto
@@ -247,6 +329,131 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             Status.ERROR,
             "NVMe identify",
         ),
+        (
+            "frozen ssd, data wholly in a LUKS partition",
+            wipe(FROZEN_SSD, disk_facts=luks_layout_of("sdb")),
+            Status.PASS,
+            "crypto erase: the data lies wholly in LUKS (cryptsetup luksErase /dev/sdb2, then "
+            "discard each header: blkdiscard -o 0 -l 16777216 /dev/sdb2)",
+        ),
+        (
+            "frozen ssd, the whole device is LUKS",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=layout(
+                    block("sdb", "disk", "crypto_LUKS"), volumes=(luks_volume("/dev/sdb"),)
+                ),
+            ),
+            Status.PASS,
+            "cryptsetup luksErase /dev/sdb,",
+        ),
+        (
+            "hdd wholly LUKS, only cryptsetup",
+            wipe(HDD, "cryptsetup", disk_facts=luks_layout_of("sda", esp=False)),
+            Status.PASS,
+            "cryptsetup luksErase /dev/sda2 overwrites the keyslots in place",
+        ),
+        (
+            "frozen ssd, LUKS logical partitions behind an MBR extended partition",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=layout(
+                    block("sdb", "disk"),
+                    block("sdb1", fstype="crypto_LUKS", parent="sdb"),
+                    block("sdb2", parent="sdb", size=1024),
+                    block("sdb5", fstype="crypto_LUKS", parent="sdb"),
+                    volumes=(luks_volume("/dev/sdb1"), luks_volume("/dev/sdb5")),
+                ),
+            ),
+            Status.PASS,
+            "cryptsetup luksErase /dev/sdb1 /dev/sdb5",
+        ),
+        (
+            "frozen ssd, an ext4 partition beside the LUKS one",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=luks_layout_of("sdb", extra=block("sdb3", fstype="ext4", parent="sdb")),
+            ),
+            Status.FAIL,
+            "crypto erase does not reach data outside LUKS: /dev/sdb3 (ext4)",
+        ),
+        (
+            "frozen ssd, a partition without any signature beside the LUKS one",
+            wipe(FROZEN_SSD, disk_facts=luks_layout_of("sdb", extra=block("sdb3", parent="sdb"))),
+            Status.FAIL,
+            "/dev/sdb3 (no signature: content unknown)",
+        ),
+        (
+            "frozen ssd, LUKS encryption interrupted halfway",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=layout(
+                    block("sdb", "disk", "crypto_LUKS"),
+                    volumes=(
+                        luks_volume(
+                            "/dev/sdb",
+                            DataSegment("0", 32 << 20, 480 << 20, AES_XTS_512),
+                            DataSegment(
+                                "1", 512 << 20, None, Cipher("linear", 0, "null", None, None)
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+            Status.FAIL,
+            "/dev/sdb (LUKS with plaintext data: bytes 536870912-end)",
+        ),
+        (
+            "frozen ssd wholly LUKS, cryptsetup missing",
+            wipe(FROZEN_SSD, "hdparm", "blkdiscard", disk_facts=luks_layout_of("sdb")),
+            Status.FAIL,
+            "the data lies wholly in LUKS (/dev/sdb2), but cryptsetup is not installed",
+        ),
+        (
+            "frozen ssd wholly LUKS, blkdiscard missing",
+            wipe(FROZEN_SSD, "hdparm", "cryptsetup", disk_facts=luks_layout_of("sdb")),
+            Status.FAIL,
+            "but blkdiscard (util-linux) is not installed to discard the headers",
+        ),
+        (
+            "frozen ssd, LUKS header unreadable",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=layout(
+                    block("sdb", "disk", "crypto_LUKS"),
+                    volumes=(
+                        replace(
+                            luks_volume("/dev/sdb"),
+                            cipher=Unavailable("cryptsetup luksDump: Permission denied"),
+                            keys=Unavailable("cryptsetup luksDump: Permission denied"),
+                            segments=(),
+                        ),
+                    ),
+                ),
+            ),
+            Status.ERROR,
+            "LUKS header not read (cryptsetup luksDump: Permission denied)",
+        ),
+        (
+            "frozen ssd, block devices unreadable",
+            wipe(
+                FROZEN_SSD,
+                disk_facts=DiskFacts(
+                    block_devices=Unavailable("lsblk is not installed"),
+                    volumes=Unavailable("lsblk is not installed"),
+                    mounts=(),
+                    swaps=(),
+                ),
+            ),
+            Status.ERROR,
+            "LUKS layout: block devices unavailable: lsblk is not installed",
+        ),
+        (
+            "disk facts unavailable",
+            replace(wipe(SSD), disk=Unavailable("gatherer failed: OSError")),
+            Status.ERROR,
+            "disk unavailable: gatherer failed",
+        ),
         ("virtual disk", wipe(VDA), Status.NOT_APPLICABLE, "hypervisor"),
         (
             "usb stick",
@@ -254,7 +461,12 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             Status.NOT_APPLICABLE,
             "removable medium",
         ),
-        ("no disks", HostFacts(wipe=WipeFacts(ALL_TOOLS, ())), Status.NOT_APPLICABLE, "no disks"),
+        (
+            "no disks",
+            HostFacts(wipe=WipeFacts(ALL_TOOLS, ()), disk=layout()),
+            Status.NOT_APPLICABLE,
+            "no disks",
+        ),
         (
             "unknown medium",
             wipe(HDD, medium="unknown", ata=None),

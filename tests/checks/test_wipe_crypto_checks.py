@@ -1,6 +1,6 @@
-"""`wipe.capability` and `crypto.sm_algorithms` on recorded facts: the cases table, then what the
-table's one-status-per-case shape cannot express (several disks, per-target crypto outcomes,
-site parameters).
+"""`wipe.capability` and `crypto.sm_algorithms` on recorded facts: what the cases table's
+one-status-per-case shape cannot express (several disks, per-target crypto outcomes, site
+parameters).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from checks.facts import HostFacts
 from checks.facts.crypto import CryptoFacts
-from checks.facts.wipe import WipeFacts
+from checks.facts.wipe import DiskErase, WipeFacts, WipeTool
 from checks.host import crypto as crypto_checks
 from checks.host import wipe as wipe_checks
 from checks.model import Result, Status, Unavailable
@@ -28,8 +28,11 @@ from tests.checks.cases_wipe_crypto import (
     OPENSSL_SM,
     SSD,
     VDA,
+    block,
     crypto,
-    tool,
+    layout,
+    luks_layout_of,
+    plain_layout,
 )
 
 REGISTRY = Registry.from_modules([wipe_checks, crypto_checks])
@@ -42,10 +45,14 @@ def run(check_id: str, facts: HostFacts, **overrides: object) -> list[Result]:
 # ----------------------------------------------------------------------------- wipe
 
 
+def disks_facts(*disks: DiskErase, tools: tuple[WipeTool, ...] = ALL_TOOLS) -> HostFacts:
+    """The disks, each with one ext4 partition (nothing for a crypto erase)."""
+    devices = [d for disk in disks for d in plain_layout(disk.name).block_devices or ()]
+    return HostFacts(wipe=WipeFacts(tools, disks), disk=layout(*devices))
+
+
 def test_one_result_per_disk_named_by_its_path() -> None:
-    facts = HostFacts(
-        wipe=WipeFacts(ALL_TOOLS, (NVME, HDD, replace(SSD, ata=ATA_FROZEN), VDA)),
-    )
+    facts = disks_facts(NVME, HDD, replace(SSD, ata=ATA_FROZEN), VDA)
 
     results = run("wipe.capability", facts)
 
@@ -60,41 +67,48 @@ def test_one_result_per_disk_named_by_its_path() -> None:
     assert frozen.evidence["ata"]["frozen"] is True
     assert frozen.evidence["tools"]["hdparm"] == "1.0"
     assert frozen.evidence["usable"] == []
+    assert frozen.evidence["crypto_erasable"] is False
+    assert frozen.evidence["luks"]["outside"] == ["/dev/sdb1 (ext4)"]
 
 
-def test_wholly_luks_encrypted_ssd_is_crypto_erasable() -> None:
-    facts = HostFacts(wipe=WipeFacts(ALL_TOOLS, (replace(SSD, ata=ATA_FROZEN),)))
+def test_crypto_erase_is_judged_disk_by_disk() -> None:
+    # sdb is LUKS behind its EFI partition; sdc holds an ext4 partition beside its LUKS one.
+    sdc = replace(SSD, name="sdc", path="/dev/sdc")
+    sdb_layout = luks_layout_of("sdb")
+    sdc_layout = luks_layout_of("sdc", esp=False, extra=block("sdc3", fstype="ext4", parent="sdc"))
+    assert isinstance(sdb_layout.block_devices, tuple)
+    assert isinstance(sdc_layout.block_devices, tuple)
+    assert isinstance(sdb_layout.volumes, tuple)
+    assert isinstance(sdc_layout.volumes, tuple)
+    facts = HostFacts(
+        wipe=WipeFacts(ALL_TOOLS, (replace(SSD, ata=ATA_FROZEN), replace(sdc, ata=ATA_FROZEN))),
+        disk=layout(
+            *sdb_layout.block_devices,
+            *sdc_layout.block_devices,
+            volumes=(*sdb_layout.volumes, *sdc_layout.volumes),
+        ),
+    )
 
-    by_name = run("wipe.capability", facts, crypto_erasable=["sdb"])
-    by_path = run("wipe.capability", facts, crypto_erasable=["/dev/sdb"])
+    sdb, sdc_result = run("wipe.capability", facts)
 
-    for results in (by_name, by_path):
-        assert [r.status for r in results] == [Status.PASS]
-        assert "cryptsetup luksErase" in results[0].message
-        assert results[0].evidence["crypto_erasable"] is True
-
-
-def test_luks_without_cryptsetup_is_not_erasable() -> None:
-    tools = (tool("hdparm"), tool("shred"))
-    facts = HostFacts(wipe=WipeFacts(tools, (replace(SSD, ata=ATA_FROZEN),)))
-
-    results = run("wipe.capability", facts, crypto_erasable=["sdb"])
-
-    assert [r.status for r in results] == [Status.FAIL]
-    assert "cryptsetup is not installed" in results[0].message
+    assert sdb.status is Status.PASS
+    assert sdb.evidence["crypto_erasable"] is True
+    assert sdb.evidence["luks"]["boot"] == ["/dev/sdb1 (/boot/efi)"]
+    assert sdb.evidence["luks"]["containers"] == [{"device": "/dev/sdb2", "header_bytes": 16 << 20}]
+    assert sdc_result.status is Status.FAIL
+    assert "crypto erase does not reach data outside LUKS: /dev/sdc3 (ext4)" in sdc_result.message
 
 
-def test_crypto_erasable_must_be_a_list() -> None:
-    with pytest.raises(ParameterError, match="crypto_erasable"):
-        run("wipe.capability", HostFacts(), crypto_erasable="sdb")
+def test_crypto_erasable_is_no_longer_a_parameter() -> None:
+    with pytest.raises(ParameterError, match="has no parameter 'crypto_erasable'"):
+        run("wipe.capability", HostFacts(), crypto_erasable=["sdb"])
 
 
 def test_unanswered_identify_does_not_hide_a_usable_method() -> None:
     # An HDD whose identify was denied still has shred.
     disk = replace(HDD, ata=Unavailable("hdparm -I /dev/sda: Permission denied"))
-    facts = HostFacts(wipe=WipeFacts(ALL_TOOLS, (disk,)))
 
-    results = run("wipe.capability", facts)
+    results = run("wipe.capability", disks_facts(disk))
 
     assert [r.status for r in results] == [Status.PASS]
     assert results[0].evidence["unknown"] == ["ATA identify: hdparm -I /dev/sda: Permission denied"]
@@ -103,9 +117,8 @@ def test_unanswered_identify_does_not_hide_a_usable_method() -> None:
 def test_removable_and_optical_drives_are_not_host_storage() -> None:
     stick = replace(SSD, name="sdc", path="/dev/sdc", transport="usb", removable=True, ata=None)
     optical = replace(HDD, name="sr0", path="/dev/sr0", medium="unknown", ata=None)
-    facts = HostFacts(wipe=WipeFacts(ALL_TOOLS, (stick, optical)))
 
-    results = run("wipe.capability", facts)
+    results = run("wipe.capability", disks_facts(stick, optical))
 
     assert [r.status for r in results] == [Status.NOT_APPLICABLE] * 2
     assert "removable" in results[0].message

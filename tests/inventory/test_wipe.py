@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from checks.facts import HostFacts
+from checks.facts.disk import DiskFacts
 from checks.facts.hardware import Disk
 from checks.facts.wipe import AtaSecurity, DiskErase, NvmeErase, ScsiSanitize, WipeFacts
 from checks.host import wipe as wipe_checks
 from checks.model import Status, Unavailable
 from checks.registry import Registry
 from checks.runner import evaluate
+from inventory.host.disk import collect_disk
 from inventory.host.hardware import collect_disks, collect_hardware
 from inventory.host.wipe import (
     WIPE_TOOLS,
@@ -31,6 +33,7 @@ from inventory.host.wipe import (
     parse_tool_version,
 )
 from inventory.runner import CommandResult, CommandTimeout, LocalRunner, ToolMissing
+from tests.checks.cases_wipe_crypto import layout, luks_layout_of, plain_layout
 
 RAW = Path(__file__).resolve().parent.parent / "fixtures" / "raw" / "wipe"
 SYSFS = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
@@ -127,9 +130,18 @@ def recorded_disks(scenario: str) -> tuple[Disk, ...]:
     return disks
 
 
-def outcomes(facts: WipeFacts, **params: object) -> dict[str | None, tuple[Status, str]]:
+def plain_disks(facts: WipeFacts) -> DiskFacts:
+    """Each disk with one ext4 partition: nothing for a crypto erase."""
+    assert isinstance(facts.disks, tuple)
+    return layout(*[d for disk in facts.disks for d in plain_layout(disk.name).block_devices or ()])
+
+
+def outcomes(
+    facts: WipeFacts, disk: DiskFacts | None = None
+) -> dict[str | None, tuple[Status, str]]:
     registry = Registry.from_modules([wipe_checks])
-    results = evaluate(registry, HostFacts(wipe=facts), {"wipe.capability": params})
+    disk_facts = disk if disk is not None else plain_disks(facts)
+    results = evaluate(registry, HostFacts(wipe=facts, disk=disk_facts))
     return {r.target: (r.status, r.message) for r in results}
 
 
@@ -365,10 +377,22 @@ def test_frozen_ssd_wholly_luks_encrypted_passes() -> None:
         ReplayRunner(SERVER_TOOLS, SERVER_RECORDINGS), recorded_disks("server-uefi")
     )
 
-    results = outcomes(facts, crypto_erasable=["sdb"])
+    others = plain_disks(facts).block_devices
+    sdb = luks_layout_of("sdb")
+    assert isinstance(others, tuple)
+    assert isinstance(sdb.block_devices, tuple)
+    assert isinstance(sdb.volumes, tuple)
+    disks = layout(
+        *[d for d in others if not d.kname.startswith("sdb")],
+        *sdb.block_devices,
+        volumes=sdb.volumes,
+    )
+
+    results = outcomes(facts, disks)
 
     assert results["/dev/sdb"][0] is Status.PASS
-    assert "luksErase" in results["/dev/sdb"][1]
+    assert "cryptsetup luksErase /dev/sdb2" in results["/dev/sdb"][1]
+    assert results["/dev/sda"][0] is Status.PASS
 
 
 def test_kunpeng_sas_disk_falls_back_to_scsi_opcodes() -> None:
@@ -521,7 +545,7 @@ def test_this_machine() -> None:
     for disk in virtual:
         assert (disk.ata, disk.nvme, disk.scsi) == (None, None, None)
         assert not any(disk.path in argv for argv in runner.commands_run)
-    results = outcomes(facts)
+    results = outcomes(facts, collect_disk(runner))
     for disk in virtual:
         assert results[disk.path] == (
             Status.NOT_APPLICABLE,
@@ -539,6 +563,7 @@ def test_this_machines_virtio_disk_is_not_applicable() -> None:
 
     facts = collect_wipe(LocalRunner(), disks)
 
-    statuses = {target: status for target, (status, _) in outcomes(facts).items()}
+    results = outcomes(facts, collect_disk(LocalRunner()))
+    statuses = {target: status for target, (status, _) in results.items()}
     assert Status.NOT_APPLICABLE in statuses.values()
     assert all(statuses[d.path] is Status.NOT_APPLICABLE for d in disks if d.medium == "virtual")

@@ -146,9 +146,10 @@ class FakeHost:
     def __init__(self, dumps: dict[str, str], *, sysid: int = SYSID, version: int = 15) -> None:
         self.dumps, self.sysid, self.version = dumps, sysid, version
         self.ends: list[str] = []
+        self.programs: set[str] = set()
 
     def realpath(self, path: str) -> str:
-        links = {"/proc/11/cwd": "/srv/pg", "/proc/11/exe": "/opt/pg/bin/postgres"}
+        links = {"/proc/11/cwd": "/srv/pg", "/proc/11/exe": "/srv/evil/bin/postgres"}
         return links.get(path, path)
 
     def read_bytes(self, path: str) -> bytes:
@@ -157,12 +158,14 @@ class FakeHost:
         return self.sysid.to_bytes(8, sys.byteorder) + bytes(8184)
 
     def exists(self, path: str) -> bool:
-        return path == "/opt/pg/bin/pg_waldump"
+        # Never asked about /srv/evil/bin: the server's executable folder is not trusted.
+        return path in ("/usr/lib/postgresql/15/bin/pg_waldump", "/srv/evil/bin/pg_waldump")
 
     def which(self, name: str) -> str | None:
         return None
 
     def run(self, argv: Sequence[str], **kw: object) -> CommandResult:
+        self.programs.add(argv[0])
         if argv[1:] == ["--version"]:
             return CommandResult(tuple(argv), 0, f"pg_waldump (PostgreSQL) {self.version}.2\n", "")
         (end,) = [a.removeprefix("--end=") for a in argv if a.startswith("--end=")]
@@ -205,6 +208,7 @@ def test_commit_still_in_buffers_is_read_after_the_wal_writer_delay() -> None:
     records = read_wal_records(host, position(), "0/C00000", 20.0, lambda: 0xC000C8)
 
     assert host.ends == ["0/C00060", "0/C000C8"]
+    assert host.programs == {"/usr/lib/postgresql/15/bin/pg_waldump"}
     assert isinstance(records, WalRecords)
     assert records.first_commit_lsn == "0/00C000A0"
     assert records.unwritten_bytes == 0

@@ -14,8 +14,8 @@ directory is found from `data_directory` (visible to superusers and pg_read_all_
 from the working directory of one of the server's own processes (`/proc/PID/cwd`: every
 PostgreSQL process runs in its data directory), and is used only when its `global/pg_control`
 carries the server's system identifier, so a same-named directory of another server is never
-read. pg_waldump comes from the running server's own bin directory, else from the usual package
-paths or PATH, and must be of the server's major version.
+read. pg_waldump comes from the packages' paths or PATH (never from beside the running server's
+executable) and must be of the server's major version.
 """
 
 from __future__ import annotations
@@ -298,21 +298,15 @@ def _resolved(runner: Runner, path: str) -> str | None:
     return None if target.startswith("/proc/") or target == path else target
 
 
-def locate_data_directory(runner: Runner, position: WalPosition) -> tuple[str, str | None]:
-    """The server's data directory on this host, checked by system identifier, and the bin
-    directory of its running executable when /proc shows it. Raises _NotHere with the reasons."""
+def locate_data_directory(runner: Runner, position: WalPosition) -> str:
+    """The server's data directory on this host, checked by system identifier. Raises _NotHere
+    with the reasons."""
     candidates: list[str] = []
-    bindir: str | None = None
     if position.data_directory:
         candidates.append(position.data_directory)
     for pid in position.server_pids:
         cwd = _resolved(runner, f"/proc/{pid}/cwd")
-        if cwd is None:
-            continue
-        exe = _resolved(runner, f"/proc/{pid}/exe")
-        if exe is not None and bindir is None:
-            bindir = exe.rsplit("/", 1)[0]
-        if cwd not in candidates:
+        if cwd is not None and cwd not in candidates:
             candidates.append(cwd)
     if not candidates:
         raise _NotHere(
@@ -327,7 +321,7 @@ def locate_data_directory(runner: Runner, position: WalPosition) -> tuple[str, s
             reasons.append(str(exc))
             continue
         if position.system_identifier is None or found == position.system_identifier:
-            return directory, bindir
+            return directory
         reasons.append(
             f"{directory} belongs to another server (system identifier {found}, "
             f"the server's is {position.system_identifier})"
@@ -338,14 +332,15 @@ def locate_data_directory(runner: Runner, position: WalPosition) -> tuple[str, s
 _WALDUMP_VERSION = re.compile(r"pg_waldump \(PostgreSQL\) (\d+)")
 
 
-def find_waldump(runner: Runner, position: WalPosition, bindir: str | None) -> str:
-    """A pg_waldump of the server's major version. Raises _NotHere."""
+def find_waldump(runner: Runner, position: WalPosition) -> str:
+    """A pg_waldump of the server's major version, from the packages' own paths or the runner's
+    PATH only: never next to the running server's executable, which an unprivileged user could
+    have started from a folder of their own. Raises _NotHere."""
     major = position.major_version
     candidates = [
-        f"{bindir}/pg_waldump" if bindir else None,
         f"/usr/lib/postgresql/{major}/bin/pg_waldump",  # Debian, Ubuntu
         f"/usr/pgsql-{major}/bin/pg_waldump",  # PGDG RPMs
-        runner.which("pg_waldump"),
+        runner.which("pg_waldump"),  # RHEL, openEuler, Kylin (postgresql-contrib)
     ]
     seen: list[str] = []
     for path in dict.fromkeys(c for c in candidates if c):
@@ -419,9 +414,9 @@ def read_wal_records(
     """
     start = parse_lsn(start_lsn)
     try:
-        data_directory, bindir = locate_data_directory(runner, position)
+        data_directory = locate_data_directory(runner, position)
         base = [
-            find_waldump(runner, position, bindir),
+            find_waldump(runner, position),
             f"--path={data_directory.rstrip('/')}/pg_wal",
             f"--timeline={position.timeline}",
         ]

@@ -1,5 +1,5 @@
-"""`host.firewall_default_deny` beyond its recorded cases: the evidence it keeps, the wording of
-each open protocol, and a readable drop winning over an unreadable source."""
+"""`host.firewall_default_deny` beyond its recorded cases: the evidence it keeps, the wording in
+both languages, the site's list of published ports, and which of fail and error wins."""
 
 from __future__ import annotations
 
@@ -11,47 +11,89 @@ from checks.host import firewall
 from checks.model import Status, Unavailable
 from checks.registry import Registry
 from checks.runner import run_check
-from tests.checks.cases_firewall import FIREWALL
+from tests.checks.cases_firewall import FIREWALL, PUBLISHED, paths
 
 REGISTRY = Registry.from_modules([firewall])
+CHECK = REGISTRY.get("host.firewall_default_deny")
 
 
-def test_firewall_evidence_lists_every_chain() -> None:
-    (result,) = run_check(REGISTRY.get("host.firewall_default_deny"), HostFacts(firewall=FIREWALL))
+def test_firewall_evidence_lists_every_chain_path_and_published_port() -> None:
+    facts = replace(FIREWALL, published=(replace(PUBLISHED, verdict="drop"),))
+    (result,) = run_check(CHECK, HostFacts(firewall=facts))
     assert result.status is Status.PASS
     assert result.evidence["chains"] == [
         {
             "chain": "nft inet filter input",
+            "hook": "input",
+            "priority": 0,
+            "type": "filter",
             "policy": "drop",
-            "default_ipv4": "drop",
-            "default_ipv6": "drop",
-            "final_rule": None,
+            "devices": [],
+            "dormant": False,
         }
     ]
-    assert result.evidence["nft"] == "nftables 1.0.6: 1 input filter chain(s)"
+    assert result.evidence["paths"][0] == {
+        "family": "ipv4",
+        "protocol": "tcp",
+        "interface": "eth0",
+        "verdict": "drop",
+        "reason": "nft inet filter input (policy drop)",
+        "unknown": [],
+    }
+    assert result.evidence["published"][0]["to"] == "172.17.0.2:80"
+    assert result.evidence["published"][0]["allowed"] is False
+    assert result.evidence["interfaces"] == ["eth0"]
     json.dumps(result.to_dict())
 
 
 def test_each_open_protocol_is_named_in_both_languages() -> None:
-    accept = replace(FIREWALL.chains[0], policy="accept", default_ipv4="accept", default_ipv6=None)
-    (result,) = run_check(
-        REGISTRY.get("host.firewall_default_deny"),
-        HostFacts(firewall=replace(FIREWALL, chains=(accept,))),
+    facts = replace(
+        FIREWALL,
+        paths=paths("accept", "nft inet filter input (policy accept)", families=("ipv4",))
+        + paths("drop", "nft inet filter input (policy drop)", families=("ipv6",)),
     )
+    (result,) = run_check(CHECK, HostFacts(firewall=facts))
     assert result.status is Status.FAIL
     assert result.message == (
-        "IPv4 (ip) input accepts by default: nft inet filter input (policy accept); "
-        "IPv6 (ip6): no input filter chain"
+        "IPv4 tcp/udp on eth0: a new connection to a port no rule names is accepted "
+        "(nft inet filter input (policy accept))"
     )
     assert result.message_zh == (
-        "IPv4（ip）入方向默认放行，不符合：nft inet filter input（默认策略 accept）；"
-        "IPv6（ip6）无入方向过滤链，不符合"
+        "IPv4 tcp/udp（接口 eth0）：发往未列明端口的新连接被放行，不符合（nft inet filter input "
+        "(policy accept)）"
     )
 
 
-def test_a_readable_drop_passes_even_if_another_source_is_unreadable() -> None:
-    """A drop in any input chain is final, so one readable drop chain proves default deny."""
+def test_a_published_port_the_site_lists_passes() -> None:
+    facts = HostFacts(firewall=replace(FIREWALL, published=(PUBLISHED,)))
+    (result,) = run_check(CHECK, facts)
+    assert result.status is Status.FAIL
+    assert "allowed_published_ports" in result.message
+    (result,) = run_check(CHECK, facts, {"allowed_published_ports": ["TCP/8080"]})
+    assert result.status is Status.PASS, result.message
+    assert result.evidence["published"][0]["allowed"] is True
+
+
+def test_an_unreadable_source_is_an_error_even_beside_a_drop() -> None:
+    """A source not read may hold a DNAT that routes around the chains that were read."""
     facts = replace(FIREWALL, iptables_legacy=Unavailable("iptables-legacy-save: denied"))
-    (result,) = run_check(REGISTRY.get("host.firewall_default_deny"), HostFacts(firewall=facts))
-    assert result.status is Status.PASS
+    (result,) = run_check(CHECK, HostFacts(firewall=facts))
+    assert result.status is Status.ERROR
     assert result.evidence["iptables_legacy"] == {"unavailable": "iptables-legacy-save: denied"}
+
+
+def test_an_open_path_fails_even_when_another_cannot_be_decided() -> None:
+    facts = replace(
+        FIREWALL,
+        paths=paths("accept", "nft ip6 filter INPUT (policy accept)", families=("ipv6",))
+        + paths(
+            "unknown",
+            "nft ip filter INPUT (xt match conntrack)",
+            families=("ipv4",),
+            unknown=("xt",),
+        ),
+    )
+    (result,) = run_check(CHECK, HostFacts(firewall=facts))
+    assert result.status is Status.FAIL
+    assert "IPv6" in result.message
+    assert result.evidence["paths"][2]["unknown"] == ["xt"]

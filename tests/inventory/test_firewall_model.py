@@ -250,3 +250,24 @@ def test_interfaces_not_listed_make_interface_matches_uncertain() -> None:
     assert path.verdict == "unknown"
     assert "were not listed" in path.unknown[0]
     assert _v4(_xt("-A INPUT -i eth0 -j ACCEPT")).verdict == "accept"
+
+
+def test_a_map_whose_elements_cannot_be_read_is_not_judged() -> None:
+    ruleset = _nft(
+        _table(),
+        {
+            "map": {
+                "family": "inet",
+                "table": "t",
+                "name": "odd",
+                "type": "inet_proto",
+                "map": "verdict",
+                "elem": [["tcp", {"queue": {"num": 1}}]],
+            }
+        },
+        _chain("input", **INPUT_DROP),
+        _rule("input", {"vmap": {"key": {"meta": {"key": "l4proto"}}, "data": "@odd"}}),
+    )
+    path = _v4(ruleset)
+    assert path.verdict == "unknown"
+    assert path.unknown == ("meta l4proto vmap @odd (elements not understood)",)

@@ -168,6 +168,8 @@ def _read_nft(
             mark_dormant(parsed)
     except (GatherError, RulesetError) as exc:
         return [], Unavailable(f"nft -j list ruleset: {exc}"), None
+    except (KeyError, TypeError, AttributeError) as exc:  # JSON of a shape nft never printed
+        return [], Unavailable(f"nft -j list ruleset: unexpected JSON ({exc!r})"), None
     tables = parsed.ruleset.tables
     iptables: str | Unavailable | None = None
     if parsed.xt_tables:

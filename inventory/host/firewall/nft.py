@@ -85,6 +85,8 @@ class _Sets:
     values: dict[str, Rhs] = field(default_factory=dict)
     maps: dict[str, list[tuple[Rhs, Verdict]]] = field(default_factory=dict)
     dynamic: set[str] = field(default_factory=set)
+    broken: set[str] = field(default_factory=set)
+    """Sets and maps whose elements this model could not read: a rule using one is not judged."""
 
 
 def nft_items(text: str) -> list[Any]:
@@ -174,13 +176,18 @@ def _chain(item: Mapping[str, Any], tables: dict[tuple[str, str], Table], out: N
             table=table.name,
             name=name,
             hook=hook,
-            priority=int(item.get("prio", 0)),
+            priority=_priority(item.get("prio")),
             type=str(item.get("type", "filter")),
             policy="drop" if item.get("policy") == "drop" else "accept",
             devices=devices,
             dormant=False,
         )
     )
+
+
+def _priority(value: Any) -> int:
+    """nft prints a base chain's priority as a number; anything else sorts as filter (0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _set(item: Mapping[str, Any], sets: dict[tuple[str, str], _Sets]) -> None:
@@ -193,16 +200,19 @@ def _set(item: Mapping[str, Any], sets: dict[tuple[str, str], _Sets]) -> None:
     if "dynamic" in flags or "timeout" in flags or "timeout" in item:
         found.dynamic.add(name)
     elements = item.get("elem") or []
-    if item.get("map") == "verdict":
-        entries = []
-        for element in elements:
-            if isinstance(element, list) and len(element) == 2:
-                verdict = _verdict(element[1])
-                if verdict is not None:
-                    entries.append((value_rhs(element[0]), verdict))
-        found.maps[name] = entries
-    else:
-        found.values[name] = union(value_rhs(e) for e in elements)
+    try:
+        if item.get("map") == "verdict":
+            entries = []
+            for element in elements:
+                verdict = _verdict(element[1]) if isinstance(element, list) else None
+                if verdict is None:
+                    raise _NotUnderstood(f"map element {json.dumps(element)}")
+                entries.append((value_rhs(element[0]), verdict))
+            found.maps[name] = entries
+        else:
+            found.values[name] = union(value_rhs(e) for e in elements)
+    except (_NotUnderstood, ValueError, TypeError, IndexError):
+        found.broken.add(name)
 
 
 # ----------------------------------------------------------------------------- values
@@ -316,7 +326,8 @@ def _match(value: Mapping[str, Any], sets: _Sets) -> Item | None:  # noqa: PLR09
             if right in sets.dynamic:
                 rhs = Rhs(rhs.ints, rhs.addrs, rhs.words, rhs.patterns, rhs.tuples, dynamic=True)
         else:
-            return Maybe(f"{text} (set not listed)", unknown=True)
+            why = "elements not understood" if right in sets.broken else "set not listed"
+            return Maybe(f"{text} ({why})", unknown=True)
     else:
         rhs = value_rhs(right)
     return Cond(key, op, rhs, text, mask=mask)
@@ -417,7 +428,8 @@ def _vmap(body: Mapping[str, Any], sets: _Sets) -> Item:
     text = f"{show(body.get('key'))} vmap {show(data)}"
     if isinstance(data, str) and data.startswith("@"):
         if data not in sets.maps:
-            return Unknown(f"{text} (map not listed)")
+            why = "elements not understood" if data in sets.broken else "map not listed"
+            return Unknown(f"{text} ({why})")
         return VMap(key, tuple(sets.maps[data]), text, dynamic=data in sets.dynamic)
     entries: list[tuple[Rhs, Verdict]] = []
     for element in (data or {}).get("set", []):

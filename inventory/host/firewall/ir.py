@@ -40,7 +40,7 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 class _Marker(enum.Enum):
     ABSENT = "absent"  # the header is not in this packet: every comparison fails
     UNNAMED = "unnamed"  # a value no rule names (the port probed, the remote address)
-    SENDER = "sender"  # the sender chooses it (source port, TTL): any single value is possible
+    SENDER = "sender"  # the sender chooses it, or it varies (source port, TTL, time of day)
     SOME = "some"  # a real value not known here (the interface, when they could not be listed)
     UNSUPPORTED = "unsupported"  # a key this model does not know
 
@@ -201,10 +201,6 @@ def evaluate(match: Match, packet: Packet) -> tuple[Tri, str | None]:
     if value is SOME and answer is Tri.MAYBE:
         return answer, f"{match.text} (the host's interfaces, addresses or routes were not listed)"
     return answer, None
-
-
-def _ip(packet: Packet, want: Family) -> bool:
-    return packet.family == want
 
 
 _L4 = {"tcp": 6, "udp": 17}

@@ -279,6 +279,8 @@ class Lab:
         self.work = work
         self.ufw = Ufw(work)
         self.batch = 0
+        self.packets = 0
+        """Probe packets sent so far (first packets: SYNs and datagrams)."""
         sh(["ip", "netns", "add", self.client])
         sh(["ip", "-n", self.client, "link", "set", "lo", "up"])
 
@@ -317,6 +319,11 @@ class Lab:
                 _mac(1, i, 2),
                 (slot.v4(2), slot.v6(2), "fe80::2"),
             )
+            if slot.container:  # the server's other addresses, reached through its eth0
+                client += [
+                    f"route add {slot.cv4(0)}/24 via {slot.v4(2)}",
+                    f"route add {slot.cv6(0)}/64 via {slot.v6(2)}",
+                ]
         sh(["ip", "-batch", "-"], "\n".join(root) + "\n")
         sh(["ip", "-n", self.client, "-batch", "-"], "\n".join(client) + "\n")
         for slot in slots:
@@ -452,6 +459,7 @@ class Lab:
                     s = socket.socket(af, kind)
                     s.setblocking(False)
                     clients.append(s)
+                    self.packets += 1
                     if protocol == "tcp":
                         s.connect_ex(target)
                     else:
@@ -490,10 +498,16 @@ class Lab:
             (self.client, "eth0", "ipv6", "fe80::2", slot.client_if, PORT, "default"),
         ]
         if slot.container:
+            # Each interface is probed for its own addresses and the other interface's (Linux
+            # takes a packet for any local address on any interface).
             targets += [
+                (self.client, "eth0", "ipv4", slot.cv4(1), None, PORT, "default"),
+                (self.client, "eth0", "ipv6", slot.cv6(1), None, PORT, "default"),
                 (slot.container, "ctr0", "ipv4", slot.cv4(1), None, PORT, "default"),
                 (slot.container, "ctr0", "ipv6", slot.cv6(1), None, PORT, "default"),
                 (slot.container, "ctr0", "ipv6", "fe80::1", "eth0", PORT, "default"),
+                (slot.container, "ctr0", "ipv4", slot.v4(2), None, PORT, "default"),
+                (slot.container, "ctr0", "ipv6", slot.v6(2), None, PORT, "default"),
                 (self.client, "eth0", "ipv4", slot.v4(2), None, PUBLISHED, "published"),
                 (self.client, "eth0", "ipv6", slot.v6(2), None, PUBLISHED, "published"),
             ]

@@ -158,7 +158,8 @@ def test_medsec_agrees_with_the_packets(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     print(
         f"\nfirewall differential: {len(cases)} rulesets ({len(unloadable)} not loadable), "
-        f"{probes} probes ({through} got through), check pass/fail "
+        f"{probes} probed paths ({through} got through; {lab.packets} probe packets), "
+        "check pass/fail "
         f"{statuses[Status.PASS]}/{statuses[Status.FAIL]}, {len(disagreements)} disagreements, "
         f"{elapsed:.1f} s; pass/fail by kind: "
         + ", ".join(f"{k} {v[Status.PASS]}/{v[Status.FAIL]}" for k, v in sorted(by_kind.items()))

@@ -271,3 +271,21 @@ def test_a_map_whose_elements_cannot_be_read_is_not_judged() -> None:
     path = _v4(ruleset)
     assert path.verdict == "unknown"
     assert path.unknown == ("meta l4proto vmap @odd (elements not understood)",)
+
+
+def test_a_packet_for_another_interfaces_address_is_judged_too() -> None:
+    """Linux takes a packet for any local address on any interface: dropping each interface's
+    own address leaves the other one open through it."""
+    host = Host(
+        {
+            "eth0": (ipaddress.ip_address("198.19.250.2"),),
+            "eth1": (ipaddress.ip_address("198.19.251.2"),),
+        }
+    )
+    ruleset = _xt(
+        "-A INPUT -i eth0 -d 198.19.250.2 -j DROP",
+        "-A INPUT -i eth1 -d 198.19.251.2 -j DROP",
+        policy="ACCEPT",
+    )
+    verdicts = {p.interface: p.verdict for p in inbound_paths(ruleset, host) if p.family == "ipv4"}
+    assert verdicts == {"eth0": "accept", "eth1": "accept"}

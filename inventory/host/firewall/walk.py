@@ -429,17 +429,19 @@ def _classes(host: Host, family: Family) -> list[tuple[str, str | None, list[IPA
         return [("*", None, [None])]
     out: list[tuple[str, str | None, list[IPAddr | None]]] = []
     version = 4 if family == "ipv4" else 6
-    # An interface without an address of the family still takes packets for the host's other
-    # addresses (Linux answers on any interface for any local address).
-    anywhere: list[IPAddr | None] = [
+    # Linux takes a packet for any of its addresses on any interface (the weak host model), so
+    # each interface is judged for its own addresses (link-local ones included) and for the
+    # routable addresses of every other interface.
+    anywhere = [
         a
         for addrs in host.interfaces.values()
         for a in addrs
         if a.version == version and not a.is_link_local
     ]
     for name, addrs in sorted(host.interfaces.items()):
-        mine: list[IPAddr | None] = [a for a in addrs if a.version == version]
-        out.append((name, name, mine or anywhere or [None]))
+        mine = [a for a in addrs if a.version == version]
+        daddrs: list[IPAddr | None] = [*mine, *(a for a in anywhere if a not in mine)]
+        out.append((name, name, daddrs or [None]))
     return out or [("*", None, [None])]
 
 

@@ -151,7 +151,7 @@ def _unknown(items: Sequence[InboundPath | PublishedPort]) -> Msg:
     )
 
 
-def _deny(firewall: FirewallFacts) -> Msg:
+def _deny(firewall: FirewallFacts, allowed: Sequence[str]) -> Msg:
     parts = []
     for family in ("ipv4", "ipv6"):
         reasons: list[str] = []
@@ -170,6 +170,12 @@ def _deny(firewall: FirewallFacts) -> Msg:
         found = Msg(
             f"{found.en} (dormant, filtering nothing: {', '.join(dormant)})",
             f"{found.zh}（休眠表不过滤任何报文：{'、'.join(dormant)}）",
+        )
+    published = sorted({_spec(p) for p in firewall.published if p.verdict != "drop"} & set(allowed))
+    if published:
+        found = Msg(
+            f"{found.en}; published as the site allows: {', '.join(published)}",
+            f"{found.zh}；按站点配置允许发布：{'、'.join(published)}",
         )
     return Msg(f"inbound default deny: {found.en}", f"入方向默认拒绝：{found.zh}")
 
@@ -230,4 +236,4 @@ def firewall_default_deny(facts: Any, allowed_published_ports: list[str]) -> Ite
     if doubtful:
         yield errored(_unknown(doubtful), evidence)
         return
-    yield passed(_deny(firewall), evidence)
+    yield passed(_deny(firewall, allowed), evidence)

@@ -71,6 +71,7 @@ def test_a_published_port_the_site_lists_passes() -> None:
     assert "allowed_published_ports" in result.message
     (result,) = run_check(CHECK, facts, {"allowed_published_ports": ["TCP/8080"]})
     assert result.status is Status.PASS, result.message
+    assert "published as the site allows: tcp/8080" in result.message
     assert result.evidence["published"][0]["allowed"] is True
 
 

@@ -12,6 +12,7 @@ tools: the host's own firewall and /etc/ufw are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import os
@@ -278,6 +279,7 @@ class Lab:
         self.client = f"{self.prefix}c"
         self.work = work
         self.ufw = Ufw(work)
+        self.legacy_lock = threading.Lock()
         self.batch = 0
         self.packets = 0
         """Probe packets sent so far (first packets: SYNs and datagrams)."""
@@ -395,7 +397,13 @@ class Lab:
 
     def load(self, slot: Slot, case: Case) -> None:
         """Load the case's steps; `CTR4`/`CTR6` stand for the container's addresses and
-        `{PORT}` for the probed port."""
+        `{PORT}` for the probed port. Cases touching the legacy backend load one at a time:
+        its lock (/run/xtables.lock) is one file for every namespace."""
+        legacy = any("legacy" in part for step in case.steps for part in step[:2])
+        with self.legacy_lock if legacy else contextlib.nullcontext():
+            self._load(slot, case)
+
+    def _load(self, slot: Slot, case: Case) -> None:
         for raw in case.steps:
             step = tuple(
                 s.replace("CTR4", slot.cv4(2))
@@ -407,7 +415,7 @@ class Lab:
             if kind == "nft":
                 sh(["ip", "netns", "exec", slot.server, "nft", "-f", "-"], step[1])
             elif kind == "restore":
-                sh(["ip", "netns", "exec", slot.server, step[1]], step[2])
+                sh(["ip", "netns", "exec", slot.server, step[1], "-w"], step[2])
             elif kind == "ufw":
                 _, backend, ipv6, default, *rules = step
                 self.ufw.run(slot.server, backend, ipv6, default, rules)

@@ -289,3 +289,16 @@ def test_a_packet_for_another_interfaces_address_is_judged_too() -> None:
     )
     verdicts = {p.interface: p.verdict for p in inbound_paths(ruleset, host) if p.family == "ipv4"}
     assert verdicts == {"eth0": "accept", "eth1": "accept"}
+
+
+def test_a_jump_to_a_chain_not_listed_leaves_everything_after_it_undecided() -> None:
+    ruleset = _nft(
+        _table(),
+        _chain("input", **INPUT_DROP),
+        _rule("input", {"jump": {"target": "ghost"}}),
+    )
+    path = _v4(ruleset)
+    assert (path.verdict, path.unknown) == (
+        "unknown",
+        ("jump to chain 'ghost' that is not listed",),
+    )

@@ -135,7 +135,9 @@ class _Walker:
             )
         rules = self.table.chains.get(name)
         if rules is None:
-            return [("return", path.doubt(f"jump to chain {name!r} that is not listed"), "")]
+            # It might accept or drop: nothing after it on this path is certain.
+            gone = path.doubt(f"jump to chain {name!r} that is not listed", statement=True)
+            return [("return", gone, "")]
         live = [path]
         out: list[_Step] = []
         for rule in rules:

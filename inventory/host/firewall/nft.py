@@ -346,7 +346,7 @@ def _verdict(value: Any) -> Verdict | None:
     return None
 
 
-def _mangle(body: Mapping[str, Any]) -> Item | None:
+def _mangle(body: Mapping[str, Any]) -> Item | None:  # noqa: PLR0911 — one return per key
     key = body.get("key") or {}
     value = body.get("value")
     target = None
@@ -367,6 +367,8 @@ def _mangle(body: Mapping[str, Any]) -> Item | None:
     meta_key = key.get("meta", {}).get("key")
     if meta_key in {"nftrace", "priority"} or "tcp option" in key:
         return None
+    if key.get("ct", {}).get("key") in {"zone", "label", "event", "helper", "expectation"}:
+        return None  # conntrack bookkeeping: no verdict or packet field the walk reads
     if key.get("payload", {}).get("field") in _SENDER_MANGLE:
         return None
     return Unknown(f"{show(key)} set {show(value)}")

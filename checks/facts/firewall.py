@@ -122,6 +122,9 @@ class FirewallFacts:
     iptables: str | Unavailable | None
     """`iptables-nft-save` (tables with xtables matches) or, without nft, `iptables-save`: what
     was read; None when not needed."""
-    ufw_enabled: bool | None
+    ipset: str | None = None
+    """`ipset save` read for rules that match sets (`-m set --match-set`): what was found, or
+    why not (a rule resting on a set not read is then undecided); None when no rule uses one."""
+    ufw_enabled: bool | None = None
     """`ENABLED=yes` in /etc/ufw/ufw.conf; None when ufw is not installed. Evidence only: the
     verdict comes from the kernel's rules."""

@@ -78,6 +78,7 @@ def _evidence(firewall: FirewallFacts, allowed: Sequence[str]) -> dict[str, Any]
         "nft": _state(firewall.nft),
         "iptables_legacy": _state(firewall.iptables_legacy),
         "iptables": _state(firewall.iptables),
+        "ipset": firewall.ipset,
         "ufw_enabled": firewall.ufw_enabled,
     }
 

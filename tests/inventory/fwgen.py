@@ -214,6 +214,11 @@ _XT_INPUT: dict[str, list[str]] = {
         "! -s 198.18.250.0/24 -j ACCEPT",
         "-d 198.19.0.0/16 -j DROP",
         "-p icmp -m icmp --icmp-type 8 -j ACCEPT",
+        "-m set --match-set office4 src -j ACCEPT",
+        "-m set --match-set blocked4 src -j DROP",
+        "-m set ! --match-set office4 src -j DROP",
+        "-m set --match-set local4 dst -j ACCEPT",
+        "-m set ! --match-set local4 dst -j ACCEPT",
     ],
     "ip6": [
         "-s fd00:198:18:fa::/64 -j ACCEPT",
@@ -221,6 +226,9 @@ _XT_INPUT: dict[str, list[str]] = {
         "-d fd00:198:19::/48 -j ACCEPT",
         "-m rt --rt-type 0 -j DROP",
         "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT",
+        "-m set --match-set office6 src -j ACCEPT",
+        "-m set ! --match-set blocked6 src -j DROP",
+        "-m set --match-set local6 dst -j DROP",
     ],
 }
 _XT_RETURNS = [
@@ -284,9 +292,26 @@ def xt_text(family: str, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Static sets only: a set filled at run time (timeouts, `-j SET`) may hold any source later,
+# which packets sent now cannot show.
+IPSETS = """create office4 hash:ip family inet
+add office4 198.18.250.9
+create blocked4 hash:net family inet
+add blocked4 198.18.250.0/24
+create local4 hash:net family inet
+add local4 198.19.0.0/16
+create office6 hash:ip family inet6
+add office6 fd00:198:18:fa::9
+create blocked6 hash:net family inet6
+add blocked6 fd00:198:18:fa::/64
+create local6 hash:net family inet6
+add local6 fd00:198:19::/48
+"""
+
+
 def xt_case(rng: random.Random, index: int, backend: str) -> Case:
     suffix = "-legacy" if backend == "legacy" else ""
-    steps = []
+    steps: list[tuple[str, ...]] = [("ipset", IPSETS)]
     for family, tool in (("ip", "iptables"), ("ip6", "ip6tables")):
         if rng.random() < 0.85:
             steps.append(("restore", f"{tool}{suffix}-restore", xt_text(family, rng)))

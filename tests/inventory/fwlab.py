@@ -118,7 +118,8 @@ class NetnsRunner(LocalRunner):
 Step = tuple[str, ...]
 """How to load part of a ruleset into a server namespace:
 ("nft", TEXT) · ("restore", TOOL, TEXT) with TOOL one of iptables[-legacy]-restore,
-ip6tables[-legacy]-restore · ("ufw", BACKEND, IPV6, DEFAULT, *RULES) · ("sysctl", KEY, VALUE)."""
+ip6tables[-legacy]-restore · ("ufw", BACKEND, IPV6, DEFAULT, *RULES) · ("sysctl", KEY, VALUE)
+· ("ipset", RESTORE_TEXT)."""
 
 
 Probe = tuple[str, str, str, str]
@@ -419,6 +420,8 @@ class Lab:
             elif kind == "ufw":
                 _, backend, ipv6, default, *rules = step
                 self.ufw.run(slot.server, backend, ipv6, default, rules)
+            elif kind == "ipset":
+                sh(["ip", "netns", "exec", slot.server, "ipset", "restore"], step[1])
             elif kind == "sysctl":
                 sh(["ip", "netns", "exec", slot.server, "sysctl", "-qw", f"{step[1]}={step[2]}"])
             else:

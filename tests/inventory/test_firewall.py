@@ -32,6 +32,7 @@ from inventory.host.firewall import (
     iptables_backend,
     parse_ip_address,
     parse_ip_route,
+    parse_ipset_save,
     parse_nft_json,
     parse_nft_listing,
     parse_ufw_conf,
@@ -225,12 +226,44 @@ def test_unknown_match_on_an_accept_is_unknown_but_on_a_drop_is_followed() -> No
         "ipv4",
     )
     assert path.verdict == "unknown"
-    assert path.unknown == ("-m set --match-set office src (ipset contents are not read)",)
+    assert path.unknown == ("-m set --match-set office src (its contents were not read)",)
     drop = "*filter\n:INPUT DROP [0:0]\n-A INPUT -m set --match-set blocked src -j DROP\nCOMMIT\n"
     path = _one_way(
         inbound_paths(Ruleset(tables_from_save(drop, source="iptables", family="ip")), HOST), "ipv4"
     )
     assert path.verdict == "drop"
+
+
+def test_ipset_contents_decide_set_matches() -> None:
+    """Docker 28 lets published traffic through FORWARD only toward its bridges' ipset; with the
+    set read, the walk follows it like any address match."""
+    sets = parse_ipset_save(
+        "create docker-ext-bridges-v4 hash:net family inet hashsize 1024 maxelem 65536\n"
+        "add docker-ext-bridges-v4 198.19.100.0/24\n"
+        "create office hash:ip family inet hashsize 1024 maxelem 65536\n"
+        "add office 198.18.250.9\n"
+        "create knock hash:ip family inet timeout 30\n"
+        "create ports bitmap:port range 0-1023\n"
+    )
+    assert sets["knock"].dynamic
+    assert sets["ports"].rhs is None
+    text = "\n".join(
+        [
+            "*filter",
+            ":INPUT DROP [0:0]",
+            "-A INPUT -m set --match-set office src -j ACCEPT",
+            "-A INPUT -m set ! --match-set docker-ext-bridges-v4 dst -j DROP",
+            "-A INPUT -j ACCEPT",
+            "COMMIT",
+        ]
+    )
+    ruleset = Ruleset(tables_from_save(text, source="iptables", family="ip", ipsets=sets))
+    # The office host is a named source; every local address is outside the bridges' set.
+    assert _one_way(inbound_paths(ruleset, HOST), "ipv4").verdict == "drop"
+    knock = text.replace("match-set office src", "match-set knock src")
+    ruleset = Ruleset(tables_from_save(knock, source="iptables", family="ip", ipsets=sets))
+    # Whoever knocks is let in: a set filled at run time may hold any source.
+    assert _one_way(inbound_paths(ruleset, HOST), "ipv4").verdict == "accept"
 
 
 def test_nft_json_that_is_not_a_ruleset_is_an_error() -> None:
@@ -692,6 +725,31 @@ def test_ufw_default_allow_and_deny_in_the_namespace(netns: str, tmp_path: Path)
     ufw.run(netns, "nft", "yes", "deny", [])
     status, message = _judge(collect_firewall(NetnsRunner(netns)))
     assert status is Status.PASS, message
+
+
+@pytest.mark.root
+def test_ipset_matches_are_judged_by_the_sets_contents(netns: str) -> None:
+    _need("ipset", "iptables-nft-restore", "ip6tables-nft-restore")
+    sh(
+        ["ip", "netns", "exec", netns, "ipset", "restore"],
+        "create office hash:ip family inet\nadd office 198.18.250.9\n",
+    )
+    rules = "*filter\n:INPUT DROP [0:0]\n-A INPUT -m set --match-set office src -j ACCEPT\nCOMMIT\n"
+    sh(["ip", "netns", "exec", netns, "iptables-nft-restore"], rules)
+    sh(
+        ["ip", "netns", "exec", netns, "ip6tables-nft-restore"],
+        "*filter\n:INPUT DROP [0:0]\nCOMMIT\n",
+    )
+    facts = collect_firewall(NetnsRunner(netns))
+    assert facts.ipset == "ipset save: 1 set(s)"
+    status, message = _judge(facts)
+    assert status is Status.PASS, message
+    # Without the ipset tool the set cannot be read, and the accept resting on it is undecided.
+    facts = collect_firewall(NetnsRunner(netns, hide=("ipset",)))
+    assert facts.ipset == "ipset is not installed: -m set matches not followed"
+    status, message = _judge(facts)
+    assert status is Status.ERROR
+    assert "--match-set office src (its contents were not read)" in message
 
 
 @pytest.mark.root

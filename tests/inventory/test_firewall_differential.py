@@ -39,7 +39,16 @@ SEED = 20260611
 COUNTS = {"nft": 170, "xt-nft": 45, "xt-legacy": 45, "mixed": 25}
 BATCH = 64
 WORKERS = 4
-TOOLS = ("ip", "nft", "iptables-nft-restore", "iptables-legacy-restore", "ufw", "unshare", "sysctl")
+TOOLS = (
+    "ip",
+    "nft",
+    "iptables-nft-restore",
+    "iptables-legacy-restore",
+    "ufw",
+    "ipset",
+    "unshare",
+    "sysctl",
+)
 
 Key = tuple[str, str, str, str]
 
@@ -106,7 +115,7 @@ def test_medsec_agrees_with_the_packets(tmp_path: Path) -> None:
     if missing:
         pytest.skip(
             f"not installed: {', '.join(missing)} (Debian packages iproute2, nftables, "
-            "iptables, ufw, util-linux, procps)"
+            "iptables, ufw, ipset, util-linux, procps)"
         )
     cases = generate(SEED, COUNTS)
     started = time.monotonic()

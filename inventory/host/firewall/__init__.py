@@ -28,13 +28,14 @@ from inventory.host.firewall.nft import (
     parse_nft_listing,
 )
 from inventory.host.firewall.walk import Host, follow, inbound_paths, published_ports, summarize
+from inventory.host.firewall.xtables import IpSet, parse_ipset_save, tables_from_save
 from inventory.host.firewall.xtables import backend as iptables_backend
-from inventory.host.firewall.xtables import tables_from_save
 
 __all__ = [
     "COMMAND_TIMEOUT_S",
     "UFW_CONF",
     "Host",
+    "IpSet",
     "NftRuleset",
     "Packet",
     "Ruleset",
@@ -47,6 +48,7 @@ __all__ = [
     "iptables_backend",
     "parse_ip_address",
     "parse_ip_route",
+    "parse_ipset_save",
     "parse_nft_json",
     "parse_nft_listing",
     "parse_ufw_conf",

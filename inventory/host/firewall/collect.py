@@ -32,7 +32,7 @@ from inventory.host.firewall.nft import (
     parse_nft_listing,
 )
 from inventory.host.firewall.walk import Host, inbound_paths, published_ports
-from inventory.host.firewall.xtables import backend, tables_from_save
+from inventory.host.firewall.xtables import IpSet, backend, parse_ipset_save, tables_from_save
 from inventory.runner import GatherError, Runner, SourceMissing
 
 COMMAND_TIMEOUT_S = 15.0
@@ -90,9 +90,34 @@ def _run(runner: Runner, argv: Sequence[str]) -> str:
     return runner.run(list(argv), timeout=COMMAND_TIMEOUT_S).stdout
 
 
+class _IpSets:
+    """`ipset save`, read once and only when a rule uses `-m set`."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.sets: dict[str, IpSet] | None = None
+        self.state: str | None = None
+
+    def for_rules(self, text: str) -> dict[str, IpSet]:
+        if "--match-set" not in text:
+            return {}
+        if self.sets is None:
+            self.sets = {}
+            if self.runner.which("ipset") is None:
+                self.state = "ipset is not installed: -m set matches not followed"
+            else:
+                try:
+                    self.sets = parse_ipset_save(_run(self.runner, ["ipset", "save"]))
+                    self.state = f"ipset save: {len(self.sets)} set(s)"
+                except GatherError as exc:
+                    self.state = f"ipset save: {exc} (-m set matches not followed)"
+        return self.sets
+
+
 def _read_saves(
     runner: Runner,
     tools: Sequence[tuple[str, FirewallSource, str]],
+    ipsets: _IpSets,
     *,
     skip_backend: str | None = None,
 ) -> tuple[list[Table], str | Unavailable | None]:
@@ -105,7 +130,9 @@ def _read_saves(
             continue
         try:
             out = _run(runner, [tool])
-            found = tables_from_save(out, source=source, family=family)
+            found = tables_from_save(
+                out, source=source, family=family, ipsets=ipsets.for_rules(out)
+            )
         except (GatherError, RulesetError) as exc:
             return tables, Unavailable(f"{tool}: {exc}")
         kind = backend(out)
@@ -119,7 +146,7 @@ def _read_saves(
 
 
 def _replace_xt_tables(
-    runner: Runner, tables: list[Table], xt: set[tuple[str, str]]
+    runner: Runner, tables: list[Table], xt: set[tuple[str, str]], ipsets: _IpSets
 ) -> str | Unavailable:
     """Rules of nf_tables tables holding xtables expressions, read back in iptables syntax."""
     notes: list[str] = []
@@ -134,12 +161,11 @@ def _replace_xt_tables(
             )
             continue
         try:
-            saved = {
-                t.name: t
-                for t in tables_from_save(
-                    _run(runner, [tool]), source="iptables-nft", family=family
-                )
-            }
+            out = _run(runner, [tool])
+            found = tables_from_save(
+                out, source="iptables-nft", family=family, ipsets=ipsets.for_rules(out)
+            )
+            saved = {t.name: t for t in found}
         except (GatherError, RulesetError) as exc:
             return Unavailable(f"{tool}: {exc}")
         for table in tables:
@@ -152,7 +178,7 @@ def _replace_xt_tables(
 
 
 def _read_nft(
-    runner: Runner,
+    runner: Runner, ipsets: _IpSets
 ) -> tuple[list[Table], str | Unavailable | None, str | Unavailable | None]:
     if runner.which("nft") is None:
         return [], None, None
@@ -173,7 +199,7 @@ def _read_nft(
     tables = parsed.ruleset.tables
     iptables: str | Unavailable | None = None
     if parsed.xt_tables:
-        iptables = _replace_xt_tables(runner, tables, parsed.xt_tables)
+        iptables = _replace_xt_tables(runner, tables, parsed.xt_tables, ipsets)
     chains = sum(len(t.base) for t in tables)
     dormant = sum(1 for t in tables if t.dormant)
     state = f"nftables {parsed.version or '?'}: {len(tables)} table(s)"
@@ -249,13 +275,15 @@ def _has_dnat(ruleset: Ruleset) -> bool:
 
 
 def collect_firewall(runner: Runner) -> FirewallFacts:
-    tables, nft, iptables = _read_nft(runner)
+    ipsets = _IpSets(runner)
+    tables, nft, iptables = _read_nft(runner, ipsets)
     legacy_tables, legacy = _read_saves(
         runner,
         [
             ("iptables-legacy-save", "iptables-legacy", "ip"),
             ("ip6tables-legacy-save", "iptables-legacy", "ip6"),
         ],
+        ipsets,
     )
     tables.extend(legacy_tables)
     if nft is None or legacy is None:
@@ -264,6 +292,7 @@ def collect_firewall(runner: Runner) -> FirewallFacts:
         plain_tables, plain = _read_saves(
             runner,
             [("iptables-save", "iptables", "ip"), ("ip6tables-save", "iptables", "ip6")],
+            ipsets,
             skip_backend="nf_tables" if nft is not None else None,
         )
         tables.extend(plain_tables)
@@ -284,5 +313,6 @@ def collect_firewall(runner: Runner) -> FirewallFacts:
         nft=nft,
         iptables_legacy=legacy,
         iptables=iptables,
+        ipset=ipsets.state,
         ufw_enabled=ufw,
     )

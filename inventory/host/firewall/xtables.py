@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from checks.facts.firewall import BaseChain, FirewallSource
 from inventory.host.firewall.ir import (
@@ -134,14 +134,23 @@ def backend(text: str) -> str:
     return m.group(1) or "legacy"
 
 
-def tables_from_save(text: str, *, source: FirewallSource, family: str) -> list[Table]:
-    """Every table of the listing, with its built-in chains on the inbound hooks as base chains."""
+def tables_from_save(
+    text: str,
+    *,
+    source: FirewallSource,
+    family: str,
+    ipsets: Mapping[str, IpSet] | None = None,
+) -> list[Table]:
+    """Every table of the listing, with its built-in chains on the inbound hooks as base chains.
+    `ipsets` (from `parse_ipset_save`) lets `-m set` matches be judged by the sets' contents."""
     out: list[Table] = []
     for xt in split_save(text).values():
         table = Table(source, family, xt.name)
         user = {n for n, p in xt.policies.items() if p == "-"}
         for name in xt.policies:
-            table.chains[name] = [rule_from_words(w, user, family) for w in xt.rules.get(name, [])]
+            table.chains[name] = [
+                rule_from_words(w, user, family, ipsets or {}) for w in xt.rules.get(name, [])
+            ]
         for name, policy in xt.policies.items():
             hooked = BUILTIN.get((xt.name, name))
             if hooked is None:
@@ -206,6 +215,7 @@ class _Reader:
 
     words: Sequence[str]
     family: str
+    ipsets: Mapping[str, IpSet] = field(default_factory=dict)
     pos: int = 0
     negate: bool = False
 
@@ -236,18 +246,29 @@ def _ip(family: str) -> str:
     return "ip6" if family == "ip6" else "ip"
 
 
-def rule_from_words(words: Sequence[str], user_chains: set[str], family: str) -> Rule:
+def rule_from_words(
+    words: Sequence[str],
+    user_chains: set[str],
+    family: str,
+    ipsets: Mapping[str, IpSet] | None = None,
+) -> Rule:
     """One `-A CHAIN ...` rule (without `-A CHAIN`); a rule that cannot be read becomes a
     statement not understood, so nothing after it on its path is taken as certain."""
     text = shlex.join(words)
     try:
-        return _rule(words, user_chains, family, text)
+        return _rule(words, user_chains, family, text, ipsets or {})
     except (ValueError, RulesetError, IndexError) as exc:
         return Rule((Unknown(f"rule not understood ({exc}): {text}"),), text)
 
 
-def _rule(words: Sequence[str], user_chains: set[str], family: str, text: str) -> Rule:  # noqa: PLR0912
-    reader = _Reader(words, family)
+def _rule(  # noqa: PLR0912
+    words: Sequence[str],
+    user_chains: set[str],
+    family: str,
+    text: str,
+    ipsets: Mapping[str, IpSet],
+) -> Rule:
+    reader = _Reader(words, family, ipsets)
     items: list[Item] = []
     module: str | None = None
     proto: str | None = None
@@ -453,14 +474,62 @@ def _mac(word: str, reader: _Reader, proto: str | None, family: str) -> Item | N
 
 def _ipset(word: str, reader: _Reader, proto: str | None, family: str) -> Item | None:
     value = reader.arg()
-    if word == "--match-set":
-        direction = reader.arg()
+    if word != "--match-set":
         reader.negate = False
-        return Maybe(
-            f"-m set --match-set {value} {direction} (ipset contents are not read)", unknown=True
-        )
-    reader.negate = False
-    return None
+        return None
+    direction = reader.arg()
+    text = f"--match-set {value} {direction}"
+    found = reader.ipsets.get(value)
+    side = {"src": "saddr", "dst": "daddr"}.get(direction)
+    version = "inet6" if family == "ip6" else "inet"
+    if found is None or found.rhs is None or side is None or found.family != version:
+        reader.negate = False
+        why = "its contents were not read" if found is None else "a kind of set not followed"
+        return Maybe(f"-m set {text} ({why})", unknown=True)
+    rhs = replace(found.rhs, dynamic=found.dynamic)
+    return Cond(f"{_ip(family)} {side}", reader.op(), rhs, text)
+
+
+@dataclass(frozen=True)
+class IpSet:
+    """One set from `ipset save`: addresses or networks (`hash:ip`, `hash:net`, `bitmap:ip`);
+    other kinds keep `rhs` None and are not followed."""
+
+    name: str
+    kind: str
+    family: str
+    rhs: Rhs | None
+    dynamic: bool
+
+
+_IPSET_KINDS = {"hash:ip", "hash:net", "bitmap:ip"}
+
+
+def parse_ipset_save(text: str) -> dict[str, IpSet]:
+    """`ipset save` output: `create NAME TYPE family inet ...` then `add NAME ELEMENT ...`."""
+    sets: dict[str, IpSet] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "create":
+            name, kind = words[1], words[2]
+            options = words[3:]
+            family = options[options.index("family") + 1] if "family" in options else "inet"
+            rhs = Rhs() if kind in _IPSET_KINDS else None
+            sets[name] = IpSet(name, kind, family, rhs, dynamic="timeout" in options)
+        elif len(words) >= 3 and words[0] == "add" and words[1] in sets:
+            current = sets[words[1]]
+            if current.rhs is None:
+                continue
+            if "nomatch" in words[3:]:  # an exception inside a wider entry: not followed
+                sets[words[1]] = replace(current, rhs=None)
+                continue
+            try:
+                element = rhs_addr(words[2])
+            except ValueError:
+                sets[words[1]] = replace(current, rhs=None)
+                continue
+            sets[words[1]] = replace(current, rhs=current.rhs | element)
+    return sets
 
 
 _MODULES: dict[str, Callable[[str, _Reader, str | None, str], Item | None]] = {

@@ -636,6 +636,33 @@ def test_published_port_fails_unless_the_site_lists_it(netns: str) -> None:
 
 
 @pytest.mark.root
+def test_docker_nftables_backend_publishes_through_its_verdict_maps(netns: str) -> None:
+    """Docker's own nftables ruleset (moby's generated documentation, addresses moved into the
+    lab range): the published port reaches FORWARD, whose `oifname vmap @filter-forward-in-jumps`
+    sends it to the bridge's chain, which accepts it."""
+    sh(
+        ["ip", "-n", netns, "-batch", "-"],
+        "link add docker0 type bridge\nlink add bridge1 type bridge\n"
+        "addr add 198.18.172.1/16 dev docker0\naddr add 198.19.200.1/24 dev bridge1\n"
+        "link set docker0 up\nlink set bridge1 up\n",
+    )
+    sh(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    facts = _load(netns, (RAW / "moby-nftables-usernet-portmap-noproxy.nft").read_text())
+    (port,) = [p for p in facts.published if p.interface == "eth0"]
+    assert (port.protocol, port.port, port.to, port.verdict) == (
+        "tcp",
+        8080,
+        "198.19.200.2:80",
+        "accept",
+    )
+    assert "filter-forward-in__bridge1: handle" in port.reason
+    assert "ip daddr 198.19.200.2 tcp dport 80 accept" in port.reason
+    status, message = _judge(facts, allowed_published_ports=["tcp/8080"])
+    assert status is Status.FAIL  # nothing filters input at all
+    assert "published" not in message
+
+
+@pytest.mark.root
 def test_a_construct_not_understood_is_an_error_naming_it(netns: str) -> None:
     facts = _load(
         netns,

@@ -11,8 +11,10 @@ DEBS=(
   util-linux dmidecode pciutils iproute2       # lsblk, blkid, DMI, NICs
   cryptsetup-bin                               # LUKS headers: luksDump, and luksFormat in tests
   restic borgbackup postgresql                 # backup sources the agent reads (and tests build)
-  nftables iptables                            # host firewall policy
-  systemd-journal-remote                       # tests write real journal files with it
+  nftables iptables ufw ipset procps           # host firewall policy; ufw and ipset rulesets in tests
+  systemd systemd-journal-remote               # journalctl; tests write real journal files with it
+  logrotate                                    # logrotate -d is the truth the log tests compare with
+  fdisk dosfstools                             # partition layouts of the crypto-erase tests
   hdparm nvme-cli sg3-utils                    # erasure capability of disks
   lynis                                        # the baseline in benchmarks/agent_run.py
   nmap apache2 libapache2-mod-security2 modsecurity-crs nginx   # the hospital-in-a-box lab
@@ -36,6 +38,12 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# The log tests read the logrotate files Debian's packages ship (apt-get download, nothing is
+# installed): they need the package lists even when every package above is already installed.
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  apt-get update -qq
 fi
 
 PY=${PYTHON:-python3}

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     import paramiko
 
 PROBE_SCRIPT = Path(__file__).with_name("probe_cli.py")
+_PID_LINE = re.compile(rb"medsec-pid (\d+)\n")
+"""What `SshVantage._wrap` writes to stderr first: the remote command's pid."""
 _NETNS_DIR = "/run/netns"
 _CLONE_NEWNET = 0x40000000
 
@@ -334,7 +337,31 @@ class SshVantage:
             status = None if stopped else channel.recv_exit_status()
         finally:
             channel.close()
-        return status, stderr, stopped
+        return status, self._settle(transport, stderr, stopped), stopped
+
+    def _settle(self, transport: paramiko.Transport, stderr: bytes, stopped: str) -> bytes:
+        """stderr without the pid line; a command stopped early is ended by that pid."""
+        found = _PID_LINE.search(stderr)
+        if found is None:
+            return stderr
+        if stopped:
+            self._stop_remote(transport, int(found.group(1)))
+        return stderr[: found.start()] + stderr[found.end() :]
+
+    def _stop_remote(self, transport: paramiko.Transport, pid: int) -> None:
+        """End a command whose channel was closed early. Without a terminal nothing tells it
+        the channel is gone until it next writes, and a scan of a thousand ports may not write
+        for a long while: it is signalled by the pid it reported (`_wrap`); `timeout`, when it
+        stands in between, passes the signal on to nmap."""
+        with contextlib.suppress(Exception):
+            channel = transport.open_session(timeout=self.config.connect_timeout_seconds)
+            try:
+                channel.exec_command(f"kill -TERM {pid} 2>/dev/null")
+                deadline = time.monotonic() + self.config.connect_timeout_seconds
+                while not channel.exit_status_ready() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            finally:
+                channel.close()
 
     async def _run(
         self,
@@ -367,8 +394,10 @@ class SshVantage:
     def _wrap(self, argv: Sequence[str], timeout: float, *, sudo: bool) -> str:
         seconds = max(1, int(timeout))
         inner = (["sudo", "-n"] if sudo else []) + list(argv)
-        # Bound the remote process too, so a dropped connection leaves nothing running.
+        # Bound the remote process too, so a dropped connection leaves nothing running; and
+        # name its pid first (`exec` keeps it), so a cancelled scan can stop it at once.
         return (
+            'echo "medsec-pid $$" >&2; '
             f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 {seconds} "
             f"{shlex.join(inner)}; else exec {shlex.join(inner)}; fi"
         )

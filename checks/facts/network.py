@@ -7,7 +7,10 @@ of the web applications, a ZTNA gateway probe, TLS version probes of every TLS s
 SNMP GET of the firewall's identity. Port states keep nmap's `reason` and `reason_ttl`.
 
 Silence is summarised, answers are kept: a matrix cell (from zone, to zone, port) counts the
-addresses probed and those that did not answer, and lists every answer one by one.
+addresses probed and those that did not answer, and lists every answer one by one. Ports the
+zones file names (policy, critical systems, `scan.extra_ports`) always have their cell; any other
+probed port (nmap's top 1,000 by default) has one only when something answered on it, and the
+ports on which every address of a zone stayed silent are one `SilentPorts` record per zone pair.
 """
 
 from __future__ import annotations
@@ -140,6 +143,29 @@ class MatrixCell:
             if observation.state == self.state:
                 return observation.reason
         return "no-response" if self.silent else "none"
+
+
+@dataclass(frozen=True)
+class SilentPorts:
+    """Ports, outside the ones the zones file names, on which no address of the target zone
+    answered the source zone's vantage at all (nmap reason no-response): one record instead of
+    a matrix cell per port."""
+
+    source: str
+    target: str
+    proto: Proto
+    ports: str
+    """nmap's list syntax (`1,3-4,6-7`)."""
+    count: int
+    """How many ports `ports` holds."""
+    addresses: int
+    """Addresses probed to completion on each of them (as `MatrixCell.probed`)."""
+    vantage: str
+    scan: ScanKind
+
+    @property
+    def probes(self) -> int:
+        return self.count * self.addresses
 
 
 @dataclass(frozen=True)
@@ -302,11 +328,13 @@ class NetFacts:
     zones: tuple[ZoneFacts, ...]
     policy: tuple[PolicyRule, ...]
     ports: tuple[str, ...]
-    """The port set scanned from every vantage: every port the policy names plus
-    `scan.extra_ports` (and the critical systems' ports)."""
+    """The port set scanned from every vantage (`scan.ports`): every port the policy names,
+    the critical systems' ports and `scan.extra_ports`, plus by default nmap's top 1,000 TCP
+    ports and a few UDP ones (`collector.scan.zones.COVERAGE_UDP`)."""
     runs: tuple[VantageRun, ...]
     matrix: tuple[MatrixCell, ...] | Unavailable
-    """One cell per (vantage zone, other zone, port)."""
+    """One cell per (vantage zone, other zone, port) for the listed ports and for every other
+    port on which something answered; the rest is in `silent_ports`."""
     ack: tuple[PortObservation, ...] | Unavailable
     """ACK probes (`nmap -sA`) to live hosts of zone pairs where the SYN scan showed no
     filtering; `filtered` there means a stateful filter dropped the unsolicited ACK."""
@@ -319,6 +347,10 @@ class NetFacts:
     """How many open TCP endpoints were offered a handshake."""
     snmp: SnmpIdentity | Unavailable | None = None
     """None: no `snmp` section in the zones file."""
+    silent_ports: tuple[SilentPorts, ...] = ()
+    """Per (vantage zone, other zone, protocol): the unlisted ports no address answered on."""
+    port_choice: str = "listed"
+    """`scan.ports`: top1000, all or listed."""
     started_at: str = ""
     """RFC 3339 UTC."""
     seconds: float = 0.0

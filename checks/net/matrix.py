@@ -1,6 +1,7 @@
-"""Reading the reachability matrix: zone pairs with their cells, whether a pair was measured
-completely, which hosts are live, and how many hops an answer crossed. Shared by the network
-checks; pure functions of `NetFacts`.
+"""Reading the reachability matrix: zone pairs with their cells (and the ports on which nothing
+answered), whether a pair was measured completely, which ports and how many probes it took,
+which hosts are live, and how many hops an answer crossed. Shared by the network checks; pure
+functions of `NetFacts`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from checks.facts.network import (
     MatrixCell,
     NetFacts,
     PortObservation,
+    SilentPorts,
     VantageRun,
     ZoneFacts,
 )
@@ -37,6 +39,8 @@ class Pair:
     target: ZoneFacts
     run: VantageRun | None
     cells: tuple[MatrixCell, ...]
+    silent_ports: tuple[SilentPorts, ...] = ()
+    """The ports outside the cells on which no address of the target answered."""
 
     @property
     def name(self) -> str:
@@ -70,7 +74,7 @@ class Pair:
                 f"{len(unfinished)} hosts of {target} were not finished (--host-timeout): {shown}",
                 f"{target} 有 {len(unfinished)} 台主机未完成扫描（--host-timeout）：{shown}",
             )
-        if not self.cells:
+        if not self.cells and not self.silent_ports:
             return Msg(
                 f"no result from {source} toward {target}",
                 f"没有从 {source} 到 {target} 的探测结果",
@@ -90,11 +94,46 @@ class Pair:
 
     @property
     def probes(self) -> int:
-        return sum(c.probed for c in self.cells)
+        return sum(c.probed for c in self.cells) + sum(s.probes for s in self.silent_ports)
 
     @property
     def silent(self) -> int:
-        return sum(c.silent for c in self.cells)
+        return sum(c.silent for c in self.cells) + sum(s.probes for s in self.silent_ports)
+
+    @property
+    def ports_probed(self) -> int:
+        """How many ports were probed on this pair (cells and silent ports)."""
+        return len({(c.proto, c.port) for c in self.cells}) + sum(
+            s.count for s in self.silent_ports
+        )
+
+    def port_text(self) -> str:
+        """The ports probed, per protocol in nmap's list syntax: `tcp/1,3-4,...; udp/53,161`."""
+        numbers: dict[str, set[int]] = {}
+        for cell in self.cells:
+            numbers.setdefault(cell.proto, set()).add(cell.port)
+        for silent in self.silent_ports:
+            numbers.setdefault(silent.proto, set()).update(_numbers(silent.ports))
+        return "; ".join(
+            f"{proto}/{_ranges(numbers[proto])}" for proto in ("tcp", "udp") if proto in numbers
+        )
+
+
+def _numbers(ports: str) -> Iterator[int]:
+    for part in ports.split(","):
+        low, _, high = part.partition("-")
+        if low.strip():
+            yield from range(int(low), int(high or low) + 1)
+
+
+def _ranges(numbers: set[int]) -> str:
+    spans: list[list[int]] = []
+    for number in sorted(numbers):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _in_zone(address: str, zone: ZoneFacts) -> bool:
@@ -104,20 +143,25 @@ def _in_zone(address: str, zone: ZoneFacts) -> bool:
 
 def pairs(facts: NetFacts) -> list[Pair]:
     """Every ordered pair of distinct zones, in zones-file order."""
-    cells = matrix(facts)
+    by_pair: dict[tuple[str, str], list[MatrixCell]] = {}
+    for cell in matrix(facts):
+        by_pair.setdefault((cell.source, cell.target), []).append(cell)
+    silent: dict[tuple[str, str], list[SilentPorts]] = {}
+    for record in facts.silent_ports:
+        silent.setdefault((record.source, record.target), []).append(record)
     found = []
     for source in facts.zones:
         for target in facts.zones:
             if source.name == target.name:
                 continue
+            key = (source.name, target.name)
             found.append(
                 Pair(
                     source=source,
                     target=target,
                     run=facts.run(source.name),
-                    cells=tuple(
-                        c for c in cells if c.source == source.name and c.target == target.name
-                    ),
+                    cells=tuple(by_pair.get(key, ())),
+                    silent_ports=tuple(silent.get(key, ())),
                 )
             )
     return found

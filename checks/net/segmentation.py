@@ -1,5 +1,6 @@
 """Segmentation against the zones file's policy, and isolation of critical zones from the
-internet. Pure functions of `NetFacts`: one result per zone pair.
+internet. Pure functions of `NetFacts`: one result per zone pair, whose message says how many
+ports were probed (nmap's top 1,000 TCP ports and more by default; `scan.ports`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def _listed(items: list[str], none_en: str) -> Msg:
     return Msg(", ".join(items) or none_en, "、".join(items) or "无")
 
 
+def _coverage(facts: NetFacts, pair: Pair) -> Msg:
+    """How many ports were probed, and the limit of `scan.ports: listed`."""
+    count = f"{pair.ports_probed:,}"
+    if facts.port_choice == "listed":
+        return Msg(
+            f"among the {count} ports the zones file names (scan.ports: listed; no other port "
+            "was probed)",
+            f"在区域文件列出的 {count} 个端口中（scan.ports: listed，未探测其他端口）",
+        )
+    return Msg(f"among {count} probed", f"在探测的 {count} 个端口中")
+
+
 @check(
     "net.segmentation",
     title_en="Only the ports the zone policy allows are open between zones",
@@ -71,7 +84,9 @@ def segmentation(facts: NetFacts) -> Iterator[Outcome]:
             "from": pair.source.name,
             "to": pair.target.name,
             "allowed": allowed,
-            "ports_scanned": [c.spec for c in pair.cells],
+            "port_choice": facts.port_choice,
+            "ports_probed": pair.ports_probed,
+            "ports_scanned": pair.port_text(),
             "probes": pair.probes,
             "open": cut(lines(opened)),
             "unscanned": list(pair.unscanned),
@@ -104,12 +119,13 @@ def segmentation(facts: NetFacts) -> Iterator[Outcome]:
             continue
         seen = _listed(sorted({o.spec for o in opened}), "none")
         permitted, note = _listed(allowed, "nothing"), _note(pair)
+        among, probes = _coverage(facts, pair), f"{pair.probes:,}"
         yield passed(
             Msg(
-                f"{target}: no port outside the policy is open (open: {seen.en}; "
-                f"allowed: {permitted.en}; {pair.probes} probes){note.en}",
-                f"{target}：未发现策略外开放的端口（开放：{seen.zh}；策略允许：{permitted.zh}；"
-                f"共 {pair.probes} 次探测）{note.zh}",
+                f"{target}: no port outside the policy is open {among.en} (open: {seen.en}; "
+                f"allowed: {permitted.en}; {probes} probes){note.en}",
+                f"{target}：{among.zh}未发现策略外开放的端口（开放：{seen.zh}；"
+                f"策略允许：{permitted.zh}；共 {probes} 次探测）{note.zh}",
             ),
             evidence,
             target=target,
@@ -150,6 +166,8 @@ def internet_isolation(facts: NetFacts) -> Iterator[Outcome]:
                 "outbound": cut(lines(answers_out)),
                 "inbound_probes": inbound.probes,
                 "outbound_probes": outbound.probes,
+                "inbound_ports": inbound.ports_probed,
+                "outbound_ports": outbound.ports_probed,
             }
             if answers_in or answers_out:
                 found = first_of([*answers_in, *answers_out])
@@ -186,12 +204,14 @@ def internet_isolation(facts: NetFacts) -> Iterator[Outcome]:
                     target=target,
                 )
                 continue
+            ins, outs = f"{inbound.probes:,}", f"{outbound.probes:,}"
+            ports_in, ports_out = f"{inbound.ports_probed:,}", f"{outbound.ports_probed:,}"
             yield passed(
                 Msg(
                     f"{zone.name} and {outside.name} do not reach each other: no answer to "
-                    f"{inbound.probes} probes in and {outbound.probes} probes out",
-                    f"{zone.name} 与 {outside.name} 互不可达：入向 {inbound.probes} 次探测、"
-                    f"出向 {outbound.probes} 次探测均无应答",
+                    f"{ins} probes in ({ports_in} ports) and {outs} probes out ({ports_out} ports)",
+                    f"{zone.name} 与 {outside.name} 互不可达：入向 {ins} 次探测"
+                    f"（{ports_in} 个端口）、出向 {outs} 次探测（{ports_out} 个端口）均无应答",
                 ),
                 evidence,
                 target=target,

@@ -2,11 +2,12 @@
 `python3 -I apps.py --pidfile FILE [--cert C --key K] ROLE=ADDRESS:PORT ...`.
 
 Roles: `portal-backend` (the patient portal, only reachable through the WAF), `booking` (a web
-app with no WAF), `his-web` (the internal HIS web app, HTTPS) and `db` (a PostgreSQL look-alike
-that refuses every login, enough for a port and service scan). Standard library only, so it runs
-under any Python 3.11 without the medsec package on the path. It binds every socket first, then
-detaches (double fork) and writes its pid file, so when the launcher returns the ports are open
-and a bind error is the launcher's exit status.
+app with no WAF), `his-web` (the internal HIS web app, HTTPS), `db` (a PostgreSQL look-alike
+that refuses every login, enough for a port and service scan) and `sqlserver` (the same
+database's SQL Server listener: answers a TDS pre-login, then hangs up). Standard library only,
+so it runs under any Python 3.11 without the medsec package on the path. It binds every socket
+first, then detaches (double fork) and writes its pid file, so when the launcher returns the
+ports are open and a bind error is the launcher's exit status.
 """
 
 from __future__ import annotations
@@ -129,6 +130,26 @@ class _PostgresLike(socketserver.BaseRequestHandler):
             return
 
 
+class _SqlServerLike(socketserver.BaseRequestHandler):
+    """Answers a TDS PRELOGIN (SQL Server 2019, no encryption), then closes; anything else
+    (a TLS ClientHello, a port scan's bare connect) is just closed."""
+
+    # PRELOGIN options VERSION (offset 11, 6 bytes) and ENCRYPTION (offset 17, 1 byte), end;
+    # then 15.0.2000.0 and ENCRYPT_NOT_SUP.
+    _PAYLOAD = bytes.fromhex("00 000b 0006  01 0011 0001  ff  0f0007d00000  02")
+
+    def handle(self) -> None:
+        self.request.settimeout(5)
+        try:
+            header = self.request.recv(8)
+            if len(header) == 8 and header[0] == 0x12:  # TDS PRELOGIN
+                length = 8 + len(self._PAYLOAD)
+                reply = struct.pack("!BBHHBB", 0x04, 0x01, length, 0, 1, 0) + self._PAYLOAD
+                self.request.sendall(reply)
+        except OSError:
+            return
+
+
 class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -145,6 +166,8 @@ _TLS_ROLES = {"his-web"}
 def _build(role: str, address: tuple[str, int], args: argparse.Namespace) -> Any:
     if role == "db":
         return _TcpServer(address, _PostgresLike)
+    if role == "sqlserver":
+        return _TcpServer(address, _SqlServerLike)
     handler = _HTTP_ROLES.get(role)
     if handler is None:
         raise SystemExit(f"apps: unknown role {role!r}")

@@ -250,6 +250,12 @@ def nft_ruleset(rules: Iterable[Allow], faults: Iterable[str]) -> str:
             f'    iifname "{office.bridge}" oifname "{his.bridge}" {_SYN_NEW} accept '
             f'comment "fault {t.FAULT_OFFICE_HIS_OPEN}"'
         )
+    if t.FAULT_HIS_DB_LEAK in active:
+        address, port = t.DATABASE_SQLSERVER
+        lines.append(
+            f'    iifname "{office.bridge}" oifname "{his.bridge}" ip daddr {address} '
+            f'tcp dport {port} {_SYN_NEW} accept comment "fault {t.FAULT_HIS_DB_LEAK}"'
+        )
     if t.FAULT_ZTNA_BYPASS in active:
         lines.append(
             f'    iifname {{ "{office.bridge}", "{internet.bridge}" }} oifname "{his.bridge}" '

@@ -102,9 +102,10 @@ def specs(paths: LabPaths, tools: Mapping[str, str]) -> list[Daemon]:
                 "--cert", str(paths.pki / "his-web.crt"),
                 "--key", str(paths.pki / "his-web.key"),
                 f"db={t.DATABASE[0]}:{t.DATABASE[1]}",
+                f"sqlserver={t.DATABASE_SQLSERVER[0]}:{t.DATABASE_SQLSERVER[1]}",
                 f"his-web={t.HIS_WEB[0]}:{t.HIS_WEB[1]}",
             ),
-            (("tcp", *t.DATABASE), ("tcp", *t.HIS_WEB)),
+            (("tcp", *t.DATABASE), ("tcp", *t.DATABASE_SQLSERVER), ("tcp", *t.HIS_WEB)),
         ),
         Daemon(
             "snmpd",

@@ -3,15 +3,18 @@ as it arrives (progress, cancellation, per-vantage timeout, partial results), an
 
 The XML is parsed here rather than by python-nmap, which drops `reason_ttl`, `extraports` and
 timed-out hosts and only hands results over when nmap exits. Every port keeps nmap's state,
-reason and reason TTL; ports nmap folds into `<extraports>` are expanded from `<extrareasons
-ports=...>`; a host that hit `--host-timeout` is marked `timed_out`. Output cut short (nmap
-killed) still yields every host completed until then.
+reason and reason TTL; ports nmap folds into `<extraports>` stay folded as nmap's own port list
+(`<extrareasons ports=...>`, expanded on demand: a thousand silent ports of a thousand silent
+hosts are one list, not a million records); a host that hit `--host-timeout` is marked
+`timed_out`. Output cut short (nmap killed) still yields every host completed until then.
+nmap's own `--top-ports` list is read from the `<scaninfo>` of a run with no target.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import shlex
@@ -51,6 +54,21 @@ class NmapPort(NamedTuple):
     reason_ttl: int
 
 
+class NmapExtraPorts(NamedTuple):
+    """`<extraports>` + `<extrareasons>`: ports of one host that nmap folded into one line, all
+    in one state for one reason. `ports` is nmap's own list (`1,3-4,6-7`); empty when this nmap
+    did not name the ports it folded (then `total` says only how many there were)."""
+
+    proto: Literal["tcp", "udp"]
+    state: str
+    reason: str
+    ports: str
+    total: int
+
+    def numbers(self) -> tuple[int, ...]:
+        return port_numbers(self.ports)
+
+
 @dataclass(frozen=True)
 class NmapHost:
     """`<host>`: one target as nmap finished it."""
@@ -62,6 +80,18 @@ class NmapHost:
     timed_out: bool
     """`timedout="true"`: nmap gave up on it at --host-timeout; its ports are missing."""
     ports: tuple[NmapPort, ...]
+    """The ports nmap listed one by one (`<port>`): every open one, and the rarer states."""
+    extra: tuple[NmapExtraPorts, ...] = ()
+    """The ports nmap folded (`<extraports>`), as nmap's lists."""
+
+    def all_ports(self) -> tuple[NmapPort, ...]:
+        """Every port, the folded ones expanded (reason TTL 0: nmap gives none for them)."""
+        folded = [
+            NmapPort(extra.proto, number, extra.state, extra.reason, 0)
+            for extra in self.extra
+            for number in extra.numbers()
+        ]
+        return tuple(sorted((*self.ports, *folded)))
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,9 @@ class NmapRun:
     error_message: str | None = None
     """`finished errormsg`, when nmap reported one."""
     elapsed: float | None = None
+    services: tuple[tuple[str, str], ...] = ()
+    """`<scaninfo protocol services>`: the ports nmap was asked to scan, per protocol, in its
+    own list syntax (with `--top-ports N`, the N ports nmap-services ranks first)."""
 
 
 @dataclass
@@ -98,6 +131,7 @@ class _Host:
     status: str = ""
     status_reason: str = ""
     ports: list[NmapPort] = field(default_factory=list)
+    extra: list[NmapExtraPorts] = field(default_factory=list)
 
 
 class NmapXmlParser:
@@ -118,7 +152,11 @@ class NmapXmlParser:
         self._host: _Host | None = None
         self._port: tuple[Literal["tcp", "udp"], int] | None = None
         self._extra_state = ""
+        self._extra_left = 0
+        self._lists: dict[str, str] = {}
+        """One copy of each folded-port list: silent hosts all carry the same one."""
         self._scan_types: list[str] = []
+        self._services: list[tuple[str, str]] = []
         self._args = ""
         self._version = ""
         self._finished: dict[str, str] | None = None
@@ -153,6 +191,7 @@ class NmapXmlParser:
             exit_status=finished.get("exit") if finished else None,
             error_message=finished.get("errormsg") if finished else None,
             elapsed=float(finished["elapsed"]) if finished and "elapsed" in finished else None,
+            services=tuple(self._services),
         )
 
     def _start(self, name: str, attributes: dict[str, str]) -> None:
@@ -183,6 +222,7 @@ class NmapXmlParser:
             self._report(attributes)
         elif name == "scaninfo":
             self._scan_types.append(attributes.get("type", ""))
+            self._services.append((attributes.get("protocol", ""), attributes.get("services", "")))
         elif name == "finished":
             self._finished = dict(attributes)
         elif name == "nmaprun":
@@ -198,19 +238,35 @@ class NmapXmlParser:
                 host.address = attributes.get("addr", "")
         elif name == "extraports":
             self._extra_state = attributes.get("state", "")
+            count = attributes.get("count", "0")
+            self._extra_left = int(count) if count.isdigit() else 0
         elif name == "extrareasons":
-            proto, ports = attributes.get("proto", "tcp"), attributes.get("ports", "")
-            if proto in {"tcp", "udp"} and ports:
-                kind: Literal["tcp", "udp"] = "tcp" if proto == "tcp" else "udp"
-                reason = attributes.get("reason", "")
-                host.ports.extend(
-                    NmapPort(kind, number, self._extra_state, reason, 0)
-                    for number in _expand(ports)
+            proto = attributes.get("proto", "tcp")
+            kind: Literal["tcp", "udp"] = "udp" if proto == "udp" else "tcp"
+            ports = attributes.get("ports", "")
+            count = attributes.get("count", "0")
+            number = int(count) if count.isdigit() else 0
+            self._extra_left -= number
+            host.extra.append(
+                NmapExtraPorts(
+                    kind,
+                    self._extra_state,
+                    attributes.get("reason", ""),
+                    self._lists.setdefault(ports, ports),
+                    number,
                 )
+            )
 
     def _end(self, name: str) -> None:
         if name == "port":
             self._port = None
+        elif name == "extraports" and self._host is not None:
+            if self._extra_left > 0:
+                # Folded ports no <extrareasons> accounts for: known by number only.
+                self._host.extra.append(
+                    NmapExtraPorts("tcp", self._extra_state, "", "", self._extra_left)
+                )
+            self._extra_left = 0
         elif name == "host" and self._host is not None:
             host, self._host = self._host, None
             host.ports.sort()
@@ -221,6 +277,7 @@ class NmapXmlParser:
                     status_reason=host.status_reason,
                     timed_out=host.attributes.get("timedout") == "true",
                     ports=tuple(host.ports),
+                    extra=tuple(host.extra),
                 )
             )
             self._progress.done += 1
@@ -244,13 +301,29 @@ class NmapXmlParser:
         self._on_progress(fraction, note)
 
 
-def _expand(ports: str) -> Iterable[int]:
+@functools.lru_cache(maxsize=64)
+def port_numbers(ports: str) -> tuple[int, ...]:
+    """nmap's port list (`1,3-4,6-7`) as numbers; cached, as every silent host repeats it."""
+    numbers: list[int] = []
     for raw in ports.split(","):
         part = raw.strip()
         if not part:
             continue
         low, _, high = part.partition("-")
-        yield from range(int(low), int(high or low) + 1)
+        numbers.extend(range(int(low), int(high or low) + 1))
+    return tuple(numbers)
+
+
+def port_list(numbers: Iterable[int]) -> str:
+    """Numbers in nmap's list syntax, runs joined (`1,3-4,6-7`): a `-p` of all 65535 ports
+    stays one short argument, well under the kernel's limit on one argument."""
+    spans: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in spans)
 
 
 def parse_nmap_xml(data: bytes | str) -> NmapRun:
@@ -274,22 +347,35 @@ class NmapOptions:
     max_rate: int | None = None
     min_hostgroup: int = 1024
     max_rtt_timeout_ms: int | None = None
-    host_timeout_seconds: float = 60.0
+    host_timeout_seconds: float | None = None
+    """None: `sized_host_timeout` for each run."""
     stats_every: str = "1s"
 
 
 NMAP_DEFAULTS = NmapOptions()
+ASSUMED_RATE = 1000
+"""Probes per second assumed when sizing a timeout for a run without `--min-rate`."""
+
+
+def sized_host_timeout(options: NmapOptions, hosts: int, ports: int) -> float:
+    """nmap's `--host-timeout` when none is set. nmap scans a host group at once (at least
+    `--min-hostgroup` hosts), so each host's clock runs as long as its group's whole scan: the
+    bound is sized to every probe of every host (a silent port costs its retries too) at the
+    minimum rate, three times over, plus a minute; at most a day."""
+    probes = hosts * ports * (1 + options.max_retries)
+    rate = options.min_rate or ASSUMED_RATE
+    return float(min(86_400, 60 + int(3 * probes / rate)))
 
 
 def port_argument(ports: Sequence[PortSpec], scans: Sequence[ScanKind]) -> str:
-    """`-p` value: `T:22,80,U:161`; only the protocols the scans cover."""
-    tcp = sorted({p.port for p in ports if p.proto == "tcp"})
-    udp = sorted({p.port for p in ports if p.proto == "udp"})
+    """`-p` value: `T:22,80-81,U:161`; only the protocols the scans cover."""
+    tcp = [p.port for p in ports if p.proto == "tcp"]
+    udp = [p.port for p in ports if p.proto == "udp"]
     parts = []
     if tcp and any(s in {"syn", "connect", "ack"} for s in scans):
-        parts.append("T:" + ",".join(str(p) for p in tcp))
+        parts.append("T:" + port_list(tcp))
     if udp and "udp" in scans:
-        parts.append("U:" + ",".join(str(p) for p in udp))
+        parts.append("U:" + port_list(udp))
     if not parts:
         raise NmapError("no port to scan for these scan types")
     return ",".join(parts)
@@ -320,7 +406,10 @@ def build_argv(
     argv += [SCAN_FLAGS[s] for s in scans]
     argv += ["-p", port_argument(ports, scans)]
     argv += [f"-T{options.timing}", "--max-retries", str(options.max_retries)]
-    argv += ["--host-timeout", f"{options.host_timeout_seconds:g}s"]
+    host_timeout = options.host_timeout_seconds
+    if host_timeout is None:
+        host_timeout = sized_host_timeout(options, count_hosts(targets), len(ports))
+    argv += ["--host-timeout", f"{host_timeout:g}s"]
     argv += ["--min-hostgroup", str(options.min_hostgroup)]
     if options.min_rate is not None:
         argv += ["--min-rate", str(options.min_rate)]
@@ -330,6 +419,25 @@ def build_argv(
         argv += ["--max-rtt-timeout", f"{options.max_rtt_timeout_ms}ms"]
     argv += ["--", *targets]
     return argv
+
+
+def top_ports_argv(nmap: str, count: int) -> list[str]:
+    """nmap asked for its `--top-ports` list and nothing else: with no target it scans nothing
+    and names the ports it would have scanned (`<scaninfo services>`, from its nmap-services).
+    A connect scan, so an unprivileged vantage can answer too."""
+    return [nmap, "-n", "-oX", "-", "-sT", "--top-ports", str(count)]
+
+
+def top_ports(run: NmapRun, count: int) -> tuple[int, ...]:
+    """The TCP ports of a `top_ports_argv` run; NmapError unless there are `count` of them."""
+    listed = next((text for proto, text in run.services if proto == "tcp"), "")
+    try:
+        numbers = port_numbers(listed)
+    except ValueError:
+        raise NmapError(f"nmap's --top-ports list is not a port list: {listed[:60]!r}") from None
+    if len(numbers) != count or not all(0 < n < 65536 for n in numbers):
+        raise NmapError(f"nmap named {len(numbers)} ports for --top-ports {count}")
+    return numbers
 
 
 def nmap_binary() -> str:

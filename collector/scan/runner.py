@@ -3,10 +3,12 @@
 Phase 1, every vantage at once (a TaskGroup): nmap from inside the zone toward every other
 zone's CIDRs over the port set (SYN + UDP when the vantage may use raw sockets, else a TCP
 connect scan), then ACK probes to the live hosts of any zone pair where the SYN scan showed no
-filtering. Each vantage has its own deadline; nmap's `--host-timeout` bounds each host.
-Phase 2 (`probes.Prober`), again all at once, chosen from what phase 1 saw: HTTP probes of the
-web applications, the ZTNA gateways, TLS versions of every open TCP port, the firewall's SNMP
-identity.
+filtering. The port set is `scan.ports`: by default nmap's own top 1,000 TCP ports (asked of the
+first vantage that answers, so every vantage probes the same list) plus the ports the zones file
+names and a few UDP ones. Each vantage has its own deadline; nmap's `--host-timeout` bounds
+each host. Phase 2 (`probes.Prober`), again all at once, chosen from what phase 1 saw: HTTP
+probes of the web applications, the ZTNA gateways, TLS versions of every open TCP port, the
+firewall's SNMP identity.
 
 Cancelling the task stops every nmap and probe; nothing is left running. Every target is checked
 against the zones file's scope (and a test confinement) before anything is sent.
@@ -32,20 +34,36 @@ from checks.facts.network import (
     PortObservation,
     RunStatus,
     ScanKind,
+    SilentPorts,
     VantageRun,
     ZoneFacts,
 )
 from checks.model import Unavailable
-from collector.scan.nmap import NmapError, NmapOptions, NmapResult, build_argv, count_hosts
+from collector.scan.nmap import (
+    NmapError,
+    NmapOptions,
+    NmapPort,
+    NmapResult,
+    build_argv,
+    count_hosts,
+    port_list,
+    port_numbers,
+    sized_host_timeout,
+    top_ports,
+    top_ports_argv,
+)
 from collector.scan.probes import Prober, run_all
-from collector.scan.vantage import Vantage, VantageError, make_vantage
+from collector.scan.vantage import SshVantage, Vantage, VantageError, make_vantage
 from collector.scan.zones import (
+    TOP_PORTS,
     PortSpec,
     Scope,
     ScopeError,
     ZoneConfig,
     Zones,
 )
+
+_TOP_PORTS_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class _ZoneScan:
     vantage: str
     run: VantageRun
     cells: list[MatrixCell] = field(default_factory=list)
+    silent: list[SilentPorts] = field(default_factory=list)
     ack: list[PortObservation] = field(default_factory=list)
 
 
@@ -109,82 +128,183 @@ def _locator(zones: Zones) -> Callable[[str], str | None]:
     return zone_of
 
 
+@dataclass
+class _Tally:
+    """One (target zone, proto, port) while a run is read: its silent hosts and its answers."""
+
+    silent: int = 0
+    answers: list[PortObservation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Phase 1 of one vantage as the matrix holds it."""
+
+    cells: list[MatrixCell]
+    silent: list[SilentPorts]
+    """Unlisted ports on which no address of a zone answered, one record per zone and proto."""
+    unfinished: tuple[str, ...]
+    """Hosts nmap gave up on (--host-timeout)."""
+
+
+class _RunReader:
+    """Reads one nmap run into tallies per (target zone, proto, port)."""
+
+    def __init__(
+        self,
+        zones: Zones,
+        source: str,
+        vantage: str,
+        result: NmapResult,
+        wanted: set[tuple[str, int]],
+    ) -> None:
+        self.source, self.vantage, self.wanted = source, vantage, wanted
+        kinds = set(result.run.scan_types)
+        self.tcp_kind: ScanKind = "connect" if "connect" in kinds else "syn"
+        self.tallies: dict[tuple[str, str, int], _Tally] = {}
+        self.finished: dict[str, int] = {}
+        """Hosts of each target zone that nmap finished."""
+        self.unfinished: list[str] = []
+        folded: dict[tuple[str, str, str], int] = {}
+        zone_of = _locator(zones)
+        for host in result.run.hosts:
+            target = zone_of(host.address)
+            if target is None or target == source:
+                continue
+            if host.timed_out:
+                self.unfinished.append(host.address)
+                continue
+            self.finished[target] = self.finished.get(target, 0) + 1
+            for port in host.ports:
+                self._observe(target, host.address, port)
+            for extra in host.extra:
+                if extra.reason == "no-response":
+                    key = (target, extra.proto, extra.ports)
+                    folded[key] = folded.get(key, 0) + 1
+                    continue
+                for number in extra.numbers():
+                    port = NmapPort(extra.proto, number, extra.state, extra.reason, 0)
+                    self._observe(target, host.address, port)
+        for (target, proto, listing), hosts in folded.items():
+            for number in port_numbers(listing):
+                if (proto, number) in wanted:
+                    self._tally(target, proto, number).silent += hosts
+
+    def _tally(self, target: str, proto: str, number: int) -> _Tally:
+        key = (target, proto, number)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = _Tally()
+        return tally
+
+    def _observe(self, target: str, address: str, port: NmapPort) -> None:
+        if (port.proto, port.port) not in self.wanted:
+            return
+        tally = self._tally(target, port.proto, port.port)
+        if port.reason == "no-response":
+            tally.silent += 1
+            return
+        tally.answers.append(
+            PortObservation(
+                source=self.source,
+                target=target,
+                address=address,
+                proto=port.proto,
+                port=port.port,
+                state=port.state,
+                reason=port.reason,
+                reason_ttl=port.reason_ttl,
+                vantage=self.vantage,
+                scan=self._scan(port.proto),
+            )
+        )
+
+    def _scan(self, proto: str) -> ScanKind:
+        return "udp" if proto == "udp" else self.tcp_kind
+
+    def cells(self, always: set[tuple[str, int]]) -> Cells:
+        cells: list[MatrixCell] = []
+        quiet: dict[tuple[str, str, int], list[int]] = {}
+        for target, hosts in sorted(self.finished.items()):
+            for proto, number in sorted(self.wanted):
+                tally = self.tallies.get((target, proto, number))
+                if tally is None:
+                    continue
+                probed = tally.silent + len(tally.answers)
+                if (proto, number) not in always and not tally.answers and tally.silent == hosts:
+                    quiet.setdefault((target, proto, probed), []).append(number)
+                    continue
+                cells.append(
+                    MatrixCell(
+                        source=self.source,
+                        target=target,
+                        proto="tcp" if proto == "tcp" else "udp",
+                        port=number,
+                        vantage=self.vantage,
+                        scan=self._scan(proto),
+                        probed=probed,
+                        silent=tally.silent,
+                        observations=tuple(tally.answers),
+                    )
+                )
+        silent = [
+            SilentPorts(
+                source=self.source,
+                target=target,
+                proto="tcp" if proto == "tcp" else "udp",
+                ports=port_list(numbers),
+                count=len(numbers),
+                addresses=addresses,
+                vantage=self.vantage,
+                scan=self._scan(proto),
+            )
+            for (target, proto, addresses), numbers in sorted(quiet.items())
+        ]
+        return Cells(cells, silent, tuple(self.unfinished))
+
+
 def build_cells(
     zones: Zones,
     source: str,
     vantage: str,
     result: NmapResult,
     ports: Sequence[PortSpec],
-) -> tuple[list[MatrixCell], tuple[str, ...]]:
-    """Matrix cells (one per target zone and port) from one nmap run; and unfinished hosts."""
-    counts: dict[tuple[str, str, int], list[Any]] = {}
-    unfinished: list[str] = []
-    wanted = {(p.proto, p.port) for p in ports}
-    kinds = set(result.run.scan_types)
-    tcp_kind: ScanKind = "connect" if "connect" in kinds else "syn"
-    zone_of = _locator(zones)
-    for host in result.run.hosts:
-        target = zone_of(host.address)
-        if target is None or target == source:
-            continue
-        if host.timed_out:
-            unfinished.append(host.address)
-            continue
-        for port in host.ports:
-            if (port.proto, port.port) not in wanted:
-                continue
-            slot = counts.setdefault((target, port.proto, port.port), [0, 0, []])
-            slot[0] += 1
-            if port.reason == "no-response":
-                slot[1] += 1
-                continue
-            slot[2].append(
-                PortObservation(
-                    source=source,
-                    target=target,
-                    address=host.address,
-                    proto=port.proto,
-                    port=port.port,
-                    state=port.state,
-                    reason=port.reason,
-                    reason_ttl=port.reason_ttl,
-                    vantage=vantage,
-                    scan="udp" if port.proto == "udp" else tcp_kind,
-                )
-            )
-    cells = [
-        MatrixCell(
-            source=source,
-            target=target,
-            proto="tcp" if proto == "tcp" else "udp",
-            port=number,
-            vantage=vantage,
-            scan="udp" if proto == "udp" else tcp_kind,
-            probed=slot[0],
-            silent=slot[1],
-            observations=tuple(slot[2]),
-        )
-        for (target, proto, number), slot in sorted(counts.items())
-    ]
-    return cells, tuple(unfinished)
+    *,
+    listed: Sequence[PortSpec] | None = None,
+) -> Cells:
+    """Matrix cells from one nmap run: one per target zone and port, for the `listed` ports
+    (default: all `ports`) and for any other port something answered on; the ports on which
+    every address of a zone stayed silent become one `SilentPorts` per zone and protocol.
+
+    Folded ports (nmap's `<extraports>`) are counted per distinct port list, not per host: the
+    hundreds of silent hosts of a zone share one list, read once."""
+    wanted: set[tuple[str, int]] = {(p.proto, p.port) for p in ports}
+    always = set(wanted)
+    if listed is not None:
+        always &= {(p.proto, p.port) for p in listed}
+    return _RunReader(zones, source, vantage, result, wanted).cells(always)
 
 
-def ack_targets(cells: Iterable[MatrixCell]) -> dict[str, list[str]]:
+def ack_targets(
+    cells: Iterable[MatrixCell], silent: Iterable[SilentPorts] = ()
+) -> dict[str, list[str]]:
     """Live hosts per target zone whose every probed TCP port answered: no filtering was seen
-    toward them, so an ACK probe must tell whether a stateful filter stands in between."""
+    toward them, so an ACK probe must tell whether a stateful filter stands in between. (Ports
+    where every address was silent count as filtering toward the whole zone.)"""
+    quiet = {s.target for s in silent if s.proto == "tcp" and s.count}
     answered: dict[str, set[str]] = {}
     filtered_toward: set[str] = set()
-    zone_of: dict[str, str] = {}
     tcp_cells = [c for c in cells if c.proto == "tcp"]
     for cell in tcp_cells:
         for observation in cell.observations:
-            zone_of[observation.address] = cell.target
             if observation.state in REACHABLE_STATES:
                 answered.setdefault(cell.target, set()).add(observation.address)
             else:
                 filtered_toward.add(observation.address)
     by_zone: dict[str, list[str]] = {}
     for zone, live in answered.items():
+        if zone in quiet:
+            continue
         zone_cells = [c for c in tcp_cells if c.target == zone]
         for address in sorted(live):
             seen = sum(1 for c in zone_cells for o in c.observations if o.address == address)
@@ -211,7 +331,9 @@ class Scanner:
             self.scope.check_network(network, "zones file CIDR")
         self.progress = progress
         self.options = nmap_options(zones)
-        self.ports = zones.port_set()
+        self.listed = zones.listed_ports()
+        self.ports: tuple[PortSpec, ...] = () if zones.scan.ports == "top1000" else zones.port_set()
+        """Filled in by `run()` for `top1000`: nmap's own list comes from a vantage's nmap."""
         self._given = dict(vantages or {})
         self.vantages: dict[str, Vantage] = {}
         self.failed: dict[str, str] = {}
@@ -226,11 +348,40 @@ class Scanner:
                 except (VantageError, NmapError) as exc:
                     self.failed[zone.name] = str(exc)
 
+    async def _top_ports(self) -> None:
+        """`scan.ports: top1000`: nmap's own `--top-ports 1000`, asked of the vantages in turn
+        (local and namespace ones first: no connection to open) until one answers. Every
+        vantage then probes that one list. When none can say, no vantage scans: each is
+        reported failed with why, and every check of the matrix says `error`."""
+        problems = []
+        order = sorted(self.vantages.items(), key=lambda item: isinstance(item[1], SshVantage))
+        for name, vantage in order:
+            try:
+                result = await vantage.run_nmap(
+                    top_ports_argv(vantage.nmap, TOP_PORTS),
+                    timeout=_TOP_PORTS_TIMEOUT,
+                    total_hosts=0,
+                )
+                if result.status != "ok":
+                    raise NmapError(result.message)
+                self.ports = self.zones.port_set(top_ports(result.run, TOP_PORTS))
+                return
+            except (NmapError, VantageError, OSError) as exc:
+                problems.append(f"{name}: {exc}")
+        reason = f"nmap's --top-ports {TOP_PORTS} list could not be read ({'; '.join(problems)})"
+        for name in list(self.vantages):
+            self.failed[name] = reason
+            vantage = self.vantages.pop(name)
+            with contextlib.suppress(Exception):
+                await vantage.close()
+
     async def run(self) -> NetFacts:
         started = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self._make_vantages()
         try:
+            if not self.ports and self.vantages:
+                await self._top_ports()
             scans = await run_all(self._scan_zone(z) for z in self.vantages)
             cells = [c for s in scans for c in s.cells]
             runs = [s.run for s in scans] + [
@@ -277,6 +428,8 @@ class Scanner:
             tls=tls_services,
             tls_probed=tls_probed,
             snmp=snmp,
+            silent_ports=tuple(q for s in scans for q in s.silent) if ok else (),
+            port_choice=self.zones.scan.ports,
             started_at=started_at,
             seconds=round(time.monotonic() - started, 3),
         )
@@ -294,6 +447,16 @@ class Scanner:
 
     # --- phase 1 ----------------------------------------------------------------------------
 
+    def _vantage_timeout(self, targets: Sequence[str]) -> float:
+        """`scan.vantage_timeout_seconds`, or twice the run's host timeout (at least 600 s)."""
+        configured = self.zones.scan.vantage_timeout_seconds
+        if configured is not None:
+            return configured
+        host = self.options.host_timeout_seconds or sized_host_timeout(
+            self.options, count_hosts(targets), len(self.ports)
+        )
+        return max(600.0, 2 * host)
+
     def _plan(self, privileged: bool) -> tuple[list[ScanKind], list[str]]:
         """The nmap scan types for a vantage, and the ports it cannot scan (with why)."""
         scans: list[ScanKind] = []
@@ -303,9 +466,10 @@ class Scanner:
         udp = [p for p in self.ports if p.proto == "udp"]
         if udp and privileged:
             scans.append("udp")
-        unscanned += [
-            f"{p}: unprivileged vantage (UDP needs raw sockets)" for p in udp if not privileged
-        ]
+        if udp and not privileged:
+            # nmap refuses -sU without raw sockets; the pairs' results say so rather than pass.
+            listed = ", ".join(str(p) for p in udp)
+            unscanned.append(f"{listed}: unprivileged vantage (UDP needs raw sockets)")
         return scans, unscanned
 
     def _failed(
@@ -332,8 +496,8 @@ class Scanner:
     async def _scan_zone(self, name: str) -> _ZoneScan:
         vantage = self.vantages[name]
         started = time.monotonic()
-        deadline = started + self.zones.scan.vantage_timeout_seconds
         targets = tuple(c for z in self.zones.zones if z.name != name for c in z.cidrs)
+        deadline = started + self._vantage_timeout(targets)
 
         def report(phase: Literal["scan", "ack"]) -> Callable[[float, str], None]:
             return lambda fraction, note: _emit(
@@ -372,11 +536,22 @@ class Scanner:
             return self._failed(name, vantage, str(exc), started, **known)
         commands = [result.command]
         scanned = [p for p in self.ports if p.proto == "tcp" or "udp" in scans]
-        cells, unfinished = build_cells(self.zones, name, vantage.description, result, scanned)
+        built = build_cells(
+            self.zones, name, vantage.description, result, scanned, listed=self.listed
+        )
+        cells, unfinished = built.cells, built.unfinished
         ack: list[PortObservation] = []
         status: RunStatus = result.status
         message = result.message
-        wanted = ack_targets(cells) if status == "ok" and privileged else {}
+        unnamed = sum(e.total for h in result.run.hosts for e in h.extra if not e.ports)
+        if unnamed:
+            # Folded ports without their numbers cannot be put in the matrix: never a pass.
+            status = "error"
+            message = (
+                f"nmap {result.run.version or '?'} folded {unnamed} ports without naming them "
+                "(<extrareasons> without `ports`); the matrix cannot be built from its output"
+            )
+        wanted = ack_targets(cells, built.silent) if status == "ok" and privileged else {}
         if wanted:
             try:
                 ack, ack_result = await self._ack(name, vantage, wanted, deadline, report("ack"))
@@ -400,7 +575,7 @@ class Scanner:
             unfinished_hosts=unfinished,
             **known,
         )
-        return _ZoneScan(name, vantage.description, run, cells, ack)
+        return _ZoneScan(name, vantage.description, run, cells, built.silent, ack)
 
     async def _ack(
         self,
@@ -411,7 +586,10 @@ class Scanner:
         report: Callable[[float, str], None],
     ) -> tuple[list[PortObservation], NmapResult]:
         hosts = [address for addresses in wanted.values() for address in addresses]
-        tcp = [p for p in self.ports if p.proto == "tcp"]
+        # A few ports tell a stateful filter; the listed ones, as the matrix always has them.
+        tcp = [p for p in self.listed if p.proto == "tcp"] or [
+            p for p in self.ports if p.proto == "tcp"
+        ]
         argv = build_argv(
             nmap=vantage.nmap,
             scans=["ack"],
@@ -431,7 +609,7 @@ class Scanner:
             zone = self.zones.zone_of(host.address)
             if zone is None or host.timed_out:
                 continue
-            for port in host.ports:
+            for port in host.all_ports():
                 observations.append(
                     PortObservation(
                         source=name,

@@ -31,6 +31,14 @@ _NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 Proto = Literal["tcp", "udp"]
 Network = ipaddress.IPv4Network
+PortChoice = Literal["top1000", "all", "listed"]
+
+TOP_PORTS = 1000
+"""How many of nmap's most common TCP ports `scan.ports: top1000` probes (`--top-ports`)."""
+COVERAGE_UDP = (53, 69, 123, 161, 500, 514, 1900)
+"""UDP ports probed besides the listed ones unless `scan.ports: listed`: DNS, TFTP, NTP, SNMP,
+IKE, syslog and SSDP, the UDP services whose leaks matter between zones. nmap's UDP scan waits
+for silence on every port, so the whole UDP range is never probed by default."""
 
 
 class ZonesError(Exception):
@@ -354,6 +362,11 @@ class SnmpConfig(_Section, forbid_unknown_fields=True, frozen=True):
 
 
 class ScanConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    ports: PortChoice = "top1000"
+    """Which ports every vantage probes besides the listed ones (every port the policy and the
+    critical systems name, and `extra_ports`): `top1000`, nmap's 1,000 most common TCP ports
+    (its own `--top-ports 1000`) and the UDP ports of `COVERAGE_UDP`; `all`, every TCP port and
+    those UDP ports; `listed`, the listed ones alone (a leak on any other port goes unseen)."""
     extra_ports: tuple[str, ...] = ()
     """Ports scanned besides every port the policy names (tcp/23, tcp/3389: what must stay shut)."""
     timing: int = NMAP_DEFAULTS.timing
@@ -366,10 +379,13 @@ class ScanConfig(_Section, forbid_unknown_fields=True, frozen=True):
     """nmap --min-hostgroup: big groups spare nmap a tail of waits per group."""
     max_rtt_timeout_ms: int | None = NMAP_DEFAULTS.max_rtt_timeout_ms
     """nmap --max-rtt-timeout; None: the timing template's (T4: 1250 ms)."""
-    host_timeout_seconds: float = NMAP_DEFAULTS.host_timeout_seconds
-    """nmap --host-timeout: a host that takes longer is reported unfinished (`error`)."""
-    vantage_timeout_seconds: float = 600.0
-    """Everything one vantage does (scans and probes); past it the vantage is cancelled."""
+    host_timeout_seconds: float | None = NMAP_DEFAULTS.host_timeout_seconds
+    """nmap --host-timeout: a host that takes longer is reported unfinished (`error`). Unset:
+    sized to each run (every probe at `min_rate`, three times over, plus a minute), as nmap's
+    clock for a host runs while its whole host group is scanned."""
+    vantage_timeout_seconds: float | None = None
+    """Everything one vantage does (scans and probes); past it the vantage is cancelled.
+    Unset: twice its nmap run's host timeout, and at least 600 s."""
     probe_timeout_seconds: float = 5.0
     """One HTTP/TLS/SNMP probe."""
 
@@ -389,10 +405,10 @@ class ScanConfig(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("min_hostgroup: must be between 1 and 4096")
         if self.max_rtt_timeout_ms is not None and not 10 <= self.max_rtt_timeout_ms <= 60_000:
             raise ValueError("max_rtt_timeout_ms: must be between 10 and 60000")
-        if not 1 <= self.host_timeout_seconds <= 86_400:
-            raise ValueError("host_timeout_seconds: must be between 1 and 86400")
-        if not 1 <= self.vantage_timeout_seconds <= 86_400:
-            raise ValueError("vantage_timeout_seconds: must be between 1 and 86400")
+        for key in ("host_timeout_seconds", "vantage_timeout_seconds"):
+            value = getattr(self, key)
+            if value is not None and not 1 <= value <= 86_400:
+                raise ValueError(f"{key}: must be between 1 and 86400")
         if not 0 < self.probe_timeout_seconds <= 60:
             raise ValueError("probe_timeout_seconds: must be between 0 and 60")
 
@@ -436,13 +452,29 @@ class Zones(_Section, forbid_unknown_fields=True, frozen=True):
             for spec in rule.port_specs
         )
 
-    def port_set(self) -> tuple[PortSpec, ...]:
+    def listed_ports(self) -> tuple[PortSpec, ...]:
         """Every port the policy names, the critical systems' ports, and `scan.extra_ports`."""
         ports: set[PortSpec] = set(self.scan.extra_port_specs)
         for rule in self.policy.allow:
             ports.update(rule.port_specs)
         for system in self.critical_systems:
             ports.update(system.port_specs)
+        return tuple(sorted(ports))
+
+    def port_set(self, top_tcp: Sequence[int] = ()) -> tuple[PortSpec, ...]:
+        """The ports every vantage probes under `scan.ports`: the listed ones, plus (`top1000`)
+        `top_tcp` — nmap's own top ports, which the scanner asks nmap for — or (`all`) every
+        TCP port, plus the `COVERAGE_UDP` ports. `top1000` without `top_tcp` is a ValueError:
+        a port list silently cut down to the listed ports is what this setting exists to stop."""
+        choice = self.scan.ports
+        if choice == "listed":
+            return self.listed_ports()
+        if choice == "top1000" and len(top_tcp) != TOP_PORTS:
+            raise ValueError(f"scan.ports top1000: {len(top_tcp)} top ports given, not {TOP_PORTS}")
+        numbers: Iterable[int] = range(1, 65536) if choice == "all" else top_tcp
+        ports = set(self.listed_ports())
+        ports.update(PortSpec("tcp", n) for n in numbers)
+        ports.update(PortSpec("udp", n) for n in COVERAGE_UDP)
         return tuple(sorted(ports))
 
     def gateway_zones(self) -> frozenset[str]:

@@ -2,10 +2,11 @@
 the checks' default parameters (same shape as tests/checks/cases.py).
 
 The clean facts are the hospital lab as `collector.scan` measured it (collector/lab: internet,
-dmz, his, office; the policy of collector/lab/zones.yaml); each variant changes what one fault
-changes. A network check yields one result per zone pair, app, system or service: a case's
-status and words must appear on at least one result (tests/checks/meta.py, `case_problem`, says
-exactly how).
+dmz, his, office; the policy of collector/lab/zones.yaml) over the listed ports and, as
+`scan.ports: top1000` does, a thousand more on which nothing answered (`SilentPorts`); each
+variant changes what one fault changes. A network check yields one result per zone pair, app,
+system or service: a case's status and words must appear on at least one result
+(tests/checks/meta.py, `case_problem`, says exactly how).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from checks.facts.network import (
     NetFacts,
     PolicyRule,
     PortObservation,
+    SilentPorts,
     SnmpIdentity,
     TlsService,
     TlsVersionResult,
@@ -32,11 +34,13 @@ from checks.facts.network import (
 from checks.model import Status, Unavailable
 
 ZONES = (
-    ZoneFacts("internet", ("198.18.0.0/24",), False, True, False, "netns:lab-internet"),
-    ZoneFacts("dmz", ("198.18.1.0/24",), False, False, False, "netns:lab-dmz"),
-    ZoneFacts("his", ("198.18.2.0/24",), True, False, False, "netns:lab-his"),
-    ZoneFacts("office", ("198.18.3.0/24",), False, False, True, "ssh:probe@198.18.3.5"),
+    ZoneFacts("internet", ("198.18.0.0/27",), False, True, False, "netns:lab-internet"),
+    ZoneFacts("dmz", ("198.18.1.0/27",), False, False, False, "netns:lab-dmz"),
+    ZoneFacts("his", ("198.18.2.0/27",), True, False, False, "netns:lab-his"),
+    ZoneFacts("office", ("198.18.3.0/27",), False, False, True, "ssh:probe@198.18.3.5"),
 )
+ADDRESSES = 32
+"""Addresses of each zone's /27, every one probed."""
 VANTAGE = {z.name: str(z.vantage) for z in ZONES}
 POLICY = (
     PolicyRule("internet", "dmz", "tcp", 80),
@@ -47,6 +51,13 @@ POLICY = (
     PolicyRule("dmz", "his", "tcp", 8443),
 )
 PORTS = ("tcp/22", "tcp/80", "tcp/443", "tcp/5432", "tcp/8443", "udp/161")
+UNLISTED_TCP = (*(n for n in range(1, 1001) if f"tcp/{n}" not in PORTS), 1433)
+"""Stand-ins for the rest of nmap's top 1,000 (the database port tcp/1433 among them)."""
+UNLISTED_UDP = (53, 69, 123, 500, 514, 1900)
+UNPRIVILEGED = (
+    "udp/53, udp/69, udp/123, udp/161, udp/500, udp/514, udp/1900: unprivileged vantage "
+    "(UDP needs raw sockets)"
+)
 HOSTS = {
     "dmz": ("198.18.1.10", "198.18.1.11", "198.18.1.30"),
     "his": ("198.18.2.10", "198.18.2.20"),
@@ -127,8 +138,8 @@ def matrix(opened: set[tuple[str, str]] = frozenset()) -> tuple[MatrixCell, ...]
                         port=int(port),
                         vantage=VANTAGE[source.name],
                         scan=_kind(source.name, proto),
-                        probed=256,
-                        silent=256 - len(found),
+                        probed=ADDRESSES,
+                        silent=ADDRESSES - len(found),
                         observations=tuple(found),
                     )
                 )
@@ -142,12 +153,10 @@ def run(zone: str, **changes: Any) -> VantageRun:
         privileged=zone != "office",
         commands=(f"nmap -n -Pn --reason -oX - ... ({zone})",),
         status="ok",
-        message="1024 hosts in 3.9 s",
-        seconds=3.9,
+        message="128 hosts in 13.9 s",
+        seconds=13.9,
         targets=tuple(c for z in ZONES if z.name != zone for c in z.cidrs),
-        unscanned=("udp/161: unprivileged vantage (UDP needs raw sockets)",)
-        if zone == "office"
-        else (),
+        unscanned=(UNPRIVILEGED,) if zone == "office" else (),
     )
     return replace(base, **changes)
 
@@ -285,10 +294,53 @@ NET_SNMP = SnmpIdentity(
     vantage="netns:lab-mgmt",
 )
 
+
+def _ranges(numbers: tuple[int, ...]) -> str:
+    spans: list[list[int]] = []
+    for number in sorted(numbers):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def silent_ports(without: tuple[str, str, int] | None = None) -> tuple[SilentPorts, ...]:
+    """The unlisted ports no address answered on, for every pair (but `without`: source,
+    target, tcp port, which something answered on)."""
+    records = []
+    for source in ZONES:
+        for target in ZONES:
+            if source.name == target.name:
+                continue
+            numbers = tuple(n for n in UNLISTED_TCP if without != (source.name, target.name, n))
+            found = [("tcp", numbers)] + (
+                [] if source.name == "office" else [("udp", UNLISTED_UDP)]
+            )
+            records += [
+                SilentPorts(
+                    source=source.name,
+                    target=target.name,
+                    proto="tcp" if proto == "tcp" else "udp",
+                    ports=_ranges(ports),
+                    count=len(ports),
+                    addresses=ADDRESSES,
+                    vantage=VANTAGE[source.name],
+                    scan=_kind(source.name, proto),
+                )
+                for proto, ports in found
+            ]
+    return tuple(records)
+
+
 CLEAN = NetFacts(
     zones=ZONES,
     policy=POLICY,
-    ports=PORTS,
+    ports=(
+        *PORTS,
+        *(f"tcp/{n}" for n in UNLISTED_TCP),
+        *(f"udp/{n}" for n in UNLISTED_UDP),
+    ),
     runs=tuple(run(z.name) for z in ZONES),
     matrix=matrix(),
     ack=(),
@@ -298,8 +350,10 @@ CLEAN = NetFacts(
     tls=(tls_service("198.18.1.30", 443, "dmz"), tls_service("198.18.2.20", 8443, "his")),
     tls_probed=5,
     snmp=SONICWALL,
+    silent_ports=silent_ports(),
+    port_choice="top1000",
     started_at="2026-11-28T12:00:00Z",
-    seconds=4.8,
+    seconds=14.8,
 )
 
 
@@ -328,6 +382,31 @@ ZTNA_BYPASS = with_cells(
     observation("office", "his", "198.18.2.20", "tcp/8443", "open", "syn-ack"),
 )
 OUTBOUND = with_cells(observation("his", "internet", "198.18.0.10", "tcp/443", "closed", "reset"))
+
+
+def with_leak(leak: PortObservation) -> NetFacts:
+    """CLEAN with an answer on an unlisted port: the port leaves the silent ones for a cell."""
+    cell = MatrixCell(
+        source=leak.source,
+        target=leak.target,
+        proto=leak.proto,
+        port=leak.port,
+        vantage=leak.vantage,
+        scan=leak.scan,
+        probed=ADDRESSES,
+        silent=ADDRESSES - 1,
+        observations=(leak,),
+    )
+    return replace(
+        CLEAN,
+        matrix=(*matrix(), cell),
+        silent_ports=silent_ports((leak.source, leak.target, leak.port)),
+    )
+
+
+# The database's SQL Server port, open from office: a port the policy does not name.
+DB_LEAK = with_leak(observation("office", "his", "198.18.2.10", "tcp/1433", "open", "syn-ack"))
+LISTED_ONLY = replace(CLEAN, ports=PORTS, silent_ports=(), port_choice="listed")
 
 # A flat network: dmz and his on one segment, nothing between them, no firewall agent.
 FLAT = replace(
@@ -377,6 +456,7 @@ OFFICE_FAILED = replace(
         for z in ZONES
     ),
     matrix=tuple(c for c in matrix() if c.source != "office"),
+    silent_ports=tuple(s for s in silent_ports() if s.source != "office"),
 )
 UNKNOWN_AGENT = SnmpIdentity(
     host="198.18.4.1",
@@ -398,7 +478,19 @@ HOST_TIMEOUT = replace(
 
 CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
     "net.segmentation": [
-        ("clean", CLEAN, Status.PASS, "no port outside the policy is open"),
+        ("clean", CLEAN, Status.PASS,
+         "internet->his: no port outside the policy is open among 1,010 probed (open: none; "
+         "allowed: nothing; 32,320 probes)"),
+        ("clean, unprivileged vantage", CLEAN, Status.PASS,
+         "office->his: no port outside the policy is open among 1,003 probed (open: none; "
+         "allowed: nothing; 32,096 probes) (not scanned: udp/53, udp/69"),
+        ("his-db-leak", DB_LEAK, Status.FAIL,
+         "office->his: tcp/1433 open but not allowed by the policy (allowed: nothing); "
+         "office -> his 198.18.2.10 tcp/1433 open (syn-ack; connect scan from "
+         "ssh:probe@198.18.3.5)"),
+        ("listed ports only", LISTED_ONLY, Status.PASS,
+         "dmz->his: no port outside the policy is open among the 6 ports the zones file names "
+         "(scan.ports: listed; no other port was probed) (open: tcp/5432, tcp/8443"),
         ("office-his-open", with_open(("office", "his")), Status.FAIL,
          "office->his: tcp/5432, tcp/8443 open but not allowed by the policy (allowed: nothing); "
          "office -> his 198.18.2.10 tcp/5432 open "
@@ -414,7 +506,8 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
          Status.NOT_APPLICABLE, "office->internet: zone office has no vantage"),
     ],
     "net.internet_isolation": [
-        ("clean", CLEAN, Status.PASS, "his and internet do not reach each other"),
+        ("clean", CLEAN, Status.PASS, "his and internet do not reach each other: no answer to "
+         "32,320 probes in (1,010 ports) and 32,320 probes out (1,010 ports)"),
         ("inbound", ZTNA_BYPASS, Status.FAIL,
          "his is reachable from internet: internet -> his 198.18.2.20 tcp/8443 open"),
         ("outbound", OUTBOUND, Status.FAIL,

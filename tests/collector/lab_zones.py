@@ -1,7 +1,8 @@
 """The zones file a scan of the lab uses: the lab's own (`Lab.zones_file`) plus what the lab
 leaves to the site — the SNMP section with its secrets in files, the ZTNA gateway's client
-certificate — and lab-speed timing (answers come in microseconds, so nmap need not wait T4's
-1.25 s for each). Shared by tests/collector/test_scan_lab.py and benchmarks/scan.py.
+certificate — and lab-speed timing (`collector.lab.topology.LAB_SCAN_TIMING`: answers come
+in microseconds, so nmap need not wait T4's 1.25 s for each). Shared by
+tests/collector/test_scan_lab.py and benchmarks/scan.py.
 """
 
 from __future__ import annotations
@@ -13,13 +14,9 @@ from typing import Any
 import yaml
 
 from collector.lab import Lab
+from collector.lab.topology import LAB_SCAN_TIMING
 
-LAB_TIMING = {
-    "min_rate": 10000,
-    "max_rtt_timeout_ms": 200,
-    "host_timeout_seconds": 30,
-    "vantage_timeout_seconds": 120,
-}
+LAB_TIMING = dict(LAB_SCAN_TIMING)
 
 
 def write_lab_zones(lab: Lab, folder: Path) -> Path:

@@ -77,6 +77,21 @@ def test_ruleset_is_the_policy_plus_the_faults_switched_on() -> None:
     broken = nft_ruleset(rules, {t.FAULT_OFFICE_HIS_OPEN, t.FAULT_ZTNA_BYPASS})
     assert f'comment "fault {t.FAULT_OFFICE_HIS_OPEN}"' in broken
     assert f"ip daddr {t.HIS_WEB[0]} tcp dport {t.HIS_WEB[1]}" in broken
+    leak = nft_ruleset(rules, {t.FAULT_HIS_DB_LEAK})
+    assert (
+        f'iifname "br-office" oifname "br-his" ip daddr {t.DATABASE_SQLSERVER[0]} '
+        f"tcp dport {t.DATABASE_SQLSERVER[1]}"
+    ) in leak
+
+
+def test_the_leaking_port_is_one_no_policy_rule_and_no_listed_port_names() -> None:
+    """his-db-leak is the leak a scan of the listed ports alone cannot see."""
+    document = yaml.safe_load(zones_template())
+    named = {port for rule in document["policy"]["allow"] for port in rule["ports"]}
+    named |= set(document["scan"].get("extra_ports", ()))
+    named |= {port for system in document["critical_systems"] for port in system["ports"]}
+    assert f"tcp/{t.DATABASE_SQLSERVER[1]}" not in named
+    assert document["scan"].get("ports", "top1000") == "top1000"
 
 
 def test_policy_errors_name_the_entry() -> None:
@@ -165,6 +180,8 @@ def _observe(lab: Lab) -> dict[str, object]:
     probes: dict[str, Callable[[], object]] = {
         "office->db": lambda: _open(lab, "office", t.DATABASE),
         "office->his-web": lambda: _open(lab, "office", t.HIS_WEB),
+        "office->sqlserver": lambda: _open(lab, "office", t.DATABASE_SQLSERVER),
+        "dmz->sqlserver": lambda: _open(lab, "dmz", t.DATABASE_SQLSERVER),
         "internet->db": lambda: _open(lab, "internet", t.DATABASE),
         "internet->his-web": lambda: _open(lab, "internet", t.HIS_WEB),
         "office->booking": lambda: _open(lab, "office", t.BOOKING),
@@ -179,6 +196,8 @@ def _observe(lab: Lab) -> dict[str, object]:
 CLEAN = {
     "office->db": False,
     "office->his-web": False,
+    "office->sqlserver": False,
+    "dmz->sqlserver": False,
     "internet->db": False,
     "internet->his-web": False,
     "office->booking": True,
@@ -309,7 +328,11 @@ def test_ssh_vantage_takes_the_probe_key_from_mgmt(lab: Lab) -> None:
 @pytest.mark.parametrize(
     ("fault", "changes"),
     [
-        (t.FAULT_OFFICE_HIS_OPEN, {"office->db": True, "office->his-web": True}),
+        (
+            t.FAULT_OFFICE_HIS_OPEN,
+            {"office->db": True, "office->his-web": True, "office->sqlserver": True},
+        ),
+        (t.FAULT_HIS_DB_LEAK, {"office->sqlserver": True}),
         (t.FAULT_ZTNA_BYPASS, {"office->his-web": True, "internet->his-web": True}),
         (t.FAULT_WAF_BYPASS, {"waf attack status": 200}),
         (t.FAULT_TLS10, {"gateway tls1.0": True}),

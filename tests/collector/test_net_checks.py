@@ -55,8 +55,8 @@ def test_a_violation_names_from_to_port_and_the_evidence_line() -> None:
         "office -> his 198.18.2.20 tcp/8443 open (syn-ack; connect scan from ssh:probe@198.18.3.5)"
     ]
     assert (
-        "not scanned: udp/161: unprivileged vantage"
-        in _results("net.segmentation", CLEAN)["office->dmz"].message
+        "not scanned: udp/53, udp/69, udp/123, udp/161, udp/500, udp/514, udp/1900: unprivileged "
+        "vantage" in _results("net.segmentation", CLEAN)["office->dmz"].message
     )
 
 

@@ -1,8 +1,9 @@
 """nmap as the scanner runs it: the argument list (scope-checked), the XML parser on output
-captured from real nmap runs (tests/fixtures/raw/nmap/README.md), and real runs against ports
-this test opens on 127.0.0.1 — with reasons and TTLs kept, a timeout that keeps what was done,
-and cancellation that leaves no nmap behind. The probe helper is exercised on real HTTP and TLS
-servers on loopback.
+captured from real nmap runs (tests/fixtures/raw/nmap/README.md), nmap's own top-ports list, the
+matrix built from a thousand ports per host (silent ports summarised, answers kept), and real
+runs against ports this test opens on 127.0.0.1 — with reasons and TTLs kept, a timeout that
+keeps what was done, and cancellation that leaves no nmap behind. The probe helper is exercised
+on real HTTP and TLS servers on loopback.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from collector.scan.nmap import (
     build_argv,
     parse_nmap_xml,
     port_argument,
+    port_list,
+    port_numbers,
     run_nmap_process,
+    sized_host_timeout,
+    top_ports,
+    top_ports_argv,
 )
 from collector.scan.runner import ack_targets, build_cells, nmap_options
 from collector.scan.vantage import PROBE_SCRIPT, LocalVantage
@@ -66,21 +72,52 @@ def _raw(name: str) -> bytes:
 
 def _ports(run, address):  # type: ignore[no-untyped-def]
     host = next(h for h in run.hosts if h.address == address)
-    return {(p.proto, p.port): (p.state, p.reason, p.reason_ttl) for p in host.ports}
+    return {(p.proto, p.port): (p.state, p.reason, p.reason_ttl) for p in host.all_ports()}
 
 
 # --- the parser, on captured output -----------------------------------------------------------
 
 
-def test_ports_folded_into_extraports_are_expanded() -> None:
+def test_ports_folded_into_extraports_stay_folded_and_expand_on_demand() -> None:
     run = parse_nmap_xml(_raw("loopback_syn_extraports.xml"))
     assert run.finished
     assert run.exit_status == "success"
     assert run.scan_types == ("syn",)
+    assert run.services == (("tcp", "47000-47040"),)
+    host = run.hosts[0]
+    assert [(e.state, e.reason, e.ports, e.total) for e in host.extra] == [
+        ("closed", "reset", "47000,47003-47040", 39)
+    ]
+    assert {p.port for p in host.ports} == {47001, 47002}
     ports = _ports(run, "127.0.0.1")
     assert len(ports) == 41
     assert ports[("tcp", 47001)] == ("open", "syn-ack", 64)
     assert ports[("tcp", 47000)] == ports[("tcp", 47040)] == ("closed", "reset", 0)
+
+
+def test_port_lists_in_nmap_syntax() -> None:
+    assert port_numbers("1,3-4,6-7,9") == (1, 3, 4, 6, 7, 9)
+    assert port_list([9, 1, 3, 4, 6, 7, 4]) == "1,3-4,6-7,9"
+    assert port_list(range(1, 65536)) == "1-65535"
+    assert port_argument([PortSpec("tcp", n) for n in range(1, 65536)], ["syn"]) == "T:1-65535"
+
+
+def test_nmaps_own_top_ports_are_read_from_a_run_without_target() -> None:
+    run = parse_nmap_xml(_raw("top_ports_1000.xml"))
+    ports = top_ports(run, 1000)
+    assert len(ports) == len(set(ports)) == 1000
+    # Databases and remote access a leak between zones is made of (nmap-services' ranking).
+    assert {22, 23, 80, 443, 445, 1433, 1521, 3306, 3389, 5432, 5900, 8443} <= set(ports)
+    with pytest.raises(NmapError, match="nmap named 1000 ports for --top-ports 100"):
+        top_ports(run, 100)
+    assert top_ports_argv("nmap", 1000) == ["nmap", "-n", "-oX", "-", "-sT", "--top-ports", "1000"]
+
+
+@pytest.mark.skipif(NMAP is None, reason="needs nmap (Debian package nmap)")
+def test_the_installed_nmap_names_its_top_ports() -> None:
+    result = asyncio.run(run_nmap_process(top_ports_argv(str(NMAP), 1000), timeout=30))
+    assert result.status == "ok", result.message
+    assert len(top_ports(result.run, 1000)) == 1000
 
 
 def test_state_reason_and_reason_ttl_are_kept() -> None:
@@ -143,8 +180,10 @@ def test_cells_summarise_silence_and_list_answers() -> None:
     run = parse_nmap_xml(_raw("lab_internet_syn_udp.xml"))
     result = NmapResult((), run, "ok", "", 0.8)
     ports = [PortSpec.parse(p) for p in ("tcp/22", "tcp/80", "tcp/443", "udp/161")]
-    cells, unfinished = build_cells(zones, "internet", "netns:lab-internet", result, ports)
-    assert unfinished == ()
+    built = build_cells(zones, "internet", "netns:lab-internet", result, ports)
+    cells = built.cells
+    assert built.unfinished == ()
+    assert built.silent == []  # every port listed: each has its cell
     by_key = {(c.target, c.spec): c for c in cells}
     web = by_key[("dmz", "tcp/80")]
     assert (web.probed, web.silent, web.state, web.reason) == (16, 14, "open", "syn-ack")
@@ -160,30 +199,103 @@ def test_cells_summarise_silence_and_list_answers() -> None:
 def test_ack_probes_go_where_every_tcp_port_answered() -> None:
     zones = parse_zones(LAB_ZONES, "zones.yaml")
     run = parse_nmap_xml(_raw("lab_office_connect_office-his-open.xml"))
-    cells, _ = build_cells(
+    built = build_cells(
         zones,
         "office",
         "ssh:probe@198.18.3.5",
         NmapResult((), run, "ok", "", 0.3),
         [PortSpec("tcp", p) for p in (22, 23, 80, 443, 3389, 5432, 8443)],
     )
-    assert ack_targets(cells) == {"his": ["198.18.2.10"]}
+    assert ack_targets(built.cells) == {"his": ["198.18.2.10"]}
 
 
 def test_timed_out_hosts_are_reported_unfinished() -> None:
     zones = parse_zones(LAB_ZONES, "zones.yaml")
     run = parse_nmap_xml(_raw("lab_internet_host_timeout.xml"))
-    cells, unfinished = build_cells(
+    built = build_cells(
         zones, "internet", "x", NmapResult((), run, "ok", "", 0.2), [PortSpec("tcp", 22)]
     )
-    assert cells == []
-    assert set(unfinished) == {
+    assert built.cells == []
+    assert built.silent == []
+    assert set(built.unfinished) == {
         "198.18.2.8",
         "198.18.2.9",
         "198.18.2.10",
         "198.18.2.11",
         "198.18.1.10",
     }
+
+
+def test_a_leak_among_a_thousand_silent_ports_gets_its_cell() -> None:
+    """The his database's SQL Server port, open to office (lab fault his-db-leak): the one
+    answer among 16 hosts x 1,000 ports becomes a cell; the ports the zones file names keep
+    theirs; every other port, silent on every host, is one SilentPorts record."""
+    zones = parse_zones(LAB_ZONES, "zones.yaml")
+    top = top_ports(parse_nmap_xml(_raw("top_ports_1000.xml")), 1000)
+    run = parse_nmap_xml(_raw("lab_office_connect_top1000_his-db-leak.xml"))
+    assert len({e.ports for h in run.hosts for e in h.extra}) == 2  # 2.10's list lacks 1433
+    listed = [PortSpec("tcp", p) for p in (22, 5432, 8443)]
+    built = build_cells(
+        zones,
+        "office",
+        "ssh:probe@198.18.3.5",
+        NmapResult((), run, "ok", "", 12.0),
+        [PortSpec("tcp", p) for p in top],
+        listed=listed,
+    )
+    assert sorted(c.spec for c in built.cells) == ["tcp/1433", "tcp/22", "tcp/5432", "tcp/8443"]
+    leak = next(c for c in built.cells if c.port == 1433)
+    assert (leak.probed, leak.silent, leak.state, leak.scan) == (16, 15, "open", "connect")
+    assert [o.line() for o in leak.open] == [
+        "office -> his 198.18.2.10 tcp/1433 open (syn-ack; connect scan from ssh:probe@198.18.3.5)"
+    ]
+    [silent] = built.silent
+    assert (silent.target, silent.proto, silent.count, silent.addresses) == ("his", "tcp", 996, 16)
+    assert 1433 not in port_numbers(silent.ports)
+    assert ack_targets(built.cells, built.silent) == {}
+
+
+def test_silent_hosts_sharing_a_port_list_are_counted_not_expanded() -> None:
+    """1,024 silent hosts x 1,000 ports: nmap's one folded list per host, shared and read once."""
+    zones = parse_zones(LAB_ZONES, "zones.yaml")
+    listing = port_list(range(1, 1001))
+    hosts = "".join(
+        f'<host><status state="up" reason="user-set"/><address addr="198.18.{n // 256}.'
+        f'{n % 256}" addrtype="ipv4"/><ports><extraports state="filtered" count="1000">'
+        f'<extrareasons reason="no-response" count="1000" proto="tcp" ports="{listing}"/>'
+        "</extraports></ports></host>"
+        for n in range(256, 256 * 5)  # dmz, his, office, mgmt
+    )
+    document = (
+        '<nmaprun args="nmap" version="7.93"><scaninfo type="syn" protocol="tcp" '
+        f'numservices="1000" services="{listing}"/>{hosts}'
+        '<runstats><finished elapsed="1.0" exit="success"/></runstats></nmaprun>'
+    )
+    run = parse_nmap_xml(document)
+    assert len(run.hosts) == 1024
+    assert len({id(e.ports) for h in run.hosts for e in h.extra}) == 1
+    ports = [PortSpec("tcp", n) for n in range(1, 1001)]
+    built = build_cells(
+        zones, "internet", "x", NmapResult((), run, "ok", "", 1.0), ports, listed=ports[:2]
+    )
+    zones_probed = ("dmz", "his", "mgmt", "office")
+    assert sorted((c.target, c.port, c.probed, c.silent) for c in built.cells) == [
+        (zone, port, 256, 256) for zone in zones_probed for port in (1, 2)
+    ]
+    assert [(s.target, s.ports, s.count, s.addresses) for s in built.silent] == [
+        (zone, "3-1000", 998, 256) for zone in zones_probed
+    ]
+
+
+def test_folded_ports_nmap_does_not_name_are_never_taken_as_silence() -> None:
+    document = (
+        '<nmaprun args="nmap" version="7.0"><scaninfo type="syn" protocol="tcp" services="1-9"/>'
+        '<host><status state="up" reason="user-set"/><address addr="198.18.1.10" '
+        'addrtype="ipv4"/><ports><extraports state="filtered" count="9"/></ports></host>'
+        '<runstats><finished elapsed="1.0" exit="success"/></runstats></nmaprun>'
+    )
+    [host] = parse_nmap_xml(document).hosts
+    assert [(e.ports, e.total) for e in host.extra] == [("", 9)]
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -227,6 +339,20 @@ def test_a_zones_file_without_scan_settings_gives_nmap_its_defaults() -> None:
     )
     scan = {k: v for k, v in vars(tuned).items() if k != "stats_every"}
     assert nmap_options(parse_zones({**LAB_ZONES, "scan": scan}, "zones.yaml")) == tuned
+
+
+def test_an_unset_host_timeout_is_sized_to_the_whole_host_group() -> None:
+    # nmap's clock for each host runs while its whole group is scanned: 1,024 hosts x 1,007
+    # ports x 2 tries at 3,000 probes/s take 687 s, far past a fixed 60 s.
+    assert NMAP_DEFAULTS.host_timeout_seconds is None
+    assert sized_host_timeout(NMAP_DEFAULTS, 1024, 1007) == 60 + 2062  # 3 x 687.4 s
+    assert sized_host_timeout(NMAP_DEFAULTS, 1, 8) == 60
+    unlimited = NmapOptions(min_rate=None)  # then 1,000 probes/s are assumed
+    assert sized_host_timeout(unlimited, 1024, 1007) == 60 + 6187  # 3 x 2062.3 s
+    assert sized_host_timeout(unlimited, 65536, 65542) == 86_400
+    argv = build_argv(nmap="nmap", scans=["syn"], ports=[PortSpec("tcp", 80)],
+                      targets=["127.0.0.0/24"], scope=LOOPBACK, options=NMAP_DEFAULTS)  # fmt: skip
+    assert argv[argv.index("--host-timeout") + 1] == "60s"
 
 
 @pytest.mark.parametrize("target", ["198.18.0.7", "0.0.0.0/0", "127.0.0.1/7", "localhost"])

@@ -1,9 +1,12 @@
 """The scanner against the hospital-in-a-box lab, built for real (the session's `lab` of
-conftest.py, shared with the lab's own tests): the clean lab passes every network check; each
-fault the lab can inject makes exactly the checks it breaks fail, with evidence naming the cause;
-cancelling a scan stops every nmap; nothing is scanned outside the confinement. Needs root and
-network namespaces (skips with the reason otherwise); every probe stays inside the lab's
-namespaces, on 198.18.0.0/15.
+conftest.py, shared with the lab's own tests): the clean lab passes every network check over
+nmap's top 1,000 ports; each fault the lab can inject makes exactly the checks it breaks fail,
+with evidence naming the cause — a database port no rule names, open to the office, is found by
+default and missed by `scan.ports: listed`; cancelling a scan stops every nmap; nothing is
+scanned outside the confinement. Needs root and network namespaces (skips with the reason
+otherwise); every probe stays inside the lab's namespaces, on 198.18.0.0/15. Faults that do not
+concern ports (WAF, TLS, the ZTNA path on a listed port) are scanned over the listed ports only,
+which takes seconds instead of the top 1,000's quarter minute.
 """
 
 from __future__ import annotations
@@ -46,8 +49,22 @@ def zones_file(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def listed_zones_file(zones_file: Path) -> Path:
+    data = yaml.safe_load(zones_file.read_text(encoding="utf-8"))
+    data["scan"]["ports"] = "listed"
+    path = zones_file.with_name("listed.yaml")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
 def zones(zones_file: Path) -> Zones:
     return load_zones(zones_file, confine=CONFINE)
+
+
+@pytest.fixture(scope="module")
+def listed_zones(listed_zones_file: Path) -> Zones:
+    return load_zones(listed_zones_file, confine=CONFINE)
 
 
 def test_the_clean_lab_passes_every_check(zones_file: Path) -> None:
@@ -72,7 +89,13 @@ def test_the_clean_lab_passes_every_check(zones_file: Path) -> None:
     runs = {r["zone"]: r for r in document["runs"]}
     assert runs["office"]["vantage"] == "ssh:probe@198.18.3.5"
     assert runs["office"]["privileged"] is False  # the probe user: a connect scan, no UDP
-    assert runs["office"]["unscanned"] == ["udp/161: unprivileged vantage (UDP needs raw sockets)"]
+    assert runs["office"]["unscanned"] == [
+        "udp/53, udp/69, udp/123, udp/161, udp/500, udp/514, udp/1900: unprivileged vantage "
+        "(UDP needs raw sockets)"
+    ]
+    # nmap's top 1,000 TCP ports (the listed ones among them) and 7 UDP ports.
+    assert len(document["ports"]) == 1007
+    assert {"tcp/1433", "tcp/3306", "tcp/5432", "udp/53", "udp/161"} <= set(document["ports"])
     assert all(r["status"] == "ok" for r in runs.values())
     # All vantages at once: the whole scan takes about as long as the slowest, not the sum.
     assert document["seconds"] < 0.6 * sum(r["seconds"] for r in runs.values())
@@ -83,6 +106,14 @@ def test_the_clean_lab_passes_every_check(zones_file: Path) -> None:
             "reason_ttl": 63} in web["answers"]  # fmt: skip
     assert matrix[("office", "his", "tcp/8443")]["state"] == "filtered"
     results = {(r["check_id"], r["target"]): r for r in document["results"]}
+    segmentation = results[("net.segmentation", "internet->his")]
+    assert segmentation["message"].startswith(
+        "internet->his: no port outside the policy is open among 1,007 probed (open: none;"
+    )
+    assert segmentation["evidence"]["ports_probed"] == 1007
+    assert results[("net.segmentation", "office->his")]["message"].startswith(
+        "office->his: no port outside the policy is open among 1,000 probed"
+    )
     waf = results[("net.waf", "portal")]
     assert waf["evidence"]["answered_blocks"] == ["HospitalWAF"]
     ztna = results[("net.ztna_coverage", "his-web")]
@@ -95,18 +126,30 @@ def test_the_clean_lab_passes_every_check(zones_file: Path) -> None:
 
 FAULTS = [
     (
-        "office-his-open",
-        # Every TCP port from office to his: his-web's port too, so ZTNA is bypassed as well.
-        {"net.segmentation": "office->his: tcp/5432, tcp/8443 open but not allowed",
+        "office-his-open", "top1000",
+        # Every TCP port from office to his: his-web's port too, so ZTNA is bypassed as well;
+        # and the database's SQL Server port, which only the wide port set probes.
+        {"net.segmentation": "office->his: tcp/1433, tcp/5432, tcp/8443 open but not allowed",
          "net.ztna_coverage": "his-web: reachable directly, bypassing the ZTNA gateway: "
                               "office -> his 198.18.2.20 tcp/8443 open"},
     ),
     (
-        "waf-bypass",
+        "his-db-leak", "top1000",
+        # A port no policy rule, critical system or extra port names: found by default.
+        {"net.segmentation": "office->his: tcp/1433 open but not allowed by the policy "
+                             "(allowed: nothing); office -> his 198.18.2.10 tcp/1433 open "
+                             "(syn-ack; connect scan from ssh:probe@198.18.3.5)"},
+    ),
+    (
+        # The same leak with `scan.ports: listed`: unseen, and the pass says what was probed.
+        "his-db-leak", "listed", {},
+    ),
+    (
+        "waf-bypass", "listed",
         {"net.waf": "portal: xss, sqli, lfi attack requests were answered like ordinary ones"},
     ),
     (
-        "ztna-bypass",
+        "ztna-bypass", "listed",
         # his-web straight from office and internet: outside the policy, and the internet in.
         {"net.ztna_coverage": "his-web: reachable directly, bypassing the ZTNA gateway",
          "net.segmentation": "internet->his: tcp/8443 open but not allowed by the policy",
@@ -114,21 +157,31 @@ FAULTS = [
                                    "198.18.2.20 tcp/8443 open"},
     ),
     (
-        "tls10",
+        "tls10", "listed",
         {"net.tls_floor": "198.18.1.30:443 (dmz) accepts TLSv1 (TLSv1 "},
     ),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("fault", "expected"), FAULTS, ids=[f for f, _ in FAULTS])
-def test_each_fault_fails_exactly_the_checks_it_breaks(
-    lab: Lab, zones: Zones, fault: str, expected: dict[str, str]
+@pytest.mark.parametrize(
+    ("fault", "ports", "expected"), FAULTS, ids=[f"{f}-{p}" for f, p, _ in FAULTS]
+)
+def test_each_fault_fails_exactly_the_checks_it_breaks(  # noqa: PLR0917
+    lab: Lab,
+    zones: Zones,
+    listed_zones: Zones,
+    fault: str,
+    ports: str,
+    expected: dict[str, str],
 ) -> None:
+    chosen = zones if ports == "top1000" else listed_zones
     lab.fault(fault, True)
     try:
         started = time.monotonic()
-        facts = asyncio.run(scan(zones, confine=CONFINE))
-        print(f"scan with {fault}: {time.monotonic() - started:.2f} s")
+        facts = asyncio.run(scan(chosen, confine=CONFINE))
+        print(
+            f"scan with {fault} over {len(facts.ports)} ports: {time.monotonic() - started:.2f} s"
+        )
     finally:
         lab.fault(fault, False)
     results = evaluate(network_registry(), facts)
@@ -141,6 +194,18 @@ def test_each_fault_fails_exactly_the_checks_it_breaks(
             r.message for r in results if r.check_id == check_id and r.status is Status.FAIL
         ]
         assert any(words in m for m in messages), messages
+    if fault == "his-db-leak":
+        leak = next(r for r in results if r.check_id == "net.segmentation"
+                    and r.target == "office->his")  # fmt: skip
+        evidence = leak.evidence
+        assert (evidence["from"], evidence["to"]) == ("office", "his")
+        if ports == "top1000":
+            assert evidence["violations"] == [
+                "office -> his 198.18.2.10 tcp/1433 open (syn-ack; connect scan from "
+                "ssh:probe@198.18.3.5)"
+            ]
+        else:
+            assert "among the 7 ports the zones file names (scan.ports: listed" in leak.message
     if fault == "office-his-open":
         # The router still filters that path: lone ACKs are dropped, the firewall says who it is.
         border = next(r for r in results if r.check_id == "net.border_firewall"
@@ -233,9 +298,10 @@ def test_the_ssh_vantage_refuses_an_unknown_host_key(
         asyncio.run(vantage.privileged())
 
 
-def test_scan_results_are_stored_in_the_collector(zones_file: Path, tmp_path: Path) -> None:
+def test_scan_results_are_stored_in_the_collector(listed_zones_file: Path, tmp_path: Path) -> None:
     """`medsec scan --store --config F` keeps the results as a report of the collector's own
     scanner identity, queryable like an agent's, with their clauses."""
+    zones_file = listed_zones_file
     from collector.store import Store
 
     medsec = str(Path(sys.executable).parent / "medsec")

@@ -15,6 +15,7 @@ import yaml
 
 from collector.scan.zones import (
     CONFINE_ENV,
+    COVERAGE_UDP,
     LocalVantageConfig,
     NetnsVantageConfig,
     PortSpec,
@@ -80,9 +81,9 @@ def test_a_valid_file_gives_zones_policy_ports_and_scope(tmp_path: Path) -> None
     assert isinstance(zones.zone("internet").vantage, NetnsVantageConfig)
     assert isinstance(zones.zone("dmz").vantage, LocalVantageConfig)
     assert zones.zone("his").vantage is None
-    assert [str(p) for p in zones.port_set()] == [
-        "tcp/22", "tcp/80", "tcp/443", "tcp/3389", "tcp/5432", "tcp/8443", "udp/161"
-    ]  # fmt: skip
+    listed = ["tcp/22", "tcp/80", "tcp/443", "tcp/3389", "tcp/5432", "tcp/8443", "udp/161"]
+    assert [str(p) for p in zones.listed_ports()] == listed
+    assert zones.scan.ports == "top1000"
     assert zones.allowed("office", "dmz") == {PortSpec("tcp", 443), PortSpec("udp", 161)}
     assert zones.allowed("dmz", "office") == frozenset()
     assert zones.zone_of("198.18.5.7") is zones.zone("office")
@@ -91,6 +92,27 @@ def test_a_valid_file_gives_zones_policy_ports_and_scope(tmp_path: Path) -> None
     assert [z.name for z in zones.zones if zones.is_user_zone(z)] == ["office"]
     assert zones.web_apps[0].require_waf is True  # a web app needs a WAF unless said otherwise
     assert zones.scan.max_retries == 1
+
+
+def test_the_port_set_is_the_listed_ports_plus_the_chosen_coverage(tmp_path: Path) -> None:
+    data = _base()
+    top = list(range(1, 1001))  # stands in for nmap's --top-ports 1000
+    zones = _load(tmp_path, data)
+    ports = {str(p) for p in zones.port_set(top)}
+    # Listed ports outside the top list stay (tcp/3389, tcp/5432, tcp/8443), and the UDP ones.
+    assert {str(p) for p in zones.listed_ports()} <= ports
+    assert {f"udp/{n}" for n in COVERAGE_UDP} <= ports
+    assert len(ports) == 1000 + 3 + len(COVERAGE_UDP)
+    with pytest.raises(ValueError, match="top1000: 10 top ports given, not 1000"):
+        zones.port_set(top[:10])  # never silently cut down to the listed ports
+    data["scan"]["ports"] = "all"
+    everything = _load(tmp_path, data).port_set()
+    assert len([p for p in everything if p.proto == "tcp"]) == 65535
+    data["scan"]["ports"] = "listed"
+    listed = _load(tmp_path, data)
+    assert listed.port_set(top) == listed.listed_ports()
+    data["scan"]["ports"] = "top100"
+    assert _error(tmp_path, data) == "scan.ports: Invalid enum value 'top100' (value: 'top100')"
 
 
 def test_the_lab_zones_file_loads_once_rendered(tmp_path: Path) -> None:

@@ -1,14 +1,18 @@
 """Wall time of `medsec scan` over the lab, beside bare nmap commands over the same targets and
 ports from the same vantages, in the same run.
 
-Run (root): `.venv/bin/python benchmarks/scan.py [--runs N]`. It builds its own lab (namespace
-prefix `bn<pid>-`, addresses 198.18.0.0/15 only) and removes it at the end. Each run measures:
+Run (root): `.venv/bin/python benchmarks/scan.py [--runs N] [--ports top1000|all|listed]`. It
+builds its own lab (namespace prefix `bn<pid>-`, addresses 198.18.0.0/15 only) and removes it at
+the end. The ports are the zones file's `scan.ports` (default top1000: nmap's 1,000 most common
+TCP ports, the listed ones and 7 UDP ports, 1,007 in the lab). Each run measures:
 
-- medsec: `collector.scan.scan()` with every vantage at once — the nmap phase (until the last
-  vantage is done) and the whole scan (with the HTTP, TLS and SNMP probes after it);
-- bare, concurrent: the very nmap commands the scanner builds (`ip netns exec NS nmap ...`;
-  for the SSH vantage, OpenSSH's `ssh` running nmap on the vantage host), all started at once,
-  output thrown away: the floor medsec's nmap phase is compared with;
+- medsec: `collector.scan.scan()` with every vantage at once — the nmap phase (asking nmap for
+  its top-ports list, then until the last vantage is done) and the whole scan (with the HTTP,
+  TLS and SNMP probes after it);
+- bare, concurrent: the very nmap commands the scanner builds over the very ports it probed
+  (`ip netns exec NS nmap ...`; for the SSH vantage, OpenSSH's `ssh` running nmap on the
+  vantage host), all started at once, output thrown away: the floor medsec's nmap phase is
+  compared with;
 - bare, alone: the same commands one after another: the slowest one, and their sum.
 
 Targets (issue): medsec's nmap phase ≤ 1.2 × bare concurrent; all vantages together about as
@@ -29,26 +33,35 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from collector.lab import Lab, LabUnavailable  # noqa: E402
 from collector.scan.nmap import build_argv  # noqa: E402
 from collector.scan.runner import ProgressEvent, nmap_options, scan  # noqa: E402
-from collector.scan.zones import NetnsVantageConfig, SshVantageConfig, Zones, load_zones  # noqa: E402
+from collector.scan.zones import (  # noqa: E402
+    NetnsVantageConfig,
+    PortSpec,
+    SshVantageConfig,
+    Zones,
+    load_zones,
+)
 from tests.collector.lab_zones import write_lab_zones  # noqa: E402
 
 CONFINE = ("198.18.0.0/15",)
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def bare_commands(zones: Zones, privileged: dict[str, bool]) -> dict[str, list[str]]:
+def bare_commands(
+    zones: Zones, privileged: dict[str, bool], ports: list[PortSpec]
+) -> dict[str, list[str]]:
     """Per vantage zone, the nmap command the scanner runs there, as a plain command line."""
     ip, ssh = shutil.which("ip", path=PATH), shutil.which("ssh", path=PATH)
     if ip is None or ssh is None:
         raise SystemExit("benchmarks/scan.py needs iproute2 and openssh-client")
     options = nmap_options(zones)
-    ports = zones.port_set()
     commands = {}
     for zone in zones.zones:
         vantage = zone.vantage
@@ -77,8 +90,14 @@ def bare_commands(zones: Zones, privileged: dict[str, bool]) -> dict[str, list[s
 
 def run_concurrently(commands: dict[str, list[str]]) -> tuple[float, dict[str, float]]:
     started = time.perf_counter()
+    # Each in its own session, as the scanner starts nmap: with the kernel's autogroup
+    # scheduling the CPU is shared per session, so bare commands sharing one session would
+    # leave a bigger share to the SSH vantage's remote nmap (in sshd's session) than the scan
+    # gets, and the comparison would measure the scheduler, not the scanner.
     running = {
-        zone: subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        zone: subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         for zone, argv in commands.items()
     }
     each = {}
@@ -94,12 +113,12 @@ def run_alone(commands: dict[str, list[str]]) -> dict[str, float]:
     for zone, argv in commands.items():
         started = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                       timeout=600)  # fmt: skip
+                       timeout=600, start_new_session=True)  # fmt: skip
         each[zone] = time.perf_counter() - started
     return each
 
 
-def run_medsec(zones: Zones) -> tuple[float, float, dict[str, bool]]:
+def run_medsec(zones: Zones) -> tuple[float, float, dict[str, bool], list[PortSpec]]:
     marks: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -112,12 +131,16 @@ def run_medsec(zones: Zones) -> tuple[float, float, dict[str, bool]]:
     bad = [f"{r.zone}: {r.message}" for r in facts.runs if r.status != "ok"]
     if bad:
         raise SystemExit("medsec scan did not finish cleanly: " + "; ".join(bad))
-    return marks["nmap"], total, {r.zone: bool(r.privileged) for r in facts.runs}
+    ports = [PortSpec.parse(p) for p in facts.ports]
+    return marks["nmap"], total, {r.zone: bool(r.privileged) for r in facts.runs}, ports
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--ports", choices=("top1000", "all", "listed"), default="top1000", help="scan.ports"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("benchmarks/scan.py needs root (network namespaces)", file=sys.stderr)
@@ -131,11 +154,15 @@ def main() -> int:
         print(f"the lab cannot be built here: {exc}", file=sys.stderr)
         return 2
     try:
-        zones = load_zones(write_lab_zones(lab, Path(folder) / "zones"), confine=CONFINE)
+        path = write_lab_zones(lab, Path(folder) / "zones")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["scan"]["ports"] = args.ports
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        zones = load_zones(path, confine=CONFINE)
         rows = []
         for number in range(1, args.runs + 1):
-            nmap_phase, total, privileged = run_medsec(zones)
-            commands = bare_commands(zones, privileged)
+            nmap_phase, total, privileged, ports = run_medsec(zones)
+            commands = bare_commands(zones, privileged, ports)
             together, _ = run_concurrently(commands)
             alone = run_alone(commands)
             rows.append((nmap_phase, total, together, max(alone.values()), sum(alone.values())))
@@ -148,6 +175,7 @@ def main() -> int:
         median = [statistics.median(column) for column in zip(*rows, strict=True)]
         nmap_phase, total, together, slowest, summed = median
         print()
+        print(f"scan.ports {args.ports}: {len(ports)} ports from each vantage")
         print(f"{'median of ' + str(args.runs) + ' runs':<34}{'seconds':>9}")
         print(f"{'medsec scan, nmap phase':<34}{nmap_phase:>9.2f}")
         print(f"{'medsec scan, with probes':<34}{total:>9.2f}")

@@ -230,7 +230,9 @@ def nft_ruleset(rules: Iterable[Allow], faults: Iterable[str]) -> str:
         f'    iifname "{mgmt.bridge}" icmp type echo-request accept',
         "  }",
         "  chain forward_filter {",
-        "    type filter hook forward priority filter; policy drop;",
+        # Fault router-unfiltered: no rule at all, the router only routes.
+        "    type filter hook forward priority filter; policy "
+        + ("accept;" if t.FAULT_ROUTER_UNFILTERED in active else "drop;"),
         "    ct state established,related accept",
     ]
     grouped: dict[tuple[str, str, str], list[int]] = {}
@@ -262,6 +264,13 @@ def nft_ruleset(rules: Iterable[Allow], faults: Iterable[str]) -> str:
             f"ip daddr {t.HIS_WEB[0]} tcp dport {t.HIS_WEB[1]} {_SYN_NEW} accept "
             f'comment "fault {t.FAULT_ZTNA_BYPASS}"'
         )
+    if t.FAULT_ROUTER_RESET in active:
+        # Reject instead of drop: the router answers in the hosts' place, as a closed port would.
+        lines += [
+            f'    meta l4proto tcp reject with tcp reset comment "fault {t.FAULT_ROUTER_RESET}"',
+            "    meta l4proto udp reject with icmpx port-unreachable "
+            f'comment "fault {t.FAULT_ROUTER_RESET}"',
+        ]
     lines += ["  }", "}", ""]
     return "\n".join(lines)
 

@@ -81,6 +81,8 @@ FAULT_WAF_BYPASS: Final = "waf-bypass"
 FAULT_ZTNA_BYPASS: Final = "ztna-bypass"
 FAULT_TLS10: Final = "tls10"
 FAULT_HIS_DB_LEAK: Final = "his-db-leak"
+FAULT_ROUTER_RESET: Final = "router-reset"
+FAULT_ROUTER_UNFILTERED: Final = "router-unfiltered"
 FAULTS: Final = {
     FAULT_OFFICE_HIS_OPEN: "the router accepts every TCP connection from office to his",
     FAULT_WAF_BYPASS: "ModSecurity only detects (SecRuleEngine DetectionOnly): attacks pass",
@@ -88,8 +90,20 @@ FAULTS: Final = {
     FAULT_TLS10: "the ZTNA gateway also accepts TLS 1.0 (ciphers DEFAULT:@SECLEVEL=0)",
     FAULT_HIS_DB_LEAK: "the router accepts office to the his database's SQL Server port "
     "(198.18.2.10 tcp/1433), a port the policy does not name",
+    FAULT_ROUTER_RESET: "the router rejects what the policy does not allow instead of dropping "
+    "it: TCP with a reset, UDP with ICMP port unreachable (as it would from a closed port)",
+    FAULT_ROUTER_UNFILTERED: "the router forwards everything between zones: no filtering rule "
+    "at all (hosts answer for themselves, closed ports with resets)",
 }
-ROUTER_FAULTS: Final = frozenset({FAULT_OFFICE_HIS_OPEN, FAULT_ZTNA_BYPASS, FAULT_HIS_DB_LEAK})
+ROUTER_FAULTS: Final = frozenset(
+    {
+        FAULT_OFFICE_HIS_OPEN,
+        FAULT_ZTNA_BYPASS,
+        FAULT_HIS_DB_LEAK,
+        FAULT_ROUTER_RESET,
+        FAULT_ROUTER_UNFILTERED,
+    }
+)
 
 
 @dataclass(frozen=True)

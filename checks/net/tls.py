@@ -1,9 +1,13 @@
 """TLS floor: every TLS service the scan found refuses the forbidden protocol versions (by
 default SSLv3, TLS 1.0 and TLS 1.1; a site may forbid more).
 
-Each version was offered alone (SSLv3 by a hand-made ClientHello, TLS 1.0/1.1 at OpenSSL
-security level 0 so the client's own floor cannot hide a server that allows them). One result
-per service.
+Every open TCP port the scan found was offered each version alone, with every cipher suite the
+prober's OpenSSL has at security level 0 (so neither the client's floor nor an uncommon suite
+such as CAMELLIA hides a server that allows the version), and where that found no suite in
+common, with a hand-made ClientHello carrying every suite code (the only way for SSLv3, which
+OpenSSL 3 cannot speak). A version is refused only when the server said so (protocol_version
+alert, another version chosen, or no TLS at all); a handshake that failed for another reason
+leaves it untested, and the check says `error` naming it. One result per service.
 """
 
 from __future__ import annotations
@@ -93,9 +97,9 @@ def tls_floor(facts: NetFacts, forbidden_versions: list[str]) -> Iterator[Outcom
             yield passed(
                 Msg(
                     f"{target} ({service.zone}) refuses {', '.join(forbidden_versions)} "
-                    f"(accepts {', '.join(allowed)})",
+                    f"(accepts {', '.join(allowed) or 'no version it was offered'})",
                     f"{target}（{service.zone}）拒绝 {'、'.join(forbidden_versions)}"
-                    f"（接受 {'、'.join(allowed)}）",
+                    f"（接受 {'、'.join(allowed) or '所尝试的版本均未接受'}）",
                 ),
                 evidence,
                 target=target,

@@ -73,15 +73,18 @@ def http_exchange(request: dict[str, Any]) -> dict[str, Any]:
     parts = urlsplit(url)
     address, port = request["connect"]
     timeout = float(request.get("timeout", 5))
-    target = parts.path or "/"
+    # `path` (sent as given, encoded or not) and `query` replace the URL's own: the WAF battery
+    # puts its attack strings there.
+    target = request.get("path") or parts.path or "/"
     if request.get("query") is not None:
         target += "?" + request["query"]
-    elif parts.query:
+    elif parts.query and request.get("path") is None:
         target += "?" + parts.query
     host = parts.netloc.rsplit("@", 1)[-1]
+    body = request.get("body")
     answer: dict[str, Any] = {
         "id": request.get("id"),
-        "url": url if request.get("query") is None else f"{url.split('?')[0]}?{request['query']}",
+        "url": f"{parts.scheme}://{parts.netloc}{target}",
         "method": request.get("method", "GET"),
         "status": None,
         "reason": "",
@@ -113,14 +116,19 @@ def http_exchange(request: dict[str, Any]) -> dict[str, Any]:
         connection.sock = sock
         headers = {"Host": host, "User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"}
         headers.update(request.get("headers") or {})
-        connection.request(answer["method"], target, headers=headers)
+        connection.request(
+            answer["method"],
+            target,
+            body=body.encode("utf-8") if body is not None else None,
+            headers=headers,
+        )
         response = connection.getresponse()
-        body = response.read(BODY_LIMIT)
+        content = response.read(BODY_LIMIT)
         answer.update(
             status=response.status,
             reason=response.reason,
             headers=[[k, v] for k, v in response.getheaders()],
-            body=body.decode("utf-8", "replace"),
+            body=content.decode("utf-8", "replace"),
         )
     except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
         answer["error"] = _error_text(exc)
@@ -150,18 +158,60 @@ def op_http(request: dict[str, Any]) -> dict[str, Any]:
 # --- TLS versions -------------------------------------------------------------------------------
 
 
-def _sslv3_client_hello() -> bytes:
-    suites = [0x000A, 0x002F, 0x0035, 0x0005, 0x0004, 0x0009, 0x0013, 0x0016, 0x00FF]
+_RECORD_VERSION = {"SSLv3": (3, 0), "TLSv1": (3, 1), "TLSv1.1": (3, 2), "TLSv1.2": (3, 3)}
+ALL_CIPHERS = "ALL:COMPLEMENTOFALL:@SECLEVEL=0"
+"""Every cipher suite the local OpenSSL has for TLS 1.0-1.2 (CAMELLIA, SEED, ARIA, PSK, null and
+anonymous ones included), at security level 0 so the client's own floor hides nothing."""
+_EVERY_SUITE = [
+    s
+    for s in (*range(0x0001, 0x0100), *range(0xC001, 0xC100), *range(0xCCA8, 0xCCAF))
+    if s != 0x00FF  # the renegotiation SCSV, added once at the end
+] + [0x00FF]
+"""Every cipher suite code of TLS 1.2 and before that IANA assigned in these ranges, offered by
+the hand-made ClientHello: a server may speak an old version only with a suite the local OpenSSL
+lacks (export, IDEA, RC2, GOST, ...), and choosing one proves the version is accepted."""
+_GROUPS = [0x0017, 0x0018, 0x0019, 0x001D, 0x001E, *range(0x0001, 0x0017), 0x0100, 0x0101]
+_SIGNATURES = [
+    0x0401, 0x0501, 0x0601, 0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0808,
+    0x0201, 0x0203, 0x0202, 0x0402, 0x0502, 0x0602, 0x0101, 0x0301, 0x0303,
+]  # fmt: skip
+_ALERTS = {
+    0x0A: "unexpected_message", 0x14: "bad_record_mac", 0x28: "handshake_failure",
+    0x2F: "illegal_parameter", 0x32: "decode_error", 0x46: "protocol_version",
+    0x47: "insufficient_security", 0x50: "internal_error", 0x56: "inappropriate_fallback",
+    0x6D: "missing_extension", 0x70: "unrecognized_name",
+}  # fmt: skip
+
+
+def _client_hello(version: str) -> bytes:
+    """A ClientHello for exactly `version` (SSLv3 to TLS 1.2) offering `_EVERY_SUITE`, with the
+    extensions an ECC or TLS 1.2 server needs to choose a suite (none for SSLv3)."""
+    major, minor = _RECORD_VERSION[version]
+    extensions = b""
+    if version != "SSLv3":
+        groups = b"".join(struct.pack("!H", g) for g in _GROUPS)
+        items = [
+            (0x000A, struct.pack("!H", len(groups)) + groups),  # supported_groups
+            (0x000B, b"\x01\x00"),  # ec_point_formats: uncompressed
+        ]
+        if version == "TLSv1.2":
+            sigs = b"".join(struct.pack("!H", a) for a in _SIGNATURES)
+            items.append((0x000D, struct.pack("!H", len(sigs)) + sigs))
+        extensions = b"".join(struct.pack("!HH", k, len(v)) + v for k, v in items)
+        extensions = struct.pack("!H", len(extensions)) + extensions
     body = (
-        b"\x03\x00"
+        bytes((major, minor))
         + os.urandom(32)
         + b"\x00"
-        + struct.pack("!H", 2 * len(suites))
-        + b"".join(struct.pack("!H", s) for s in suites)
+        + struct.pack("!H", 2 * len(_EVERY_SUITE))
+        + b"".join(struct.pack("!H", s) for s in _EVERY_SUITE)
         + b"\x01\x00"
+        + extensions
     )
     handshake = b"\x01" + struct.pack("!I", len(body))[1:] + body
-    return b"\x16\x03\x00" + struct.pack("!H", len(handshake)) + handshake
+    # The record layer says 3.1 at most, as clients do: some servers drop 3.3 records of a hello.
+    record = (3, min(minor, 1)) if version != "SSLv3" else (3, 0)
+    return bytes((0x16, *record)) + struct.pack("!H", len(handshake)) + handshake
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -174,61 +224,115 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def probe_sslv3(address: str, port: int, timeout: float) -> dict[str, str]:  # noqa: PLR0911
-    """A hand-made SSLv3 ClientHello (OpenSSL 3 cannot speak SSLv3): a ServerHello for 3.0
-    means the server accepts SSLv3."""
+def probe_hello(address: str, port: int, version: str, timeout: float) -> dict[str, Any]:  # noqa: PLR0911
+    """Offer every suite code at exactly `version` in a hand-made ClientHello and read the first
+    answer: a ServerHello for that version means the server accepts it (no handshake needed to
+    know); alert protocol_version means it refuses it. `tls_answer` says whether the peer spoke
+    TLS at all."""
+    want = _RECORD_VERSION[version]
     try:
         with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.sendall(_sslv3_client_hello())
+            sock.sendall(_client_hello(version))
             header = _recv_exactly(sock, 5)
             if len(header) < 5:
-                return {"outcome": "refused", "detail": "connection closed"}
-            kind, major, minor, length = header[0], header[1], header[2], header[3] << 8 | header[4]
-            if kind == 0x15:
+                return {"outcome": "refused", "detail": "connection closed", "tls_answer": False}
+            kind, length = header[0], header[3] << 8 | header[4]
+            if kind == 0x15 and header[1] == 3:
                 alert = _recv_exactly(sock, min(length, 2))
                 code = alert[1] if len(alert) == 2 else -1
-                return {"outcome": "refused", "detail": f"alert {code}"}
-            if kind != 0x16:
-                return {"outcome": "refused", "detail": f"not TLS (record type {kind})"}
-            payload = _recv_exactly(sock, min(length, 64))
+                name = _ALERTS.get(code, str(code))
+                return {"outcome": "refused", "detail": f"alert {name}", "tls_answer": True,
+                        "alert": code}  # fmt: skip
+            if kind != 0x16 or header[1] != 3:
+                return {"outcome": "refused", "detail": "not TLS", "tls_answer": False}
+            payload = _recv_exactly(sock, min(length, 80))
             if len(payload) >= 6 and payload[0] == 0x02:
-                version = (payload[4], payload[5])
-                if version == (3, 0):
-                    return {"outcome": "accepted", "detail": "ServerHello 3.0"}
-                return {"outcome": "refused", "detail": f"ServerHello {version[0]}.{version[1]}"}
-            return {"outcome": "refused", "detail": f"handshake record {major}.{minor} not Hello"}
+                got = (payload[4], payload[5])
+                suite = ""
+                if len(payload) >= 39 and len(payload) >= 41 + payload[38]:
+                    at = 39 + payload[38]
+                    suite = f" suite 0x{payload[at]:02X}{payload[at + 1]:02X}"
+                if got == want:
+                    return {"outcome": "accepted", "detail": f"ServerHello {got[0]}.{got[1]}"
+                            f"{suite}", "tls_answer": True}  # fmt: skip
+                return {"outcome": "refused", "detail": f"ServerHello {got[0]}.{got[1]}",
+                        "tls_answer": True}  # fmt: skip
+            return {"outcome": "refused", "detail": "handshake record not a ServerHello",
+                    "tls_answer": True}  # fmt: skip
     except OSError as exc:
-        return {"outcome": "refused", "detail": _error_text(exc)}
+        return {"outcome": "refused", "detail": _error_text(exc), "tls_answer": False}
 
 
-def probe_version(address: str, port: int, version: str, timeout: float) -> dict[str, str]:
+_VERSION_REFUSED = (
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "UNSUPPORTED_PROTOCOL",
+    "WRONG_SSL_VERSION",
+    "VERSION_TOO_LOW",
+    "VERSION_TOO_HIGH",
+    "TLSV1_ALERT_INAPPROPRIATE_FALLBACK",
+)
+_NOT_VERSION = (
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    "NO_SHARED_CIPHER",
+    "NO_CIPHERS_AVAILABLE",
+    "NO_SUITABLE_SIGNATURE_ALGORITHM",
+    "LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED",
+)
+"""Failures that say nothing about the version: no suite or signature in common."""
+
+
+def probe_version(address: str, port: int, version: str, timeout: float) -> dict[str, Any]:  # noqa: PLR0911
+    """Whether the service accepts `version` offered alone: `accepted` (with the cipher),
+    `refused` (the server said so, or spoke no TLS), or `untested` when the handshake failed
+    for another reason that even a ClientHello with every suite code could not settle."""
     if version == "SSLv3":
-        return probe_sslv3(address, port, timeout)
+        # OpenSSL 3 cannot speak SSLv3; with every suite code offered, any refusal is the version.
+        return probe_hello(address, port, version, timeout)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     wanted = getattr(ssl.TLSVersion, _SSL_VERSIONS[version])
     try:
-        if version in {"TLSv1", "TLSv1.1"}:
-            # OpenSSL 3 refuses these at its default security level, so a server that allows
-            # them would look compliant: lower the client's level to see what the server does.
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        if version != "TLSv1.3":
+            # Every local cipher at level 0: OpenSSL 3 refuses TLS 1.0/1.1 and many legacy
+            # suites at its default level, so a server that allows them would look compliant.
+            context.set_ciphers(ALL_CIPHERS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             context.minimum_version = wanted
             context.maximum_version = wanted
     except (ValueError, ssl.SSLError) as exc:
-        return {"outcome": "untested", "detail": f"this client cannot offer {version}: {exc}"}
+        return {"outcome": "untested", "detail": f"this client cannot offer {version}: {exc}",
+                "tls_answer": False}  # fmt: skip
+    offered = len(context.get_ciphers())
     try:
         raw = socket.create_connection((address, port), timeout=timeout)
         with raw, context.wrap_socket(raw) as tls:
             negotiated = tls.version()
             cipher = (tls.cipher() or ("?",))[0]
         if negotiated == version:
-            return {"outcome": "accepted", "detail": f"{negotiated} {cipher}"}
-        return {"outcome": "refused", "detail": f"negotiated {negotiated}"}
+            return {"outcome": "accepted", "detail": f"{negotiated} {cipher}", "tls_answer": True}
+        return {"outcome": "refused", "detail": f"negotiated {negotiated}", "tls_answer": True}
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        return {"outcome": "refused", "detail": _error_text(exc)}
+        reason = str(getattr(exc, "reason", "") or "")
+        detail = _error_text(exc)
+        if reason in _VERSION_REFUSED:
+            return {"outcome": "refused", "detail": detail, "tls_answer": True}
+        if reason not in _NOT_VERSION or version == "TLSv1.3":
+            return {"outcome": "refused", "detail": detail,
+                    "tls_answer": "ALERT" in reason}  # fmt: skip
+    # No suite in common with what this OpenSSL has: ask again with every suite code there is.
+    hello = probe_hello(address, port, version, timeout)
+    if hello["outcome"] == "accepted" or hello.get("alert") == 0x46 or not hello["tls_answer"]:
+        hello["detail"] = f"{detail}; every suite code: {hello['detail']}"
+        return hello
+    return {
+        "outcome": "untested",
+        "detail": f"no cipher in common ({detail} with the {offered} ciphers of this OpenSSL; "
+        f"{hello['detail']} with every suite code)",
+        "tls_answer": True,
+    }
 
 
 def op_tls(request: dict[str, Any]) -> dict[str, Any]:

@@ -282,12 +282,19 @@ class Prober:
                 problems.append(f"{zone}: {answer}")
                 continue
             for entry in answer.get("services", []):
+                raw = entry.get("versions", [])
                 versions = tuple(
-                    TlsVersionResult(v["version"], v["outcome"], v.get("detail", ""))
-                    for v in entry.get("versions", [])
+                    TlsVersionResult(v["version"], v["outcome"], v.get("detail", "")) for v in raw
                 )
-                if not any(v.outcome == "accepted" for v in versions):
-                    continue  # not a TLS service
+                # A TLS service: it accepted a version, or answered in TLS to a handshake that
+                # failed for a reason other than the version (no cipher in common), which the
+                # check must report as undecided rather than drop.
+                if not any(
+                    v["outcome"] == "accepted"
+                    or (v["outcome"] == "untested" and v.get("tls_answer"))
+                    for v in raw
+                ):
+                    continue
                 target_zone = self.zones.zone_of(entry["address"])
                 services.append(
                     TlsService(

@@ -636,6 +636,39 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
             tls_service("198.18.1.30", 443, "dmz"),
             versions=tuple(v for v in versions() if v.version != "SSLv3")),)),
          Status.ERROR, "198.18.1.30:443: could not test SSLv3: not offered"),
+        ("camellia only", replace(CLEAN, tls=(replace(
+            tls_service("198.18.1.11", 443, "dmz"),
+            versions=(
+                TlsVersionResult("SSLv3", "refused", "alert handshake_failure"),
+                TlsVersionResult("TLSv1", "accepted", "TLSv1 DHE-RSA-CAMELLIA256-SHA"),
+                TlsVersionResult("TLSv1.1", "accepted", "TLSv1.1 DHE-RSA-CAMELLIA256-SHA"),
+                TlsVersionResult("TLSv1.2", "refused", "TLS: UNSUPPORTED_PROTOCOL"),
+                TlsVersionResult("TLSv1.3", "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION"),
+            )),)),
+         Status.FAIL, "198.18.1.11:443 (dmz) accepts TLSv1 (TLSv1 DHE-RSA-CAMELLIA256-SHA), "
+         "TLSv1.1 (TLSv1.1 DHE-RSA-CAMELLIA256-SHA)"),
+        ("no cipher in common", replace(CLEAN, tls=(replace(
+            tls_service("198.18.1.11", 443, "dmz"),
+            versions=(
+                TlsVersionResult("SSLv3", "refused", "alert handshake_failure"),
+                TlsVersionResult("TLSv1", "untested", "no cipher in common (TLS: "
+                                 "SSLV3_ALERT_HANDSHAKE_FAILURE with the 158 ciphers of this "
+                                 "OpenSSL; alert handshake_failure with every suite code)"),
+                TlsVersionResult("TLSv1.1", "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION"),
+                TlsVersionResult("TLSv1.2", "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION"),
+                TlsVersionResult("TLSv1.3", "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION"),
+            )),)),
+         Status.ERROR, "198.18.1.11:443: could not test TLSv1: no cipher in common"),
+        ("only modern, lower ones refused", replace(CLEAN, tls=(replace(
+            tls_service("198.18.1.11", 443, "dmz"),
+            versions=(
+                *(TlsVersionResult(v, "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION")
+                  for v in ("SSLv3", "TLSv1", "TLSv1.1")),
+                TlsVersionResult("TLSv1.2", "untested", "no cipher in common"),
+                TlsVersionResult("TLSv1.3", "refused", "TLS: TLSV1_ALERT_PROTOCOL_VERSION"),
+            )),)),
+         Status.PASS, "198.18.1.11:443 (dmz) refuses SSLv3, TLSv1, TLSv1.1 "
+         "(accepts no version it was offered)"),
         ("no tls", replace(CLEAN, tls=(), tls_probed=3), Status.NOT_APPLICABLE,
          "no TLS service found (3 open TCP endpoints"),
         ("probes failed", replace(CLEAN, tls=Unavailable("TLS probes failed: internet: no answer")),

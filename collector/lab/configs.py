@@ -399,20 +399,53 @@ http {{
         ssl_certificate {pki}/gateway.crt;
         ssl_certificate_key {pki}/gateway.key;
         ssl_client_certificate {pki}/ca.crt;
-        ssl_verify_client on;
+        # Judged per location by client-verify.conf, which answers as `ssl_verify_client on`
+        # does (400 "No required SSL certificate was sent" / "The SSL certificate error"), so
+        # the faults ztna-any-cert and ztna-open-path can each loosen one part of it.
+        ssl_verify_client optional_no_ca;
         include {nginx}/tls.conf;
-        location / {{
-            proxy_pass https://{t.HIS_WEB[0]}:{t.HIS_WEB[1]};
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {pki}/ca.crt;
-            proxy_ssl_name his-web.hospital.lab;
-            proxy_connect_timeout 5s;
-            proxy_set_header X-Client-Verify $ssl_client_verify;
-            proxy_set_header X-Client-DN $ssl_client_s_dn;
-        }}
+        include {nginx}/locations.conf;
     }}
 }}
 """
+
+
+def nginx_proxy_conf(paths: LabPaths) -> str:
+    """LAB/nginx/proxy.conf: how a location of the gateway passes a request on to his-web."""
+    return f"""proxy_pass https://{t.HIS_WEB[0]}:{t.HIS_WEB[1]};
+proxy_ssl_verify on;
+proxy_ssl_trusted_certificate {paths.pki}/ca.crt;
+proxy_ssl_name his-web.hospital.lab;
+proxy_connect_timeout 5s;
+proxy_set_header X-Client-Verify $ssl_client_verify;
+proxy_set_header X-Client-DN $ssl_client_s_dn;
+"""
+
+
+def nginx_client_verify_conf(any_cert: bool) -> str:
+    """LAB/nginx/client-verify.conf: the client certificate check of a protected location;
+    with the fault ztna-any-cert only its presence is checked, not its issuer or dates."""
+    if any_cert:
+        return (
+            f"# fault {t.FAULT_ZTNA_ANY_CERT}\nif ($ssl_client_verify = NONE) {{ return 496; }}\n"
+        )
+    return (
+        "if ($ssl_client_verify = NONE) { return 496; }\n"
+        "if ($ssl_client_verify != SUCCESS) { return 495; }\n"
+    )
+
+
+def nginx_locations_conf(open_path: bool) -> str:
+    """LAB/nginx/locations.conf: every path checks the client certificate; with the fault
+    ztna-open-path a later-added /api/ location proxies without the check. (Relative includes
+    are read from nginx.conf's folder, LAB/nginx.)"""
+    text = "location / {\n    include client-verify.conf;\n    include proxy.conf;\n}\n"
+    if open_path:
+        text = (
+            f"# fault {t.FAULT_ZTNA_OPEN_PATH}\n{text}"
+            "location /api/ {\n    include proxy.conf;\n}\n"
+        )
+    return text
 
 
 def nginx_tls_conf(tls10: bool) -> str:
@@ -513,6 +546,11 @@ def render_all(
         paths.apache / "engine.conf": modsecurity_engine_conf(t.FAULT_WAF_BYPASS in active),
         paths.nginx / "nginx.conf": nginx_conf(paths),
         paths.nginx / "tls.conf": nginx_tls_conf(t.FAULT_TLS10 in active),
+        paths.nginx / "proxy.conf": nginx_proxy_conf(paths),
+        paths.nginx / "client-verify.conf": nginx_client_verify_conf(
+            t.FAULT_ZTNA_ANY_CERT in active
+        ),
+        paths.nginx / "locations.conf": nginx_locations_conf(t.FAULT_ZTNA_OPEN_PATH in active),
         paths.snmp / "snmpd.conf": snmpd_conf(persona, secrets),
         paths.ssh / "sshd_config": sshd_conf(paths),
     }

@@ -9,16 +9,25 @@ from __future__ import annotations
 import os
 import signal
 import ssl
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.lab import legacy_tls
 from collector.lab import netns as ns
 from collector.lab import topology as t
-from collector.lab.configs import LabPaths, modsecurity_engine_conf, nginx_tls_conf
+from collector.lab.configs import (
+    LabPaths,
+    modsecurity_engine_conf,
+    nginx_client_verify_conf,
+    nginx_locations_conf,
+    nginx_tls_conf,
+)
 from collector.lab.host import LabError
+from collector.lab.pki import stranger_client
 from collector.lab.processes import alive_in, read_pid
 
 
@@ -45,11 +54,26 @@ DAEMON_FAULTS: dict[str, _DaemonFault] = {
         nginx_tls_conf,
         lambda dmz, on: gateway_accepts_tls10(dmz) is on,
     ),
+    t.FAULT_ZTNA_ANY_CERT: _DaemonFault(
+        "gateway",
+        lambda paths: paths.nginx / "client-verify.conf",
+        nginx_client_verify_conf,
+        lambda dmz, on: gateway_status(dmz, "/", stranger=True) == (200 if on else 400),
+    ),
+    t.FAULT_ZTNA_OPEN_PATH: _DaemonFault(
+        "gateway",
+        lambda paths: paths.nginx / "locations.conf",
+        nginx_locations_conf,
+        lambda dmz, on: gateway_status(dmz, "/api/") == (200 if on else 400),
+    ),
 }
 
 
 def switch(name: str, on: bool, *, paths: LabPaths, dmz: str) -> None:
-    """Switch one of `DAEMON_FAULTS` on or off; `dmz` is the dmz's namespace."""
+    """Switch one of `DAEMON_FAULTS` (or `tls-camellia`) on or off; `dmz` is the dmz's namespace."""
+    if name == t.FAULT_TLS_CAMELLIA:
+        legacy_tls.switch(on, paths=paths, dmz=dmz)
+        return
     fault = DAEMON_FAULTS[name]
     _switch_daemon_file(
         fault.file(paths),
@@ -125,3 +149,31 @@ def gateway_accepts_tls10(netns: str) -> bool:
             return tls.version() == "TLSv1"
     except OSError:
         return False
+
+
+def gateway_status(netns: str, path: str, *, stranger: bool = False) -> int:
+    """Status of a GET of `path` at the gateway from inside `netns`, with no client certificate
+    or (`stranger`) with one from a CA the gateway does not trust (0: no answer)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: ztna.hospital.lab\r\n"
+        "User-Agent: medsec-lab-selfcheck\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="medsec-lab-") as folder:
+            if stranger:
+                cert, key = stranger_client()
+                (Path(folder) / "c.pem").write_bytes(cert + key)
+                context.load_cert_chain(Path(folder) / "c.pem")
+        with (
+            ns.connect(netns, *t.GATEWAY, timeout=2.0) as connection,
+            context.wrap_socket(connection, server_hostname="ztna.hospital.lab") as tls,
+        ):
+            tls.sendall(request.encode())
+            head = tls.recv(64).decode("latin-1")
+    except OSError:
+        return 0
+    parts = head.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

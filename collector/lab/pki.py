@@ -1,6 +1,8 @@
 """The lab's key material, made fresh by every `up`: a lab CA with server certificates for the
-ZTNA gateway and his-web and a client certificate for the gateway, the office sshd's host key,
-the probe user's SSH key pair, and the SNMP secrets. EC P-256 and Ed25519 keep `up` fast.
+ZTNA gateway and his-web and a client certificate for the gateway, the two client certificates
+the gateway must refuse (one expired from the lab CA, one from a CA the gateway does not trust)
+that the ZTNA faults are checked with, the office sshd's host key, the probe user's SSH key
+pair, and the SNMP secrets. EC P-256 and Ed25519 keep `up` fast.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _ca(now: dt.datetime) -> _Issued:
+def _ca(now: dt.datetime, common_name: str = "medsec lab CA") -> _Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("medsec lab CA")
+    name = _name(common_name)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -71,17 +73,25 @@ def _ca(now: dt.datetime) -> _Issued:
 
 
 def _leaf(
-    ca: _Issued, now: dt.datetime, common_name: str, *, dns: str = "", ip: str = ""
+    ca: _Issued,
+    now: dt.datetime,
+    common_name: str,
+    *,
+    dns: str = "",
+    ip: str = "",
+    expired: bool = False,
 ) -> _Issued:
     key = ec.generate_private_key(ec.SECP256R1())
+    # An expired certificate ended yesterday, after a validity as long as a current one's.
+    end = now - dt.timedelta(days=1) if expired else now + _VALIDITY
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_before(end - _VALIDITY - dt.timedelta(hours=1))
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
@@ -117,7 +127,9 @@ def _write_issued(folder: Path, stem: str, issued: _Issued) -> None:
 
 
 def make_pki(paths: LabPaths) -> None:
-    """LAB/pki: ca.crt/key, gateway.crt/key, his-web.crt/key, client.crt/key (mode 0600 keys)."""
+    """LAB/pki: ca.crt/key, gateway.crt/key, his-web.crt/key, client.crt/key, and the refused
+    client certificates client-expired.crt/key (lab CA, expired) and stranger.crt/key (from
+    stranger-ca.crt, which the gateway does not trust; its key is not kept). Keys mode 0600."""
     now = dt.datetime.now(dt.UTC)
     ca = _ca(now)
     _write_issued(paths.pki, "ca", ca)
@@ -132,6 +144,25 @@ def make_pki(paths: LabPaths) -> None:
         _leaf(ca, now, "his-web.hospital.lab", dns="his-web.hospital.lab", ip=t.HIS_WEB[0]),
     )
     _write_issued(paths.pki, "client", _leaf(ca, now, "medsec-probe"))
+    _write_issued(paths.pki, "client-expired", _leaf(ca, now, "medsec-probe", expired=True))
+    stranger = _ca(now, "medsec lab stranger CA")
+    _write(
+        paths.pki / "stranger-ca.crt", stranger.cert.public_bytes(serialization.Encoding.PEM), 0o644
+    )
+    _write_issued(paths.pki, "stranger", _leaf(stranger, now, "medsec-probe"))
+
+
+def stranger_client() -> tuple[bytes, bytes]:
+    """A client certificate and its key (PEM) from a CA made here and forgotten: one no
+    gateway can trust."""
+    now = dt.datetime.now(dt.UTC)
+    issued = _leaf(_ca(now, "medsec lab stranger CA"), now, "medsec-probe")
+    key = issued.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return issued.cert.public_bytes(serialization.Encoding.PEM), key
 
 
 def _ssh_pair(comment: str) -> tuple[bytes, bytes]:

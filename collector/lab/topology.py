@@ -53,6 +53,9 @@ PORTAL_BACKEND: Final = ("127.0.0.1", 8080)
 """The portal application, on the dmz namespace's loopback: reachable only through the WAF."""
 BOOKING: Final = ("198.18.1.11", 80)
 """The second web application, no WAF in front."""
+LEGACY_TLS: Final = ("198.18.1.11", 443)
+"""openssl s_server speaking TLS 1.0/1.1 with CAMELLIA only, while the fault `tls-camellia` is on
+(`legacy_tls`): on the booking host, on a port the policy opens from internet and office."""
 GATEWAY: Final = ("198.18.1.30", 443)
 """nginx requiring client certificates (the ZTNA stand-in), proxying to HIS_WEB."""
 DATABASE: Final = ("198.18.2.10", 5432)
@@ -80,20 +83,30 @@ FAULT_OFFICE_HIS_OPEN: Final = "office-his-open"
 FAULT_WAF_BYPASS: Final = "waf-bypass"
 FAULT_ZTNA_BYPASS: Final = "ztna-bypass"
 FAULT_TLS10: Final = "tls10"
+FAULT_TLS_CAMELLIA: Final = "tls-camellia"
 FAULT_HIS_DB_LEAK: Final = "his-db-leak"
 FAULT_ROUTER_RESET: Final = "router-reset"
 FAULT_ROUTER_UNFILTERED: Final = "router-unfiltered"
+FAULT_ZTNA_ANY_CERT: Final = "ztna-any-cert"
+FAULT_ZTNA_OPEN_PATH: Final = "ztna-open-path"
 FAULTS: Final = {
     FAULT_OFFICE_HIS_OPEN: "the router accepts every TCP connection from office to his",
     FAULT_WAF_BYPASS: "ModSecurity only detects (SecRuleEngine DetectionOnly): attacks pass",
     FAULT_ZTNA_BYPASS: "the router accepts office and internet to his-web tcp/8443 directly",
     FAULT_TLS10: "the ZTNA gateway also accepts TLS 1.0 (ciphers DEFAULT:@SECLEVEL=0)",
+    FAULT_TLS_CAMELLIA: "a legacy TLS service on the booking host (198.18.1.11 tcp/443) speaks "
+    "TLS 1.0 and 1.1 only, with CAMELLIA suites only (not in OpenSSL's DEFAULT list)",
     FAULT_HIS_DB_LEAK: "the router accepts office to the his database's SQL Server port "
     "(198.18.2.10 tcp/1433), a port the policy does not name",
     FAULT_ROUTER_RESET: "the router rejects what the policy does not allow instead of dropping "
     "it: TCP with a reset, UDP with ICMP port unreachable (as it would from a closed port)",
     FAULT_ROUTER_UNFILTERED: "the router forwards everything between zones: no filtering rule "
     "at all (hosts answer for themselves, closed ports with resets)",
+    FAULT_ZTNA_ANY_CERT: "the ZTNA gateway checks only that a client certificate was sent "
+    "(ssl_verify_client optional_no_ca, $ssl_client_verify not read): a certificate from any "
+    "CA reaches his-web (an expired one is still refused: optional_no_ca forgives only the issuer)",
+    FAULT_ZTNA_OPEN_PATH: "the ZTNA gateway checks the client certificate only in location /: "
+    "a later-added location /api/ proxies to his-web for anyone",
 }
 ROUTER_FAULTS: Final = frozenset(
     {

@@ -222,9 +222,14 @@ class AttackExchange:
     """A request carrying a recognisable attack string, and its answer."""
 
     kind: str
-    """xss, sqli, lfi."""
+    """The attack class: sqli, xss, traversal, cmdi, scanner (User-Agent), protocol."""
     payload: str
+    """The request as sent: method, path or query, header or body carrying the string."""
     exchange: HttpExchange
+    location: str = "query"
+    """Where the attack string went: query, path, body or header."""
+    benign: HttpExchange | None = None
+    """The same request with a harmless value in its place (None: not sent)."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,8 @@ class WebAppProbe:
     attacks: tuple[AttackExchange, ...] = ()
     error: str | None = None
     """Why the probes could not run."""
+    not_found: HttpExchange | None = None
+    """A GET of a page that does not exist: the application's own error answer."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +261,19 @@ class CriticalSystem:
     ports: tuple[str, ...]
     zone: str
     ztna_gateway: str | None
+
+
+@dataclass(frozen=True)
+class GatewayAttempt:
+    """One request to a ZTNA gateway from a client without valid credentials, or (credential
+    `configured`) the same request with the site's client certificate, to compare with."""
+
+    path: str
+    """The request target: the published path, /api/, a random path, a path with `..`."""
+    credential: str
+    """none; untrusted (a certificate from a CA the scanner made at scan time); expired (from
+    that CA, validity ended); configured (the zones file's client certificate)."""
+    exchange: HttpExchange
 
 
 @dataclass(frozen=True)
@@ -274,6 +294,9 @@ class GatewayProbe:
     authenticated: HttpExchange | None = None
     """GET with the configured client certificate; None when none was configured."""
     error: str | None = None
+    attempts: tuple[GatewayAttempt, ...] = ()
+    """Every credential (none, untrusted, expired) on every probed path; and `configured` on
+    each path when the zones file gives a client certificate usable from the vantage."""
 
 
 @dataclass(frozen=True)

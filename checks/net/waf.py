@@ -1,21 +1,18 @@
-"""A web application firewall protects every web application the zones file says needs one: an
-ordinary request succeeds, and requests carrying recognisable attack strings (XSS, SQL
-injection, path traversal) are blocked — refused with another status than the ordinary request
-got, cut at the connection, or answered with a WAF's block page.
-
-The WAF is named when its answers carry a known marker (the public fingerprints wafw00f uses:
-ModSecurity, Chaitin SafeLine, NSFOCUS, Qi An Xin / 360 WangZhanBao, Huawei Cloud WAF). Sangfor,
-Huawei's on-premises WAF and most Chinese appliances publish no marker; their blocks are
-recognised by behaviour, and the evidence names the server that answered the blocks.
+"""A web application firewall protects every web application the zones file says needs one,
+judged by behaviour: a battery of attack requests covering the classes a WAF is bought for (SQL
+injection, XSS, path traversal, command injection, a scanner's User-Agent, a protocol
+violation) in the query, path, body and headers, each beside a benign twin of the same shape.
+It passes only when every class is blocked and each block can be told from the application's
+own errors (a WAF's marker, another responder, a connection cut, or a block page no benign
+request got); a class let through fails, naming it; a class whose answers cannot be told apart
+is `error`. The WAF is named when its answers carry a known marker (`waf_battery`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from checks.facts.network import AttackExchange, HttpExchange, NetFacts, WebAppProbe
+from checks.facts.network import NetFacts, WebAppProbe
 from checks.model import (
     Msg,
     Outcome,
@@ -26,96 +23,11 @@ from checks.model import (
     passed,
     require,
 )
+from checks.net.waf_battery import CLASSES, FINGERPRINTS, Fingerprint, Judged, judge_all, name_waf
 from checks.net.wording import answered
 from checks.registry import check
 
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """Markers that name a WAF product in an answer (any one suffices)."""
-
-    product: str
-    headers: tuple[tuple[str, str], ...] = ()
-    """(header name, regex on its value)."""
-    body: tuple[str, ...] = ()
-    """Regexes on the body."""
-    statuses: tuple[int, ...] = ()
-    """Statuses only this product uses."""
-
-    def matches(self, exchange: HttpExchange) -> Msg | None:
-        """The marker found, or None."""
-        for name, pattern in self.headers:
-            for key, value in exchange.headers:
-                if key.lower() == name and re.search(pattern, value, re.IGNORECASE):
-                    return Msg(f"{key}: {value}", f"{key}: {value}")
-        for pattern in self.body:
-            match = re.search(pattern, exchange.body, re.IGNORECASE)
-            if match:
-                text = repr(match.group(0))
-                return Msg(f"body contains {text}", f"响应正文包含 {text}")
-        if exchange.status in self.statuses:
-            return Msg(f"status {exchange.status}", f"状态码 {exchange.status}")
-        return None
-
-
-FINGERPRINTS: tuple[Fingerprint, ...] = (
-    Fingerprint(
-        "ModSecurity",
-        headers=(("server", r"mod_security|NOYB"),),
-        body=(
-            r"This.error.was.generated.by.Mod.?Security",
-            r"rules.of.the.mod.security.module",
-            r"mod.security.rules.triggered",
-            r"Protected.by.Mod.?Security",
-            r"/modsecurity.errorpage/",
-        ),
-    ),
-    Fingerprint("Chaitin SafeLine (长亭雷池)", body=(r"SafeLine", r"<!--\s*event[_ ]id:")),
-    Fingerprint("NSFOCUS WAF (绿盟)", headers=(("server", r"NSFocus"),)),
-    Fingerprint(
-        "Qi An Xin / 360 WangZhanBao (奇安信网站卫士)",
-        headers=(("server", r"qianxin-waf"), ("wzws-ray", r"."), ("x-powered-by-360wzb", r".")),
-        body=(r"wzws-waf-cgi/", r"wangshan\.360\.cn"),
-        statuses=(493,),
-    ),
-    Fingerprint(
-        "Huawei Cloud WAF (华为云)",
-        headers=(("server", r"HuaweiCloudWAF"), ("set-cookie", r"HWWAFSESID=")),
-        body=(r"hwclouds\.com", r"hws_security@"),
-    ),
-)
-
-_CUT = ("reset", "closed", "refused", "timed out", "EOF", "Remote end")
-
-
-def identify(exchanges: Sequence[HttpExchange]) -> tuple[str, Msg] | None:
-    """(product, marker) of the first fingerprint found in the answers."""
-    for exchange in exchanges:
-        for fingerprint in FINGERPRINTS:
-            marker = fingerprint.matches(exchange)
-            if marker is not None:
-                return fingerprint.product, marker
-    return None
-
-
-def _blocked(baseline: HttpExchange, attack: AttackExchange) -> Msg | None:
-    """How the attack request was blocked, or None when it was answered like any request."""
-    answer = attack.exchange
-    if answer.status is None:
-        if answer.error and any(word in answer.error for word in _CUT):
-            return Msg(f"connection cut ({answer.error})", f"连接被切断（{answer.error}）")
-        return None
-    found = identify([answer])
-    if found is not None:
-        product, marker = found
-        return Msg(
-            f"{answer.status} with {product}'s marker ({marker.en})",
-            f"{answer.status}，带有 {product} 的特征（{marker.zh}）",
-        )
-    if answer.status >= 400 and answer.status != baseline.status:
-        status = f"{answer.status} {answer.reason}".strip()
-        return Msg(status, status)
-    return None
+__all__ = ["FINGERPRINTS", "Fingerprint", "waf"]
 
 
 def _app(facts: NetFacts) -> tuple[WebAppProbe, ...]:
@@ -182,65 +94,145 @@ def waf(facts: NetFacts) -> Iterator[Outcome]:
                 target=target,
             )
             continue
-        outcomes = [(attack, _blocked(baseline, attack)) for attack in app.attacks]
-        evidence["attacks"] = [
-            {
-                "kind": attack.kind,
-                "url": attack.exchange.url,
-                "answer": attack.exchange.summary(),
-                "blocked": how.en if how is not None else None,
-            }
-            for attack, how in outcomes
-        ]
-        found = identify([a.exchange for a, how in outcomes if how] + [baseline])
-        name = found[0] if found else None
-        evidence["waf"] = name or "not identified"
-        if found:
-            evidence["waf_marker"] = found[1].en
-        blockers = {a.exchange.header("server") for a, how in outcomes if how}
-        blockers.discard(None)
-        app_server = baseline.header("server")
-        if blockers and blockers != {app_server}:
-            evidence["answered_blocks"] = sorted(str(b) for b in blockers)
-        let_through = [attack for attack, how in outcomes if how is None]
-        if let_through:
-            first, got = let_through[0], answered(let_through[0].exchange)
-            kinds = Msg(
-                ", ".join(a.kind for a in let_through), "、".join(a.kind for a in let_through)
-            )
-            yield failed(
-                Msg(
-                    f"{target}: {kinds.en} attack requests were answered like ordinary ones, not "
-                    f"blocked: {first.exchange.url} -> {got.en} (ordinary request: {ordinary.en})",
-                    f"{target}：{kinds.zh} 攻击请求未被阻断，与正常请求一样得到应答："
-                    f"{first.exchange.url} -> {got.zh}（正常请求：{ordinary.zh}）",
-                ),
-                evidence,
-                target=target,
-            )
-            continue
-        who = Msg(name, name) if name else _unnamed(blockers)
-        first_how = next(how for _, how in outcomes if how is not None)
-        kinds = Msg(", ".join(a.kind for a, _ in outcomes), "、".join(a.kind for a, _ in outcomes))
-        yield passed(
+        yield _verdict(app, evidence)
+
+
+def _classes(judged: tuple[Judged, ...], verdict: str) -> list[str]:
+    """Attack classes, in battery order, with at least one request of that verdict."""
+    kinds = {j.attack.kind for j in judged if j.verdict == verdict}
+    return [k for k in CLASSES if k in kinds] + sorted(kinds - set(CLASSES))
+
+
+def _listed(judged: list[Judged]) -> Msg:
+    """`sqli (query, body), xss (body)`: classes with the locations concerned."""
+    by_kind: dict[str, list[str]] = {}
+    for j in judged:
+        by_kind.setdefault(j.attack.kind, []).append(j.attack.location)
+    en = ", ".join(f"{k} ({', '.join(v)})" for k, v in by_kind.items())
+    zh = "、".join(f"{k}（{'、'.join(v)}）" for k, v in by_kind.items())
+    return Msg(en, zh)
+
+
+def _verdict(app: WebAppProbe, evidence: dict[str, object]) -> Outcome:
+    target, baseline = app.name, app.baseline
+    assert baseline is not None  # noqa: S101 — checked by the caller
+    ordinary = answered(baseline)
+    judged = judge_all(app.attacks, app.not_found)
+    evidence["not_found"] = app.not_found.summary() if app.not_found else None
+    evidence["attacks"] = [
+        {
+            "kind": j.attack.kind,
+            "location": j.attack.location,
+            "request": j.attack.payload,
+            "answer": j.attack.exchange.summary(),
+            "benign": j.attack.benign.summary() if j.attack.benign else None,
+            "verdict": j.verdict,
+            "how": j.why.en,
+            "marks": [m.en for m in j.marks],
+        }
+        for j in judged
+    ]
+    blocks = [j for j in judged if j.verdict == "blocked"]
+    found = name_waf(baseline, [j.attack.exchange for j in blocks])
+    name = found[0] if found else None
+    evidence["waf"] = name or "not identified"
+    if found:
+        evidence["waf_marker"] = found[1].en
+    servers = {j.attack.exchange.header("server") for j in blocks if j.attack.exchange.status}
+    if servers - {baseline.header("server")}:
+        evidence["answered_blocks"] = sorted(str(s) for s in servers)
+    through = [j for j in judged if j.verdict == "through"]
+    blocked_kinds = [
+        k for k in _classes(judged, "blocked") if k not in {j.attack.kind for j in through}
+    ]
+    through_kinds = _classes(judged, "through")
+    evidence["classes_through"] = through_kinds
+    evidence["classes_blocked"] = blocked_kinds
+    if through:
+        first, got = through[0], answered(through[0].attack.exchange)
+        twin = answered(first.attack.benign) if first.attack.benign else ordinary
+        kinds = Msg(", ".join(through_kinds), "、".join(through_kinds))
+        stopped = Msg(", ".join(blocked_kinds) or "none", "、".join(blocked_kinds) or "无")
+        where = _listed(through)
+        return failed(
             Msg(
-                f"{target}: ordinary request {ordinary.en}; {len(outcomes)} attack requests "
-                f"({kinds.en}) blocked ({first_how.en}) by {who.en}",
-                f"{target}：正常请求 {ordinary.zh}；{len(outcomes)} 个攻击请求（{kinds.zh}）"
-                f"均被阻断（{first_how.zh}），阻断方：{who.zh}",
+                f"{target}: {kinds.en} attack requests were answered like their benign twins, "
+                f"not blocked: {where.en}; e.g. {first.attack.payload} -> {got.en} (benign "
+                f"twin: {twin.en}); classes blocked throughout: {stopped.en}",
+                f"{target}：{kinds.zh} 攻击请求未被阻断，与正常对照请求一样得到应答：{where.zh}；"
+                f"例如 {first.attack.payload} -> {got.zh}（正常对照：{twin.zh}）；"
+                f"全部被阻断的攻击类别：{stopped.zh}",
             ),
             evidence,
             target=target,
         )
+    missing = [k for k in CLASSES if k not in {j.attack.kind for j in judged}]
+    unmarked = [j for j in blocks if not j.marks]
+    undecided = [k for k in _classes(judged, "undecided") if k not in blocked_kinds]
+    if missing or undecided or unmarked:
+        reasons: list[Msg] = []
+        if missing:
+            reasons.append(Msg(f"not sent: {', '.join(missing)}", f"未发送：{'、'.join(missing)}"))
+        if undecided:
+            first_undecided = next(j for j in judged if j.attack.kind == undecided[0])
+            reasons.append(
+                Msg(
+                    f"cannot be told: {', '.join(undecided)} (e.g. {first_undecided.where}: "
+                    f"{first_undecided.why.en})",
+                    f"无法判断：{'、'.join(undecided)}（例如 {first_undecided.where}："
+                    f"{first_undecided.why.zh}）",
+                )
+            )
+        if unmarked:
+            where = _listed(unmarked)
+            example = unmarked[0]
+            reasons.append(
+                Msg(
+                    f"refused, but nothing tells the refusal from the application's own errors: "
+                    f"{where.en} (e.g. {example.attack.payload} -> "
+                    f"{answered(example.attack.exchange).en}, same responder as its benign twin, "
+                    "no WAF marker, no block page of its own)",
+                    f"被拒绝，但无法与应用自身的错误应答区分：{where.zh}（例如 "
+                    f"{example.attack.payload} -> {answered(example.attack.exchange).zh}，"
+                    "应答方与正常对照相同，无 WAF 特征，无独有的阻断页面）",
+                )
+            )
+        return errored(
+            Msg(
+                f"{target}: the evidence of a WAF is too weak: " + "; ".join(r.en for r in reasons),
+                f"{target}：WAF 存在的证据不足：" + "；".join(r.zh for r in reasons),
+            ),
+            evidence,
+            target=target,
+        )
+    who = Msg(name, name) if name else _unnamed(servers)
+    marks = {m.en: m for j in blocks for m in j.marks}
+    how = {f"{answered(j.attack.exchange).en}": answered(j.attack.exchange) for j in blocks}
+    kinds = Msg(", ".join(blocked_kinds), "、".join(blocked_kinds))
+    shown = list(how.values())[:3]
+    return passed(
+        Msg(
+            f"{target}: ordinary request {ordinary.en}; all {len(blocked_kinds)} attack classes "
+            f"({kinds.en}) blocked in {len(blocks)} requests beside their benign twins "
+            f"({'; '.join(h.en for h in shown)}), told from the application's own errors by "
+            f"{', '.join(list(marks)[:3])}; blocked by {who.en}",
+            f"{target}：正常请求 {ordinary.zh}；全部 {len(blocked_kinds)} 类攻击（{kinds.zh}）"
+            f"的 {len(blocks)} 个请求均被阻断，对应的正常对照请求均得到正常应答"
+            f"（{'；'.join(h.zh for h in shown)}），可与应用自身的错误区分："
+            f"{'、'.join(m.zh for m in list(marks.values())[:3])}；阻断方：{who.zh}",
+        ),
+        evidence,
+        target=target,
+    )
 
 
-def _unnamed(blockers: set[str | None]) -> Msg:
+def _unnamed(servers: set[str | None]) -> Msg:
     """A WAF seen only by its behaviour, with the servers that answered its blocks."""
-    servers = sorted(str(b) for b in blockers)
-    shown = ", ".join(servers) or "no Server header"
+    named = sorted(str(b) for b in servers if b)
+    shown = ", ".join(named) or "no Server header"
     return Msg(
         f"a WAF (product not identified; blocks answered by {shown})",
-        f"未识别产品的 WAF（阻断应答的 Server 头：{'、'.join(servers)}）"
-        if servers
+        f"未识别产品的 WAF（阻断应答的 Server 头：{'、'.join(named)}）"
+        if named
         else "未识别产品的 WAF（阻断应答无 Server 头）",
     )

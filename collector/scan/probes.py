@@ -1,6 +1,7 @@
 """Phase 2 of a scan: probes chosen from what the nmap phase saw, each sent by the probe helper
-(`probe_cli`) from inside a vantage — HTTP requests to the web applications (an ordinary one
-and three carrying attack strings) from a zone the policy lets reach them, the ZTNA gateways
+(`probe_cli`) from inside a vantage — HTTP requests to the web applications (an ordinary one, a
+battery of attack requests each beside a benign twin, and a page that does not exist) from a
+zone the policy lets reach them, the ZTNA gateways
 (without and with a client certificate) from a user or internet zone, every TLS version offered
 to every open TCP port from a vantage that saw it open, and the firewall's SNMP identity.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from checks.facts.network import (
@@ -26,6 +28,7 @@ from checks.facts.network import (
     WebAppProbe,
 )
 from checks.model import Unavailable
+from collector.scan.gateway_plan import gateway_attempts, gateway_requests, probe_paths
 from collector.scan.vantage import SshVantage, Vantage, VantageError
 from collector.scan.zones import (
     CriticalSystemConfig,
@@ -38,12 +41,70 @@ from collector.scan.zones import (
 )
 
 TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-ATTACKS = (
-    ("xss", "q=%3Cscript%3Ealert(%22XSS%22)%3C%2Fscript%3E"),
-    ("sqli", "id=1%27%20OR%20%271%27%3D%271%27%20UNION%20SELECT%20NULL%2CNULL--"),
-    ("lfi", "file=..%2F..%2F..%2F..%2Fetc%2Fpasswd"),
-)
-"""The attack strings sent to web apps: recognisable to any WAF (CRS 941xxx, 942xxx, 930xxx)."""
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One request of the WAF battery beside its benign twin: the same method, location and
+    shape, with a harmless value where the attack string goes."""
+
+    kind: str
+    """sqli, xss, traversal, cmdi, scanner, protocol."""
+    location: str
+    """query, path, body or header."""
+    attack: Mapping[str, Any]
+    """What the request changes (query, path, body, headers, method), attack string included."""
+    benign: Mapping[str, Any]
+
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+def _pair(kind: str, location: str, attack: str, benign: str, **extra: Any) -> Attack:
+    """An attack and its twin whose value at `location` is the given string."""
+
+    def request(value: str) -> dict[str, Any]:
+        if location == "query":
+            return {"query": value, **extra}
+        if location == "path":
+            return {"path": value, **extra}
+        if location == "body":
+            return {"method": "POST", "body": value, "headers": _FORM, **extra}
+        name, _, text = value.partition(": ")
+        return {"headers": {name: text}, **extra}
+
+    return Attack(kind, location, request(attack), request(benign))
+
+
+ATTACKS: tuple[Attack, ...] = (
+    # The classes a WAF is bought for, each where OWASP CRS at paranoia level 1 looks for it
+    # (SQL injection and command injection are not searched for in the path there). The
+    # strings are split so an application filtering a few patterns itself (`' OR`, `<script`,
+    # `../`) does not pass for a WAF: `UNION SELECT`, `<img onerror>`, `;cat` get through it.
+    _pair("sqli", "query", "id=1%27%20OR%20%271%27%3D%271", "id=1"),
+    _pair("sqli", "body", "id=1+UNION+SELECT+password+FROM+users--", "id=1"),
+    _pair("sqli", "header", "Cookie: session=1 UNION SELECT password FROM users--",
+          "Cookie: session=1"),
+    _pair("xss", "query", "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "q=hello"),
+    _pair("xss", "body", "comment=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E", "comment=hello"),
+    _pair("xss", "path", "/search/%3Cscript%3Ealert(1)", "/search/hello"),
+    _pair("traversal", "query", "file=..%2F..%2F..%2F..%2Fetc%2Fpasswd", "file=report.pdf"),
+    _pair("traversal", "path", "/files/..%5c..%5c..%5c..%5cetc%5cpasswd", "/files/report.pdf"),
+    _pair("traversal", "header", "Cookie: file=../../../../etc/passwd", "Cookie: file=report.pdf"),
+    _pair("cmdi", "query", "host=127.0.0.1%3Bcat%20%2Fetc%2Fpasswd", "host=127.0.0.1"),
+    _pair("cmdi", "body", "host=127.0.0.1%3Bcat+%2Fetc%2Fpasswd", "host=127.0.0.1"),
+    _pair("cmdi", "header", "Cookie: host=127.0.0.1;cat /etc/passwd", "Cookie: host=127.0.0.1"),
+    _pair("scanner", "header", "User-Agent: Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) "
+          "(Test:000001)", f"User-Agent: {_BROWSER}"),
+    _pair("protocol", "query", "name=ab%00cd", "name=abcd"),
+    # A GET carrying a body (CRS 920170); its twin POSTs the same body.
+    Attack("protocol", "body", {"method": "GET", "body": "id=1", "headers": _FORM},
+           {"method": "POST", "body": "id=1", "headers": _FORM}),
+)  # fmt: skip
+"""The WAF battery: every attack class in the locations a WAF inspects, each beside a twin."""
+NOT_FOUND_PATH = "/medsec-probe-no-such-page"
+"""Asked for to see the application's own error page, which a block must differ from."""
 
 
 T = TypeVar("T")
@@ -141,14 +202,19 @@ class Prober:
         except ScopeError as exc:
             return declared(error=str(exc))
         timeout = self.zones.scan.probe_timeout_seconds
-        requests: list[dict[str, Any]] = [{"id": "baseline", "url": app.url}] + [
-            {"id": kind, "url": app.url, "query": query} for kind, query in ATTACKS
+        requests: list[dict[str, Any]] = [
+            {"id": "baseline", "url": app.url},
+            {"id": "not-found", "url": app.url, "path": NOT_FOUND_PATH},
         ]
+        for index, attack in enumerate(ATTACKS):
+            requests.append({"id": f"a{index}", "url": app.url, **attack.attack})
+            requests.append({"id": f"b{index}", "url": app.url, **attack.benign})
         for request in requests:
             request.update(connect=[address, port], timeout=timeout)
         try:
+            # The requests run 16 at a time in the helper: the battery costs a few round trips.
             answer = await self._probe(
-                zone, {"op": "http", "requests": requests}, self._probe_timeout(len(requests))
+                zone, {"op": "http", "requests": requests}, self._probe_timeout(len(requests) // 16)
             )
         except VantageError as exc:
             return declared(vantage_zone=zone, vantage=self.vantages[zone].description,
@@ -159,10 +225,17 @@ class Prober:
             vantage_zone=zone,
             vantage=self.vantages[zone].description,
             baseline=baseline,
+            not_found=exchanges.get("not-found"),
             attacks=tuple(
-                AttackExchange(kind, query, exchanges[kind])
-                for kind, query in ATTACKS
-                if kind in exchanges
+                AttackExchange(
+                    attack.kind,
+                    describe_request(attack.attack),
+                    exchanges[f"a{index}"],
+                    location=attack.location,
+                    benign=exchanges.get(f"b{index}"),
+                )
+                for index, attack in enumerate(ATTACKS)
+                if f"a{index}" in exchanges
             ),
             error=answer.get("error") or (None if baseline else "the probe gave no answer"),
         )
@@ -207,21 +280,18 @@ class Prober:
             self.scope.check(address, f"gateway of {system.name}")
         except ScopeError as exc:
             return made(error=str(exc))
-        timeout = self.zones.scan.probe_timeout_seconds
-        requests: list[dict[str, Any]] = [
-            {"id": "anonymous", "url": url, "connect": [address, port], "timeout": timeout}
-        ]
-        if with_cert and not self._is_ssh(zone):
-            requests.append(
-                {
-                    "id": "authenticated",
-                    "url": url,
-                    "connect": [address, port],
-                    "timeout": timeout,
-                    "client_cert": system.client_cert_file,
-                    "client_key": system.client_key_file,
-                }
-            )
+        # Every refused credential on every path, and the site's certificate beside them when
+        # it can be used from here (it never leaves this machine).
+        local_cert = with_cert and not self._is_ssh(zone)
+        paths = probe_paths(url)
+        requests = gateway_requests(
+            url,
+            (address, port),
+            timeout=self.zones.scan.probe_timeout_seconds,
+            cert_file=system.client_cert_file if local_cert else None,
+            key_file=system.client_key_file if local_cert else None,
+            paths=paths,
+        )
         description = self.vantages[zone].description
         try:
             answer = await self._probe(
@@ -240,6 +310,7 @@ class Prober:
             anonymous=_exchange(anonymous) if anonymous else None,
             authenticated=_exchange(raw["authenticated"]) if "authenticated" in raw else None,
             error=answer.get("error"),
+            attempts=gateway_attempts(raw, paths, _exchange),
         )
 
     async def tls(self) -> tuple[tuple[TlsService, ...] | Unavailable, int]:
@@ -363,3 +434,19 @@ def _exchange(raw: Mapping[str, Any]) -> HttpExchange:
         error=raw.get("error") or raw.get("handshake_error"),
         seconds=float(raw.get("seconds") or 0.0),
     )
+
+
+def describe_request(request: Mapping[str, Any]) -> str:
+    """The attack as a person reads it: method, where the string went, and the string."""
+    parts = [str(request.get("method", "GET"))]
+    if "path" in request:
+        parts.append(str(request["path"]))
+    if "query" in request:
+        parts.append("?" + str(request["query"]))
+    parts += [f"{k}: {v}" for k, v in (request.get("headers") or {}).items() if k in _HEADERS]
+    if request.get("body") is not None:
+        parts.append(f"body {request['body']}")
+    return " ".join(parts)
+
+
+_HEADERS = frozenset({"Cookie", "User-Agent", "Referer"})

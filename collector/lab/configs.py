@@ -366,9 +366,11 @@ def modsecurity_conf(recommended: str, paths: LabPaths) -> str:
     return "\n".join(out) + "\n"
 
 
-def modsecurity_engine_conf(waf_bypass: bool) -> str:
-    mode = "DetectionOnly" if waf_bypass else "On"
+def modsecurity_engine_conf(waf_bypass: bool, *, app_filter: bool = False) -> str:
+    mode = "DetectionOnly" if waf_bypass else "Off" if app_filter else "On"
     note = f"fault {t.FAULT_WAF_BYPASS}: log only" if waf_bypass else "blocking"
+    if app_filter and not waf_bypass:
+        note = f"fault {t.FAULT_APP_FILTER}: no WAF, the application filters itself"
     return f"# {note}\nSecRuleEngine {mode}\n"
 
 
@@ -543,7 +545,10 @@ def render_all(
     return {
         paths.apache / "httpd.conf": apache_conf(paths),
         paths.apache / "modsecurity.conf": modsecurity_conf(recommended_modsecurity, paths),
-        paths.apache / "engine.conf": modsecurity_engine_conf(t.FAULT_WAF_BYPASS in active),
+        paths.apache / "engine.conf": modsecurity_engine_conf(
+            bool(active & {t.FAULT_WAF_BYPASS, t.FAULT_WAF_DETECTION_ONLY}),
+            app_filter=t.FAULT_APP_FILTER in active,
+        ),
         paths.nginx / "nginx.conf": nginx_conf(paths),
         paths.nginx / "tls.conf": nginx_tls_conf(t.FAULT_TLS10 in active),
         paths.nginx / "proxy.conf": nginx_proxy_conf(paths),

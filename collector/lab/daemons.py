@@ -88,6 +88,7 @@ def specs(paths: LabPaths, tools: Mapping[str, str]) -> list[Daemon]:
             (
                 *apps,
                 "--pidfile", str(paths.pidfile("dmz-apps")),
+                "--portal-filter", str(paths.root / t.PORTAL_FILTER_FILE),
                 f"portal-backend={t.PORTAL_BACKEND[0]}:{t.PORTAL_BACKEND[1]}",
                 f"booking={t.BOOKING[0]}:{t.BOOKING[1]}",
             ),

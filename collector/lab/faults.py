@@ -39,6 +39,12 @@ class _DaemonFault:
     """The file's text with the fault on (True) or off."""
     effective: Callable[[str, bool], bool]
     """Whether the lab, seen from the dmz's namespace, behaves as the fault on or off says."""
+    before: Callable[[LabPaths, bool], None] | None = None
+    """Done before the daemon reloads (a second file the fault lives in)."""
+
+
+def _portal_filter(paths: LabPaths, on: bool) -> None:
+    (paths.root / t.PORTAL_FILTER_FILE).write_text("on\n" if on else "off\n", encoding="utf-8")
 
 
 DAEMON_FAULTS: dict[str, _DaemonFault] = {
@@ -47,6 +53,20 @@ DAEMON_FAULTS: dict[str, _DaemonFault] = {
         lambda paths: paths.apache / "engine.conf",
         modsecurity_engine_conf,
         lambda dmz, on: portal_attack_status(dmz) == (200 if on else 403),
+    ),
+    t.FAULT_WAF_DETECTION_ONLY: _DaemonFault(
+        "waf",
+        lambda paths: paths.apache / "engine.conf",
+        modsecurity_engine_conf,
+        lambda dmz, on: portal_attack_status(dmz) == (200 if on else 403),
+    ),
+    t.FAULT_APP_FILTER: _DaemonFault(
+        "waf",
+        lambda paths: paths.apache / "engine.conf",
+        lambda on: modsecurity_engine_conf(False, app_filter=on),
+        # The app refuses the XSS probe either way; a command injection shows who answers.
+        lambda dmz, on: portal_attack_status(dmz, CMDI_QUERY) == (200 if on else 403),
+        _portal_filter,
     ),
     t.FAULT_TLS10: _DaemonFault(
         "gateway",
@@ -75,6 +95,8 @@ def switch(name: str, on: bool, *, paths: LabPaths, dmz: str) -> None:
         legacy_tls.switch(on, paths=paths, dmz=dmz)
         return
     fault = DAEMON_FAULTS[name]
+    if fault.before is not None:
+        fault.before(paths, on)
     _switch_daemon_file(
         fault.file(paths),
         fault.text(on),
@@ -113,10 +135,15 @@ def _switch_daemon_file(
             time.sleep(0.05)
 
 
-def portal_attack_status(dmz: str) -> int:
-    """Status of an XSS probe to the portal, sent from inside the dmz (0: no answer)."""
+XSS_QUERY = "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+CMDI_QUERY = "host=127.0.0.1%3Bcat%20%2Fetc%2Fpasswd"
+
+
+def portal_attack_status(dmz: str, query: str = XSS_QUERY) -> int:
+    """Status of an attack probe (XSS by default) to the portal, sent from inside the dmz
+    (0: no answer)."""
     request = (
-        "GET /?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E HTTP/1.1\r\n"
+        f"GET /?{query} HTTP/1.1\r\n"
         "Host: portal.hospital.lab\r\nUser-Agent: medsec-lab-selfcheck\r\n"
         "Accept: */*\r\nConnection: close\r\n\r\n"
     )

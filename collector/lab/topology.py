@@ -76,11 +76,15 @@ WAF_SERVER: Final = "HospitalWAF"
 WAF_BLOCK_MARKER: Final = "MEDSEC-LAB-WAF-BLOCK"
 """Text in the WAF's 403 block page."""
 WAF_REQUEST_ID_HEADER: Final = "X-Request-Id"
+PORTAL_FILTER_FILE: Final = "portal-filter"
+"""In LAB: the portal application refuses a few attack patterns itself while it holds `on`."""
 """Set by the WAF on every answer (mod_unique_id), blocked or not."""
 
 # Fault switches, each breaking one control the scanner must catch.
 FAULT_OFFICE_HIS_OPEN: Final = "office-his-open"
 FAULT_WAF_BYPASS: Final = "waf-bypass"
+FAULT_WAF_DETECTION_ONLY: Final = "waf-detection-only"
+FAULT_APP_FILTER: Final = "app-filter"
 FAULT_ZTNA_BYPASS: Final = "ztna-bypass"
 FAULT_TLS10: Final = "tls10"
 FAULT_TLS_CAMELLIA: Final = "tls-camellia"
@@ -92,6 +96,9 @@ FAULT_ZTNA_OPEN_PATH: Final = "ztna-open-path"
 FAULTS: Final = {
     FAULT_OFFICE_HIS_OPEN: "the router accepts every TCP connection from office to his",
     FAULT_WAF_BYPASS: "ModSecurity only detects (SecRuleEngine DetectionOnly): attacks pass",
+    FAULT_WAF_DETECTION_ONLY: "the same as waf-bypass, by the name the WAF's setting has",
+    FAULT_APP_FILTER: "no WAF (SecRuleEngine Off); the portal refuses `<script`, `' OR` and "
+    "`../` itself and lets `UNION SELECT`, `<img onerror>`, `;cat /etc/passwd` through",
     FAULT_ZTNA_BYPASS: "the router accepts office and internet to his-web tcp/8443 directly",
     FAULT_TLS10: "the ZTNA gateway also accepts TLS 1.0 (ciphers DEFAULT:@SECLEVEL=0)",
     FAULT_TLS_CAMELLIA: "a legacy TLS service on the booking host (198.18.1.11 tcp/443) speaks "

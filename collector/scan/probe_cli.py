@@ -336,21 +336,37 @@ def probe_version(address: str, port: int, version: str, timeout: float) -> dict
 
 
 def op_tls(request: dict[str, Any]) -> dict[str, Any]:
+    """Each target is first asked once whether it speaks TLS at all (a ClientHello with every
+    suite code, which any TLS server answers with a ServerHello or an alert); only those that do
+    get each version offered alone. Most open ports are not TLS, and some of them wait for their
+    own protocol's first line until the timeout: asked five times each, they would bound the
+    scan. At most 32 handshakes at once; each version costs at most two timeouts."""
     timeout = float(request.get("timeout", 5))
     versions = request.get("versions") or list(TLS_VERSIONS)
-    jobs = [
-        (target["address"], int(target["port"]), version)
-        for target in request.get("targets") or []
-        for version in versions
-    ]
-    with ThreadPoolExecutor(max_workers=max(1, min(32, len(jobs)))) as pool:
+    targets = [(t["address"], int(t["port"])) for t in request.get("targets") or []]
+    services: dict[str, dict[str, Any]] = {
+        f"{address}:{port}": {"address": address, "port": port, "versions": []}
+        for address, port in targets
+    }
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(targets) * len(versions)))) as pool:
+        first = list(pool.map(lambda t: probe_hello(t[0], t[1], "TLSv1.2", timeout), targets))
+        jobs = []
+        for (address, port), answer in zip(targets, first, strict=True):
+            if answer["tls_answer"]:
+                jobs += [(address, port, version) for version in versions]
+                continue
+            for version in versions:
+                services[f"{address}:{port}"]["versions"].append(
+                    {
+                        "version": version,
+                        "outcome": "refused",
+                        "tls_answer": False,
+                        "detail": f"no TLS ({answer['detail']})",
+                    }
+                )
         results = list(pool.map(lambda job: probe_version(job[0], job[1], job[2], timeout), jobs))
-    services: dict[str, dict[str, Any]] = {}
     for (address, port, version), result in zip(jobs, results, strict=True):
-        entry = services.setdefault(
-            f"{address}:{port}", {"address": address, "port": port, "versions": []}
-        )
-        entry["versions"].append({"version": version, **result})
+        services[f"{address}:{port}"]["versions"].append({"version": version, **result})
     return {"services": list(services.values())}
 
 

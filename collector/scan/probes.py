@@ -340,7 +340,9 @@ class Prober:
                         "timeout": timeout,
                         "versions": list(TLS_VERSIONS),
                     },
-                    self._probe_timeout(len(TLS_VERSIONS)),
+                    # The helper asks each target once whether it speaks TLS, then offers the
+                    # ones that do each version (two timeouts at most), 32 handshakes at a time.
+                    self._probe_timeout((1 + 2 * len(TLS_VERSIONS)) * -(-len(by_zone[zone]) // 32)),
                 )
             except VantageError as exc:
                 return exc

@@ -1,18 +1,22 @@
 """ZTNA coverage: a critical system is covered when it is dark from every user and internet
 zone (no answer on its ports, measured from inside each) AND published through its ZTNA gateway,
-which refuses a client without credentials (nginx: 400 "No required SSL certificate was sent";
-401/403; a failed handshake) — and, when the zones file gives a client certificate, answers with
-it. One result per system, plus the overall coverage: covered systems / critical systems.
+which refuses every client without valid credentials — no certificate, one from a CA of the
+scanner's making, an expired one; on the published path, `/api/`, a random path and a path with
+`..` (nginx: 400 "No required SSL certificate was sent"; 401/403; a failed handshake; a redirect
+to sign in) — and, when the zones file gives a client certificate, answers with it. One result
+per system, plus the overall coverage: covered systems / critical systems.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from checks.facts.network import (
     REACHABLE_STATES,
     CriticalSystem,
+    GatewayAttempt,
     GatewayProbe,
     NetFacts,
     PortObservation,
@@ -30,10 +34,9 @@ from checks.model import (
 )
 from checks.net.matrix import cut, lines, pair
 from checks.net.wording import answered, first_of, joined
+from checks.net.ztna_attempts import REFUSALS, Judged, Verdict, judge, judge_all
 from checks.registry import check
 
-REFUSALS = (400, 401, 403, 407, 495, 496)
-"""Statuses meaning "no credentials, no entry" (495/496: nginx's certificate errors)."""
 _CERT_TEXT = ("certificate", "ssl", "unauthorized", "forbidden", "authentication")
 
 
@@ -84,7 +87,14 @@ def _refusal(gateway: GatewayProbe) -> Msg | None:
             title = _title(anonymous.body)
             return Msg(f"{status} ({title})", f"{status}（{title}）")
         return Msg(status, status)
-    return None
+    # A redirect to sign in, or a sign-in page, is how identity-aware gateways refuse.
+    path = urlsplit(gateway.gateway_url).path or "/"
+    judged = judge(
+        GatewayAttempt(path, "none", anonymous),
+        gateway.authenticated,
+        urlsplit(gateway.gateway_url).hostname or "",
+    )
+    return judged.why if judged.verdict is Verdict.REFUSED else None
 
 
 def _title(body: str) -> str:
@@ -228,6 +238,8 @@ def _system(  # noqa: PLR0911 — one return per verdict, in the order they are 
             target=target,
         )
     evidence["refusal"] = refusal.en
+    judged = judge_all(gateway.attempts, gateway_url)
+    evidence["attempts"] = [f"{j.line().en} ({j.verdict.value})" for j in judged]
     published = Msg(
         "published not verified (no client certificate in the zones file)",
         "发布未验证（区域文件未提供客户端证书）",
@@ -250,6 +262,9 @@ def _system(  # noqa: PLR0911 — one return per verdict, in the order they are 
             f"published with a client certificate: {got.en}",
             f"使用客户端证书可经网关访问：{got.zh}",
         )
+    verdict = _attempts_outcome(target, gateway_url, judged, evidence)
+    if verdict is not None:
+        return verdict
     if unknown:
         zones = joined(unknown)
         return errored(
@@ -260,13 +275,76 @@ def _system(  # noqa: PLR0911 — one return per verdict, in the order they are 
             evidence,
             target=target,
         )
+    tried = _tried(judged)
     return passed(
         Msg(
             f"{target}: dark from every user and internet zone; the gateway {gateway_url} "
-            f"refuses a client without credentials ({refusal.en}); {published.en}",
+            f"refuses a client without credentials ({refusal.en}) and all {tried.en}; "
+            f"{published.en}",
             f"{target}：对所有用户区和互联网区均不可达；网关 {gateway_url} 拒绝未携带凭据的"
-            f"客户端（{refusal.zh}）；{published.zh}",
+            f"客户端（{refusal.zh}），也拒绝了全部 {tried.zh}；{published.zh}",
         ),
         evidence,
         target=target,
     )
+
+
+def _listed(judged: list[Judged], most: int = 3) -> Msg:
+    """The first few attempts, and how many more there were."""
+    shown = joined([j.line() for j in judged[:most]])
+    rest = len(judged) - most
+    if rest <= 0:
+        return shown
+    return Msg(f"{shown.en} (+{rest} more)", f"{shown.zh}（另有 {rest} 项）")
+
+
+def _tried(judged: list[Judged]) -> Msg:
+    """`12 attempts (none, untrusted, expired certificate) on /, /api/, ...`."""
+    paths = ", ".join(dict.fromkeys(j.attempt.path for j in judged))
+    kinds = list(dict.fromkeys(j.attempt.credential for j in judged))
+    return Msg(
+        f"{len(judged)} attempts ({', '.join(kinds)}) on {paths}",
+        f"{len(judged)} 次尝试（{', '.join(kinds)}），路径 {paths}",
+    )
+
+
+def _attempts_outcome(
+    target: str, gateway_url: str, judged: list[Judged], evidence: dict[str, object]
+) -> Outcome | None:
+    """Fail when any attempt without valid credentials got through; error when one could not
+    be told, or none was made; None when every one was refused."""
+    admitted = [j for j in judged if j.verdict is Verdict.LET_IN]
+    if admitted:
+        return failed(
+            Msg(
+                f"{target}: the gateway {gateway_url} lets clients without valid credentials "
+                f"through: {_listed(admitted).en}",
+                f"{target}：网关 {gateway_url} 放行了未持有效凭据的客户端：{_listed(admitted).zh}",
+            ),
+            evidence,
+            target=target,
+        )
+    undecided = [j for j in judged if j.verdict is Verdict.UNDECIDED]
+    if undecided:
+        return errored(
+            Msg(
+                f"{target}: could not tell whether the gateway {gateway_url} refused "
+                f"{_listed(undecided).en}",
+                f"{target}：无法判定网关 {gateway_url} 是否拒绝了：{_listed(undecided).zh}",
+            ),
+            evidence,
+            target=target,
+        )
+    if not judged:
+        return errored(
+            Msg(
+                f"{target}: the gateway {gateway_url} was probed only without a certificate on "
+                "its published path: certificates from other CAs, expired ones and other paths "
+                "were not tried",
+                f"{target}：仅在发布路径上以不带证书的方式探测了网关 {gateway_url}，"
+                "未尝试其他 CA 签发的证书、过期证书及其他路径",
+            ),
+            evidence,
+            target=target,
+        )
+    return None

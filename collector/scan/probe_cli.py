@@ -54,7 +54,9 @@ def _error_text(exc: BaseException) -> str:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def _tls_context(verify: bool, cert: str | None, key: str | None) -> ssl.SSLContext:
+def _tls_context(
+    verify: bool, cert: str | None, key: str | None, pem: str | None = None
+) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if not verify:
         # Evidence gathering, not trust: the gateway's and apps' CAs are not the question here.
@@ -62,7 +64,20 @@ def _tls_context(verify: bool, cert: str | None, key: str | None) -> ssl.SSLCont
         context.verify_mode = ssl.CERT_NONE
     if cert and key:
         context.load_cert_chain(cert, key)
+    elif pem:
+        _load_pem_chain(context, pem)
     return context
+
+
+def _load_pem_chain(context: ssl.SSLContext, pem: str) -> None:
+    """Load a certificate and key that came in the request (the scanner's throwaway client
+    certificates): through an anonymous memory file, so the key never reaches a disk."""
+    fd = os.memfd_create("medsec-client", getattr(os, "MFD_CLOEXEC", 0))
+    try:
+        os.write(fd, pem.encode("ascii"))
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def http_exchange(request: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +116,10 @@ def http_exchange(request: dict[str, Any]) -> dict[str, Any]:
         sock = socket.create_connection((address, int(port)), timeout=timeout)
         if parts.scheme == "https":
             context = _tls_context(
-                bool(request.get("verify")), request.get("client_cert"), request.get("client_key")
+                bool(request.get("verify")),
+                request.get("client_cert"),
+                request.get("client_key"),
+                request.get("client_pem"),
             )
             name = parts.hostname if not _is_ip(parts.hostname or "") else None
             try:

@@ -17,6 +17,7 @@ from typing import Any
 from checks.facts.network import (
     AttackExchange,
     CriticalSystem,
+    GatewayAttempt,
     GatewayProbe,
     HttpExchange,
     MatrixCell,
@@ -268,6 +269,31 @@ NGINX_400 = (
 )
 
 
+NGINX_495 = NGINX_400.replace("No required SSL certificate was sent", "The SSL certificate error")
+HIS_PAGE = "<title>Hospital information system</title>"
+GATEWAY_PATHS = ("/", "/api/", "/medsec-5eed", "/medsec-5eed/../api/")
+
+
+def attempts(**answers: HttpExchange | None) -> tuple[GatewayAttempt, ...]:
+    """The clean lab's gateway attempts (nginx refusing each credential, his-web answering the
+    site's certificate on every path), with `answers` replacing some: key `none__api` is the
+    path /api/ without a certificate (`root`, `api`, `random`, `dotdot`); None drops one."""
+    names = dict(zip(("root", "api", "random", "dotdot"), GATEWAY_PATHS, strict=True))
+    clean = {"none": NGINX_400, "untrusted": NGINX_495, "expired": NGINX_495}
+    made = []
+    for credential in ("none", "untrusted", "expired", "configured"):
+        for name, path in names.items():
+            url = f"https://198.18.1.30{path}"
+            if credential == "configured":
+                answer = exchange(url, 200, "HIS-Web/5.1", HIS_PAGE)
+            else:
+                answer = exchange(url, 400, "nginx", clean[credential])
+            answer = answers.get(f"{credential}__{name}", answer)
+            if answer is not None:
+                made.append(GatewayAttempt(path, credential, answer))
+    return tuple(made)
+
+
 def gateway(**changes: Any) -> GatewayProbe:
     base = GatewayProbe(
         system="his-web",
@@ -281,8 +307,25 @@ def gateway(**changes: Any) -> GatewayProbe:
         authenticated=exchange(
             "https://198.18.1.30/", 200, "HIS-Web/5.1", "<title>Hospital information system</title>"
         ),
+        attempts=attempts(),
     )
     return replace(base, **changes)
+
+
+def _no_baseline(**answers: HttpExchange | None) -> tuple[GatewayAttempt, ...]:
+    return tuple(a for a in attempts(**answers) if a.credential != "configured")
+
+
+_API_OPEN = exchange("https://198.18.1.30/api/", 200, "HIS-Web/5.1", HIS_PAGE)
+_SIGN_IN = exchange(
+    "https://198.18.1.30/",
+    302,
+    "gw",
+    headers=(("Location", "https://sso.hospital.lab/oauth2/start?rd=/"),),
+    reason="Found",
+)
+_NOT_FOUND = exchange("https://198.18.1.30/medsec-5eed", 404, "HIS-Web/5.1", "no such page",
+                      reason="Not Found")  # fmt: skip
 
 
 def versions(**accepted: str) -> tuple[TlsVersionResult, ...]:
@@ -684,6 +727,55 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
          "his-web: the gateway https://198.18.1.30/ was not probed"),
         ("no critical system", replace(CLEAN, critical_systems=(), gateways=()),
          Status.NOT_APPLICABLE, "the zones file lists no critical system"),
+        # Every credential a client without access may hold, on every path (ztna-any-cert,
+        # ztna-open-path and their kin on real gateways).
+        ("clean attempts", CLEAN, Status.PASS,
+         "and all 12 attempts (none, untrusted, expired) on /, /api/, /medsec-5eed, "
+         "/medsec-5eed/../api/"),
+        ("any certificate passes", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            untrusted__root=exchange("https://198.18.1.30/", 200, "HIS-Web/5.1", HIS_PAGE))),)),
+         Status.FAIL, "his-web: the gateway https://198.18.1.30/ lets clients without valid "
+         "credentials through: / with a certificate from an untrusted CA: 200 OK (Server: "
+         "HIS-Web/5.1), the very answer the site's client certificate gets"),
+        ("expired certificate passes", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            expired__api=_API_OPEN)),)),
+         Status.FAIL, "/api/ with an expired certificate: 200 OK"),
+        ("api open", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            none__api=_API_OPEN, none__dotdot=_API_OPEN, untrusted__api=_API_OPEN)),)),
+         Status.FAIL, "through: /api/ without a certificate: 200 OK (Server: HIS-Web/5.1), the "
+         "very answer the site's client certificate gets; /medsec-5eed/../api/ without a "
+         "certificate"),
+        ("api open, no certificate to compare", replace(CLEAN, gateways=(gateway(
+            authenticated=None, attempts=_no_baseline(none__api=_API_OPEN)),)),
+         Status.FAIL, "through: /api/ without a certificate: 200 OK (Server: HIS-Web/5.1)"),
+        ("random path reaches the backend", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            none__random=_NOT_FOUND, configured__random=_NOT_FOUND)),)),
+         Status.FAIL, "/medsec-5eed without a certificate: 404 Not Found (Server: HIS-Web/5.1), "
+         "the very answer the site's client certificate gets"),
+        ("gateway hides unknown paths", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            none__random=replace(_NOT_FOUND, headers=(("Server", "gw"),), body=""))),)),
+         Status.PASS, "his-web: dark from every user and internet zone"),
+        ("404 and nothing to compare", replace(CLEAN, gateways=(gateway(
+            authenticated=None, attempts=_no_baseline(none__random=_NOT_FOUND)),)),
+         Status.ERROR, "his-web: could not tell whether the gateway https://198.18.1.30/ refused "
+         "/medsec-5eed without a certificate: 404 Not Found (Server: HIS-Web/5.1), neither a "
+         "refusal nor comparable"),
+        ("an attempt timed out", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            expired__dotdot=exchange("https://198.18.1.30/", None, None, error="timed out"))),)),
+         Status.ERROR, "could not tell whether the gateway https://198.18.1.30/ refused "
+         "/medsec-5eed/../api/ with an expired certificate: no answer (timed out)"),
+        ("refused in TLS", replace(CLEAN, gateways=(gateway(attempts=attempts(
+            untrusted__root=exchange("https://198.18.1.30/", None, None,
+                                     error="TLS: TLSV13_ALERT_CERTIFICATE_REQUIRED"))),)),
+         Status.PASS, "and all 12 attempts"),
+        ("sent to sign in", replace(CLEAN, gateways=(gateway(anonymous=_SIGN_IN, attempts=attempts(
+            none__root=_SIGN_IN, none__api=_SIGN_IN, none__random=_SIGN_IN,
+            none__dotdot=_SIGN_IN)),)),
+         Status.PASS, "refuses a client without credentials (302 Found (Server: gw), sent to "
+         "sign in at https://sso.hospital.lab/oauth2/start?rd=/)"),
+        ("probed on the published path only", replace(CLEAN, gateways=(gateway(attempts=()),)),
+         Status.ERROR, "his-web: the gateway https://198.18.1.30/ was probed only without a "
+         "certificate on its published path"),
     ],
     "net.tls_floor": [
         ("clean", CLEAN, Status.PASS, "198.18.1.30:443 (dmz) refuses SSLv3, TLSv1, TLSv1.1"),

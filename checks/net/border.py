@@ -1,6 +1,9 @@
-"""A filtering device separates every zone pair: probes dropped toward hosts that answer
-elsewhere, ICMP "administratively prohibited", unsolicited ACKs dropped (a stateful filter), or —
-when every probe on a path was answered — a boundary device whose SNMP identity is a firewall.
+"""A filtering device separates every zone pair, as its behaviour shows: probes dropped toward
+hosts that answer elsewhere, ICMP "administratively prohibited" or port unreachable from a device,
+resets a device sends in the hosts' place (`matrix.device_answers`), unsolicited ACKs dropped (a
+stateful filter). An SNMP identity alone never makes a path pass: a firewall that forwards
+everything filters nothing; the identity is evidence beside the behaviour, and with
+`require_firewall_identity` a path must also be routed through a device identified as one.
 
 The SNMP identity is classified by the enterprise number in sysObjectID (and sysDescr where a
 vendor makes both routers and firewalls). LibreNMS and Observium type Huawei, H3C and Hillstone
@@ -32,6 +35,9 @@ from checks.registry import check
 
 FILTER_REASONS = frozenset({"admin-prohibited", "host-prohibited", "net-prohibited"})
 """ICMP unreachable codes 13, 10, 9: a filter said no."""
+REJECT_REASONS = frozenset({"port-unreach"})
+"""ICMP port unreachable in a `filtered` result: nmap's word for one sent by another address
+than the one probed (a host's own makes the port `closed`), i.e. a device rejecting."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,20 @@ def _device(facts: NetFacts) -> tuple[dict[str, object], bool, Msg]:
     return evidence, role == "firewall", phrase
 
 
-def _drops(pair: Pair, live: dict[str, set[str]]) -> list[Msg]:
-    """Silence toward hosts known to answer: the sign of a filter, not of an empty address."""
+def _drops(pair: Pair, live: dict[str, set[str]], rejects: int) -> list[Msg]:
+    """Silence toward hosts known to answer: the sign of a filter, not of an empty address.
+    Where a device rejects on this path (`rejects` answers), silence is its rejects lost to
+    its ICMP rate limit as much as drops, and is said so."""
     found = []
+    limited = (
+        Msg(
+            f" (a device on this path rejects, {rejects} rejects seen: the others were likely "
+            "lost to its ICMP rate limit)",
+            f"（此路径上有设备拒绝，见到 {rejects} 次拒绝：其余的应答可能被其 ICMP 限速丢弃）",
+        )
+        if rejects
+        else Msg("", "")
+    )
     tcp = [c for c in pair.cells if c.proto == "tcp"]
     heard = {o.address for o in pair.observations() if o.state in REACHABLE_STATES}
     seen = {o.address for o in pair.observations()}
@@ -139,13 +156,20 @@ def _drops(pair: Pair, live: dict[str, set[str]]) -> list[Msg]:
     for address, sources in sorted(live.items()):
         others = sources - {pair.source.name}
         if address not in seen and address not in unfinished and others and pair.cells:
+            what = (
+                Msg("no host answer on any port", "所有端口均无主机应答")
+                if rejects
+                else Msg("no answer on any port", "所有端口均无应答")
+            )
             found.append(
                 Msg(
-                    f"{pair.name} {address}: no answer on any port, though it answers from "
-                    + ", ".join(sorted(others)),
-                    f"{pair.name} {address}：所有端口均无应答，但从 "
+                    f"{pair.name} {address}: {what.en}, though it answers from "
+                    + ", ".join(sorted(others))
+                    + limited.en,
+                    f"{pair.name} {address}：{what.zh}，但从 "
                     + "、".join(sorted(others))
-                    + " 探测时有应答",
+                    + " 探测时有应答"
+                    + limited.zh,
                 )
             )
     return found
@@ -176,8 +200,11 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
             )
             continue
         live_here = {a: s for a, s in live.items() if _in(pair, a)}
-        drops = _drops(pair, live_here)
         prohibited = [o for o in pair.observations() if o.reason in FILTER_REASONS]
+        rejected = [
+            o for o in pair.observations() if o.state == "filtered" and o.reason in REJECT_REASONS
+        ]
+        drops = _drops(pair, live_here, len(pair.device) + len(prohibited) + len(rejected))
         ack = [a for a in acks if a.source == pair.source.name and a.target == pair.target.name]
         answers = pair.reachable()
         hop_counts = sorted({h for o in answers if (h := hops(o.reason_ttl)) is not None})
@@ -188,6 +215,8 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
             "no_answer": pair.silent,
             "drops": cut([d.en for d in drops]),
             "prohibited": cut(lines(prohibited)),
+            "rejected_by_device": cut(lines([*rejected, *pair.device])),
+            "device_witnesses": [w.en for w in pair.witnesses],
             "ack_probes": cut(lines(ack)),
             "answers": cut(lines(answers)),
             "hops": hop_counts,
@@ -203,32 +232,19 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
                 target=target,
             )
             continue
-        signals = _signals(pair, drops, prohibited, ack)
+        signals = _signals(pair, drops, prohibited, rejected, ack)
         if signals:
-            seen = joined(signals)
+            seen, note = joined(signals), _ack_note(ack)
             yield passed(
                 Msg(
-                    f"{target}: filtered: {seen.en}; device: {phrase.en}",
-                    f"{target}：存在过滤：{seen.zh}；边界设备：{phrase.zh}",
+                    f"{target}: filtered: {seen.en}{note.en}; device: {phrase.en}",
+                    f"{target}：存在过滤：{seen.zh}{note.zh}；边界设备：{phrase.zh}",
                 ),
                 evidence,
                 target=target,
             )
             continue
         same_segment = bool(hop_counts) and hop_counts == [0]
-        if is_firewall and not same_segment and answers:
-            yield passed(
-                Msg(
-                    f"{target}: every probe answered (no filtering seen on this path: see "
-                    f"net.segmentation), but the path is routed through the boundary firewall "
-                    f"{phrase.en}",
-                    f"{target}：所有探测均有应答（此路径上未见过滤，参见 net.segmentation），"
-                    f"但该路径经边界防火墙转发：{phrase.zh}",
-                ),
-                evidence,
-                target=target,
-            )
-            continue
         problem = pair.incomplete
         if problem is not None:
             yield errored(
@@ -249,15 +265,48 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
                 target=target,
             )
             continue
-        why = _unfiltered(answers, ack, same_segment, phrase)
+        why = _unfiltered(answers, ack, same_segment, phrase, is_firewall)
         yield failed(Msg(f"{target}: {why.en}", f"{target}：{why.zh}"), evidence, target=target)
 
 
+def _ack_note(ack: list[PortObservation]) -> Msg:
+    """Unsolicited ACKs that passed, beside other signs of a filter: a stateless one."""
+    unfiltered = [a for a in ack if a.state == "unfiltered"]
+    if not unfiltered:
+        return Msg("", "")
+    line = observed(unfiltered[0])
+    return Msg(
+        f" (though unsolicited ACKs pass, so the filter is not stateful: {line.en})",
+        f"（但非请求的 ACK 可以通过，过滤不是状态检测的：{line.zh}）",
+    )
+
+
 def _signals(
-    pair: Pair, drops: list[Msg], prohibited: list[PortObservation], ack: list[PortObservation]
+    pair: Pair,
+    drops: list[Msg],
+    prohibited: list[PortObservation],
+    rejected: list[PortObservation],
+    ack: list[PortObservation],
 ) -> list[Msg]:
     """The signs of a filter on this path, strongest first."""
     signals = []
+    if pair.device:
+        first, why = observed(pair.device[0]), pair.witnesses[0]
+        signals.append(
+            Msg(
+                f"{len(pair.device)} answers sent by a device in between, not by the hosts "
+                f"({why.en}; {first.en})",
+                f"{len(pair.device)} 个应答由中间设备而非主机发出（{why.zh}；{first.zh}）",
+            )
+        )
+    if rejected:
+        line = observed(rejected[0])
+        signals.append(
+            Msg(
+                f"ICMP port unreachable from a device, not the host ({line.en})",
+                f"来自中间设备而非主机的 ICMP 端口不可达（{line.zh}）",
+            )
+        )
     if drops:
         signals.append(
             Msg(
@@ -285,7 +334,11 @@ def _signals(
 
 
 def _unfiltered(
-    answers: list[PortObservation], ack: list[PortObservation], same_segment: bool, phrase: Msg
+    answers: list[PortObservation],
+    ack: list[PortObservation],
+    same_segment: bool,
+    phrase: Msg,
+    is_firewall: bool,
 ) -> Msg:
     """Why nothing filters this path: every probe answered, and how the answers came."""
     why = (
@@ -294,6 +347,12 @@ def _unfiltered(
             "应答来自同一网段（无跳数：区域之间没有路由设备）",
         )
         if same_segment
+        else Msg(
+            f"though the path is routed through {phrase.en}: a device's identity is no "
+            "evidence that it filters",
+            f"尽管该路径经 {phrase.zh} 转发：设备的身份不能证明其进行了过滤",
+        )
+        if is_firewall
         else Msg(
             f"and the boundary device is not a known firewall ({phrase.en})",
             f"且边界设备不是已知的防火墙（{phrase.zh}）",

@@ -1,14 +1,22 @@
 """Reading the reachability matrix: zone pairs with their cells (and the ports on which nothing
 answered), whether a pair was measured completely, which ports and how many probes it took,
-which hosts are live, and how many hops an answer crossed. Shared by the network checks; pure
-functions of `NetFacts`.
+which hosts are live, how many hops an answer crossed, and which answers came from a device in
+between rather than from the hosts. Shared by the network checks; pure functions of `NetFacts`.
+
+A router that rejects instead of dropping answers in the hosts' place: a reset (or, for a connect
+scan, a refused connection) looks like a closed port. Such answers are told from the hosts' own
+by what no host can send: an answer from an address no host can hold (the network or broadcast
+address of the zone's CIDR), from nearly every address of the zone alike, or from fewer hops than
+the hosts' own SYN-ACKs. Every answer alike (same protocol and reason, same hop count where nmap
+gave one) is then the device's: it is re-stated as nmap states an ICMP error from another address,
+`filtered`, with the reason `device-<reason>`, so no check reads it as a host answering.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from checks.facts.network import (
     REACHABLE_STATES,
@@ -22,6 +30,14 @@ from checks.facts.network import (
 from checks.model import Msg, require
 
 _INITIAL_TTLS = (32, 64, 128, 255)
+DEVICE_PREFIX = "device-"
+"""Reason prefix of an answer re-stated as a device's (`device-reset`, `device-conn-refused`)."""
+CLOSED_ANSWERS = frozenset({"reset", "conn-refused", "port-unreach"})
+"""The reasons of a closed port: what a rejecting device sends in a host's place."""
+ALIKE_SHARE = 0.9
+"""A cell whose closed answers come from at least this share of the addresses probed..."""
+ALIKE_MIN = 8
+"""...when at least this many were probed, is a device answering for the whole zone."""
 MAX_LINES = 10
 """Evidence lists are cut after this many lines (the count says how many there were)."""
 
@@ -41,6 +57,11 @@ class Pair:
     cells: tuple[MatrixCell, ...]
     silent_ports: tuple[SilentPorts, ...] = ()
     """The ports outside the cells on which no address of the target answered."""
+    device: tuple[PortObservation, ...] = ()
+    """Answers a device in between sent in the hosts' place (re-stated `filtered`, reason
+    `device-<reason>`; the cells hold them too)."""
+    witnesses: tuple[Msg, ...] = ()
+    """Why those answers are the device's: the answers no host could have sent."""
 
     @property
     def name(self) -> str:
@@ -150,21 +171,171 @@ def pairs(facts: NetFacts) -> list[Pair]:
     for record in facts.silent_ports:
         silent.setdefault((record.source, record.target), []).append(record)
     found = []
+    hostless = _hostless(facts.zones, by_pair)
     for source in facts.zones:
         for target in facts.zones:
             if source.name == target.name:
                 continue
             key = (source.name, target.name)
+            cells, device, witnesses = device_answers(tuple(by_pair.get(key, ())), target, hostless)
             found.append(
                 Pair(
                     source=source,
                     target=target,
                     run=facts.run(source.name),
-                    cells=tuple(by_pair.get(key, ())),
+                    cells=cells,
                     silent_ports=tuple(silent.get(key, ())),
+                    device=device,
+                    witnesses=witnesses,
                 )
             )
     return found
+
+
+def _no_host(zone: ZoneFacts) -> set[str]:
+    """Addresses of the zone no host can hold: each CIDR's network and broadcast address."""
+    found: set[str] = set()
+    for cidr in zone.cidrs:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if network.version == 4 and network.prefixlen <= 30:
+            found |= {str(network.network_address), str(network.broadcast_address)}
+    return found
+
+
+_Signature = tuple[str, str, int | None]
+"""(proto, reason, hops or None where nmap gave no TTL) of a closed answer."""
+
+
+def _signature(observation: PortObservation) -> _Signature:
+    return observation.proto, observation.reason, hops(observation.reason_ttl)
+
+
+def _alike(a: _Signature, b: _Signature) -> bool:
+    return a[:2] == b[:2] and (a[2] is None or b[2] is None or a[2] == b[2])
+
+
+def _hostless(
+    zones: Iterable[ZoneFacts], by_pair: dict[tuple[str, str], list[MatrixCell]]
+) -> dict[str, str]:
+    """Addresses shown to hold no host from some vantage: every answer they gave anywhere was a
+    device's (address -> the pair that showed it). From another vantage, where nothing else
+    tells the device, their answers are the device's too."""
+    zone = {z.name: z for z in zones}
+    device: dict[str, str] = {}
+    host: set[str] = set()
+    for (source, target), cells in sorted(by_pair.items()):
+        if target not in zone:
+            continue
+        restated, answers, witnesses = device_answers(tuple(cells), zone[target], {})
+        for answer in answers:
+            device.setdefault(answer.address, f"{source}->{target}")
+        # A host is known by a SYN-ACK (no rejecting device sends one), or by a closed port on
+        # a pair where the device's answers were told apart from it.
+        host |= {o.address for c in restated for o in (c.reachable if witnesses else c.open)}
+    return {a: name for a, name in device.items() if a not in host}
+
+
+def _witnesses(
+    cells: tuple[MatrixCell, ...], zone: ZoneFacts, hostless: dict[str, str]
+) -> list[tuple[_Signature, Msg]]:
+    """The closed answers no host could have sent, with why."""
+    found: list[tuple[_Signature, Msg]] = []
+    closed = [o for c in cells for o in c.observations if _is_closed(o)]
+    empty = _no_host(zone)
+    for observation in closed:
+        if observation.address in empty:
+            found.append(
+                (
+                    _signature(observation),
+                    Msg(
+                        f"{observation.address}, an address no host can hold (network or "
+                        f"broadcast address), answers {observation.reason} on {observation.spec}",
+                        f"{observation.address} 为网络地址或广播地址，不可能有主机，却对 "
+                        f"{observation.spec} 应答 {observation.reason}",
+                    ),
+                )
+            )
+            break
+    for cell in cells:
+        answering = [o for o in cell.observations if _is_closed(o)]
+        if cell.probed >= ALIKE_MIN and len(answering) >= ALIKE_SHARE * cell.probed:
+            first = answering[0]
+            found.append(
+                (
+                    _signature(first),
+                    Msg(
+                        f"{len(answering)} of the {cell.probed} addresses probed answer "
+                        f"{first.reason} on {cell.spec} alike",
+                        f"探测的 {cell.probed} 个地址中有 {len(answering)} 个对 {cell.spec} "
+                        f"同样应答 {first.reason}",
+                    ),
+                )
+            )
+            break
+    nearest = min(
+        (h for c in cells for o in c.open if (h := hops(o.reason_ttl)) is not None), default=None
+    )
+    if nearest is not None:
+        for observation in closed:
+            signature = _signature(observation)
+            if signature[2] is not None and signature[2] < nearest:
+                found.append(
+                    (
+                        signature,
+                        Msg(
+                            f"{observation.address} answers {observation.reason} on "
+                            f"{observation.spec} from {signature[2]} hops, nearer than the hosts' "
+                            f"own SYN-ACKs ({nearest} hops)",
+                            f"{observation.address} 对 {observation.spec} 的 "
+                            f"{observation.reason} 应答来自 {signature[2]} 跳，近于主机自身的 "
+                            f"SYN-ACK（{nearest} 跳）",
+                        ),
+                    )
+                )
+                break
+    for observation in closed:
+        if observation.address in hostless:
+            found.append(
+                (
+                    _signature(observation),
+                    Msg(
+                        f"{observation.address}, which holds no host (every answer it gave on "
+                        f"{hostless[observation.address]} was a device's), answers "
+                        f"{observation.reason} on {observation.spec}",
+                        f"{observation.address} 上没有主机（它在 {hostless[observation.address]} "
+                        f"上的应答均来自设备），却对 {observation.spec} 应答 {observation.reason}",
+                    ),
+                )
+            )
+            break
+    return found
+
+
+def _is_closed(observation: PortObservation) -> bool:
+    return observation.state == "closed" and observation.reason in CLOSED_ANSWERS
+
+
+def device_answers(
+    cells: tuple[MatrixCell, ...], zone: ZoneFacts, hostless: dict[str, str]
+) -> tuple[tuple[MatrixCell, ...], tuple[PortObservation, ...], tuple[Msg, ...]]:
+    """The cells with the device's answers re-stated, those answers, and the witnesses
+    (`hostless`: addresses known to hold no host, with the pair that showed it)."""
+    witnesses = _witnesses(cells, zone, hostless)
+    if not witnesses:
+        return cells, (), ()
+    signatures = [signature for signature, _ in witnesses]
+    device: list[PortObservation] = []
+    restated: list[MatrixCell] = []
+    for cell in cells:
+        observations = []
+        for seen in cell.observations:
+            kept = seen
+            if _is_closed(seen) and any(_alike(_signature(seen), s) for s in signatures):
+                kept = replace(seen, state="filtered", reason=DEVICE_PREFIX + seen.reason)
+                device.append(kept)
+            observations.append(kept)
+        restated.append(replace(cell, observations=tuple(observations)))
+    return tuple(restated), tuple(device), tuple(msg for _, msg in witnesses)
 
 
 def pair(facts: NetFacts, source: str, target: str) -> Pair:
@@ -175,11 +346,12 @@ def pair(facts: NetFacts, source: str, target: str) -> Pair:
 
 
 def live_hosts(facts: NetFacts) -> dict[str, set[str]]:
-    """Addresses that answered (open or closed) from any vantage: address -> source zones."""
+    """Addresses that answered (open or closed) from any vantage: address -> source zones.
+    A device's answers in a host's place do not make the address live."""
     live: dict[str, set[str]] = {}
-    for cell in matrix(facts):
-        for observation in cell.reachable:
-            live.setdefault(observation.address, set()).add(cell.source)
+    for measured in pairs(facts):
+        for observation in measured.reachable():
+            live.setdefault(observation.address, set()).add(measured.source.name)
     return live
 
 

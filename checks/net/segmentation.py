@@ -1,6 +1,7 @@
 """Segmentation against the zones file's policy, and isolation of critical zones from the
 internet. Pure functions of `NetFacts`: one result per zone pair, whose message says how many
-ports were probed (nmap's top 1,000 TCP ports and more by default; `scan.ports`).
+ports were probed (nmap's top 1,000 TCP ports and more by default; `scan.ports`). Answers a
+device in between sent in the hosts' place (`matrix.device_answers`) do not make a zone reachable.
 """
 
 from __future__ import annotations
@@ -206,12 +207,30 @@ def internet_isolation(facts: NetFacts) -> Iterator[Outcome]:
                 continue
             ins, outs = f"{inbound.probes:,}", f"{outbound.probes:,}"
             ports_in, ports_out = f"{inbound.ports_probed:,}", f"{outbound.ports_probed:,}"
+            rejected = len(inbound.device) + len(outbound.device)
+            # A router that rejects answers in the hosts' place: say so, not "no answer".
+            whose, note = (
+                (
+                    Msg("no host answer", "均无主机应答"),
+                    Msg(
+                        f" ({rejected:,} answers came from a device in between, not the hosts: "
+                        f"{(inbound.witnesses or outbound.witnesses)[0].en})",
+                        f"（{rejected:,} 个应答来自中间设备而非主机："
+                        f"{(inbound.witnesses or outbound.witnesses)[0].zh}）",
+                    ),
+                )
+                if rejected
+                else (Msg("no answer", "均无应答"), Msg("", ""))
+            )
+            evidence["rejected_by_device"] = cut(lines([*inbound.device, *outbound.device]))
             yield passed(
                 Msg(
-                    f"{zone.name} and {outside.name} do not reach each other: no answer to "
-                    f"{ins} probes in ({ports_in} ports) and {outs} probes out ({ports_out} ports)",
+                    f"{zone.name} and {outside.name} do not reach each other: {whose.en} to "
+                    f"{ins} probes in ({ports_in} ports) and {outs} probes out ({ports_out} ports)"
+                    f"{note.en}",
                     f"{zone.name} 与 {outside.name} 互不可达：入向 {ins} 次探测"
-                    f"（{ports_in} 个端口）、出向 {outs} 次探测（{ports_out} 个端口）均无应答",
+                    f"（{ports_in} 个端口）、出向 {outs} 次探测（{ports_out} 个端口）{whose.zh}"
+                    f"{note.zh}",
                 ),
                 evidence,
                 target=target,

@@ -217,8 +217,8 @@ def _verdict(app: WebAppProbe, evidence: dict[str, object]) -> Outcome:
             f"({'; '.join(h.en for h in shown)}), told from the application's own errors by "
             f"{', '.join(list(marks)[:3])}; blocked by {who.en}",
             f"{target}：正常请求 {ordinary.zh}；全部 {len(blocked_kinds)} 类攻击（{kinds.zh}）"
-            f"的 {len(blocks)} 个请求均被阻断，对应的正常对照请求均得到正常应答"
-            f"（{'；'.join(h.zh for h in shown)}），可与应用自身的错误区分："
+            f"的 {len(blocks)} 个请求均被阻断（{'；'.join(h.zh for h in shown)}），"
+            "对应的正常对照请求均正常应答；可与应用自身的错误区分："
             f"{'、'.join(m.zh for m in list(marks.values())[:3])}；阻断方：{who.zh}",
         ),
         evidence,

@@ -335,6 +335,7 @@ def test_ssh_vantage_takes_the_probe_key_from_mgmt(lab: Lab) -> None:
         (t.FAULT_HIS_DB_LEAK, {"office->sqlserver": True}),
         (t.FAULT_ZTNA_BYPASS, {"office->his-web": True, "internet->his-web": True}),
         (t.FAULT_WAF_BYPASS, {"waf attack status": 200}),
+        (t.FAULT_WAF_DETECTION_ONLY, {"waf attack status": 200}),
         (t.FAULT_TLS10, {"gateway tls1.0": True}),
     ],
 )

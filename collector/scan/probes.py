@@ -1,8 +1,9 @@
 """Phase 2 of a scan: probes chosen from what the nmap phase saw, each sent by the probe helper
 (`probe_cli`) from inside a vantage — HTTP requests to the web applications (an ordinary one, a
 battery of attack requests each beside a benign twin, and a page that does not exist) from a
-zone the policy lets reach them, the ZTNA gateways
-(without and with a client certificate) from a user or internet zone, every TLS version offered
+zone the policy lets reach them, the ZTNA gateways (no certificate, a throwaway untrusted one,
+an expired one, and the site's own, on several paths: `gateway_plan`) from a user or internet
+zone, every TLS version offered
 to every open TCP port from a vantage that saw it open, and the firewall's SNMP identity.
 
 The helper runs as a subprocess in the vantage's namespace, or over SSH on the vantage host, so

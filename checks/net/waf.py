@@ -23,11 +23,19 @@ from checks.model import (
     passed,
     require,
 )
-from checks.net.waf_battery import CLASSES, FINGERPRINTS, Fingerprint, Judged, judge_all, name_waf
+from checks.net.waf_battery import (
+    CLASSES,
+    FINGERPRINTS,
+    Fingerprint,
+    Judged,
+    identify,
+    judge_all,
+    name_waf,
+)
 from checks.net.wording import answered
 from checks.registry import check
 
-__all__ = ["FINGERPRINTS", "Fingerprint", "waf"]
+__all__ = ["FINGERPRINTS", "Fingerprint", "identify", "waf"]
 
 
 def _app(facts: NetFacts) -> tuple[WebAppProbe, ...]:

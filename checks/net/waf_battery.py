@@ -188,18 +188,26 @@ def judge_all(
 # --- naming -------------------------------------------------------------------------------------
 
 
-def name_waf(baseline: HttpExchange, blocks: Sequence[HttpExchange]) -> tuple[str, Msg] | None:
-    """(product, marker): the fingerprints kept here first, then wafw00f's, over the blocks
-    (each read beside the ordinary answer, as wafw00f reads its own requests)."""
-    for exchange in [*blocks, baseline]:
+def identify(exchanges: Sequence[HttpExchange]) -> tuple[str, Msg] | None:
+    """(product, marker) of the first fingerprint kept here found in the answers."""
+    for exchange in exchanges:
         for fingerprint in FINGERPRINTS:
             marker = fingerprint.matches(exchange)
             if marker is not None:
                 return fingerprint.product, marker
+    return None
+
+
+def name_waf(baseline: HttpExchange, blocks: Sequence[HttpExchange]) -> tuple[str, Msg] | None:
+    """(product, marker): the fingerprints kept here first, then wafw00f's, over the blocks
+    (each read beside the ordinary answer, as wafw00f reads its own requests)."""
+    found = identify([*blocks, baseline])
+    if found is not None:
+        return found
     for block in blocks:
-        found = _wafw00f(baseline, block)
-        if found is not None:
-            return found, Msg("wafw00f fingerprint", "wafw00f 指纹")
+        product = _wafw00f(baseline, block)
+        if product is not None:
+            return product, Msg("wafw00f fingerprint", "wafw00f 指纹")
     return None
 
 

@@ -18,7 +18,7 @@ DEBS=(
   hdparm nvme-cli sg3-utils                    # erasure capability of disks
   lynis                                        # the baseline in benchmarks/agent_run.py
   nmap apache2 libapache2-mod-security2 modsecurity-crs nginx   # the hospital-in-a-box lab
-  snmpd snmp openssh-server openssh-client curl               # lab services and probes
+  snmpd snmp openssh-server openssh-client curl openssl       # lab services and probes
 )
 
 missing=()

@@ -15,8 +15,10 @@ TCP ports, the listed ones and 7 UDP ports, 1,007 in the lab). Each run measures
   compared with;
 - bare, alone: the same commands one after another: the slowest one, and their sum.
 
-Targets (issue): medsec's nmap phase ≤ 1.2 × bare concurrent; all vantages together about as
-long as the slowest one alone, not the sum of them.
+Targets (issues): medsec's nmap phase ≤ 1.2 × bare concurrent, the whole scan with its probes
+≤ 1.5 × bare concurrent; all vantages together about as long as the slowest one alone, not the
+sum of them. `--fault NAME` (repeatable) switches lab faults on for the runs, e.g. `tls-camellia`
+so the TLS probes meet a legacy service as well as the lab's modern ones.
 """
 
 from __future__ import annotations
@@ -141,6 +143,9 @@ def main() -> int:
     parser.add_argument(
         "--ports", choices=("top1000", "all", "listed"), default="top1000", help="scan.ports"
     )
+    parser.add_argument(
+        "--fault", action="append", default=[], metavar="NAME", help="a lab fault to switch on"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("benchmarks/scan.py needs root (network namespaces)", file=sys.stderr)
@@ -159,6 +164,8 @@ def main() -> int:
         data["scan"]["ports"] = args.ports
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         zones = load_zones(path, confine=CONFINE)
+        for fault in args.fault:
+            lab.fault(fault, True)
         rows = []
         for number in range(1, args.runs + 1):
             nmap_phase, total, privileged, ports = run_medsec(zones)
@@ -175,7 +182,8 @@ def main() -> int:
         median = [statistics.median(column) for column in zip(*rows, strict=True)]
         nmap_phase, total, together, slowest, summed = median
         print()
-        print(f"scan.ports {args.ports}: {len(ports)} ports from each vantage")
+        faults = f"; faults on: {', '.join(args.fault)}" if args.fault else ""
+        print(f"scan.ports {args.ports}: {len(ports)} ports from each vantage{faults}")
         print(f"{'median of ' + str(args.runs) + ' runs':<34}{'seconds':>9}")
         print(f"{'medsec scan, nmap phase':<34}{nmap_phase:>9.2f}")
         print(f"{'medsec scan, with probes':<34}{total:>9.2f}")
@@ -184,10 +192,13 @@ def main() -> int:
         print(f"{'bare nmap, sum of vantages alone':<34}{summed:>9.2f}")
         print()
         ratio = nmap_phase / together
+        whole = total / together
         print(f"medsec / bare (same vantages, at once): {ratio:.2f} (target <= 1.2)")
+        print(f"medsec with probes / bare (same vantages, at once): {whole:.2f} (target <= 1.5); "
+              f"the probes add {total - nmap_phase:.2f} s")  # fmt: skip
         print(f"medsec / slowest vantage alone: {nmap_phase / slowest:.2f}; "
               f"/ sum of vantages: {nmap_phase / summed:.2f}")  # fmt: skip
-        return 0 if ratio <= 1.2 else 1
+        return 0 if ratio <= 1.2 and whole <= 1.5 else 1
     finally:
         lab.down()
         shutil.rmtree(folder, ignore_errors=True)

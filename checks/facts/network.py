@@ -307,12 +307,14 @@ class TlsVersionResult:
     """SSLv3, TLSv1, TLSv1.1, TLSv1.2, TLSv1.3."""
     outcome: TlsOutcome
     detail: str
-    """The negotiated cipher, or how the server refused (alert, reset, no answer)."""
+    """The negotiated cipher, or how the server refused (alert, reset, no answer), or for
+    `untested` why the handshake failed other than by the version."""
 
 
 @dataclass(frozen=True)
 class TlsService:
-    """A TCP service that completed a TLS handshake at some version."""
+    """A TCP service that completed a TLS handshake at some version, or answered in TLS a
+    handshake that failed for a reason other than the version (no cipher in common)."""
 
     address: str
     port: int
@@ -365,7 +367,7 @@ class NetFacts:
     critical_systems: tuple[CriticalSystem, ...]
     gateways: tuple[GatewayProbe, ...] | Unavailable
     tls: tuple[TlsService, ...] | Unavailable
-    """Every open TCP port found was offered a TLS handshake; these completed one."""
+    """Every open TCP port found was offered a TLS handshake; these answered in TLS."""
     tls_probed: int = 0
     """How many open TCP endpoints were offered a handshake."""
     snmp: SnmpIdentity | Unavailable | None = None

@@ -337,9 +337,12 @@ def probe_version(address: str, port: int, version: str, timeout: float) -> dict
         detail = _error_text(exc)
         if reason in _VERSION_REFUSED:
             return {"outcome": "refused", "detail": detail, "tls_answer": True}
-        if reason not in _NOT_VERSION or version == "TLSv1.3":
+        if reason not in _NOT_VERSION:
             return {"outcome": "refused", "detail": detail,
                     "tls_answer": "ALERT" in reason}  # fmt: skip
+        if version == "TLSv1.3":  # the standard library offers only OpenSSL's default suites
+            return {"outcome": "untested", "detail": f"no TLS 1.3 suite in common ({detail})",
+                    "tls_answer": True}  # fmt: skip
     # No suite in common with what this OpenSSL has: ask again with every suite code there is.
     hello = probe_hello(address, port, version, timeout)
     if hello["outcome"] == "accepted" or hello.get("alert") == 0x46 or not hello["tls_answer"]:

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from checks.facts.network import (
     AttackExchange,
@@ -205,11 +206,15 @@ class Prober:
         timeout = self.zones.scan.probe_timeout_seconds
         requests: list[dict[str, Any]] = [
             {"id": "baseline", "url": app.url},
-            {"id": "not-found", "url": app.url, "path": NOT_FOUND_PATH},
+            {"id": "not-found", "url": app.url, "path": _under(app.url, NOT_FOUND_PATH)},
         ]
         for index, attack in enumerate(ATTACKS):
-            requests.append({"id": f"a{index}", "url": app.url, **attack.attack})
-            requests.append({"id": f"b{index}", "url": app.url, **attack.benign})
+            for prefix, request in (("a", attack.attack), ("b", attack.benign)):
+                sent = {"id": f"{prefix}{index}", "url": app.url, **request}
+                if "path" in sent:
+                    sent["path"] = _under(app.url, sent["path"])
+                requests.append(sent)
+        sent_by_id = {r["id"]: r for r in requests}
         for request in requests:
             request.update(connect=[address, port], timeout=timeout)
         try:
@@ -230,7 +235,7 @@ class Prober:
             attacks=tuple(
                 AttackExchange(
                     attack.kind,
-                    describe_request(attack.attack),
+                    describe_request(sent_by_id[f"a{index}"]),
                     exchanges[f"a{index}"],
                     location=attack.location,
                     benign=exchanges.get(f"b{index}"),
@@ -437,6 +442,11 @@ def _exchange(raw: Mapping[str, Any]) -> HttpExchange:
         error=raw.get("error") or raw.get("handshake_error"),
         seconds=float(raw.get("seconds") or 0.0),
     )
+
+
+def _under(url: str, path: str) -> str:
+    """`path` under the application's own path: an app published at /portal/ is probed there."""
+    return urlsplit(url).path.rstrip("/") + path
 
 
 def describe_request(request: Mapping[str, Any]) -> str:

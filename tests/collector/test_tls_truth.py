@@ -3,8 +3,10 @@ fault `tls-camellia` on (a service that speaks TLS 1.0/1.1 only, and only with C
 and with the clean lab, every open TCP endpoint the scan found is handshaken by this test's own
 `openssl s_client`, run from the namespace of the zone whose vantage saw it open, offering one
 version at a time with every suite the local OpenSSL has (`-cipher ALL:COMPLEMENTOFALL:@SECLEVEL=0`,
-all TLS 1.3 suites). The set of TLS services, each forbidden version's outcome and each verdict
-must equal what those handshakes say. Needs root and network namespaces (skips otherwise).
+all TLS 1.3 suites). The set of TLS services, each version's outcome and each verdict must
+equal what those handshakes say — with the legacy service probed from a netns vantage and, with
+the internet zone's vantage removed, from the SSH vantage (the probe helper shipped over SSH).
+Needs root and network namespaces (skips otherwise).
 
 SSLv3 has no truth here: OpenSSL 3 cannot speak it, and neither can any server of the lab (all
 are OpenSSL 3 builds), so the scanner's SSLv3 outcome is asserted to be a refusal.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -40,15 +43,30 @@ FLAGS = {"TLSv1": "-tls1", "TLSv1.1": "-tls1_1", "TLSv1.2": "-tls1_2", "TLSv1.3"
 pytestmark = pytest.mark.root
 
 
+def _zones_file(lab: Lab, folder: Path, *, ssh_only: bool) -> Zones:
+    path = write_lab_zones(lab, folder)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["scan"]["ports"] = "listed"
+    if ssh_only:
+        # Without the internet zone's vantage, the dmz's tcp/443 is seen only from the office,
+        # whose vantage is the SSH host: the probe helper then runs shipped over SSH.
+        for zone in data["zones"]:
+            if zone["name"] == "internet":
+                zone.pop("vantage", None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_zones(path, confine=CONFINE)
+
+
 @pytest.fixture(scope="module")
 def zones(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Zones:
     """The lab's zones over the listed ports (tcp/443 of the dmz among them): seconds, not the
     top 1,000's quarter minute; the legacy service's port is not one named as TLS anywhere."""
-    path = write_lab_zones(lab, tmp_path_factory.mktemp("tls-truth"))
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["scan"]["ports"] = "listed"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return load_zones(path, confine=CONFINE)
+    return _zones_file(lab, tmp_path_factory.mktemp("tls-truth"), ssh_only=False)
+
+
+@pytest.fixture(scope="module")
+def ssh_zones(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Zones:
+    return _zones_file(lab, tmp_path_factory.mktemp("tls-truth-ssh"), ssh_only=True)
 
 
 def _openssl() -> str:
@@ -122,7 +140,11 @@ def compare_with_truth(lab: Lab, facts: NetFacts) -> dict[str, Status]:
     return verdicts
 
 
-def test_camellia_only_legacy_tls_is_caught(lab: Lab, zones: Zones) -> None:
+@pytest.mark.parametrize("vantage", ["netns", "ssh"])
+def test_camellia_only_legacy_tls_is_caught(
+    lab: Lab, zones: Zones, ssh_zones: Zones, vantage: str
+) -> None:
+    chosen = ssh_zones if vantage == "ssh" else zones
     address, port = t.LEGACY_TLS
     endpoint = f"{address}:{port}"
     lab.fault(t.FAULT_TLS_CAMELLIA, True)
@@ -133,11 +155,14 @@ def test_camellia_only_legacy_tls_is_caught(lab: Lab, zones: Zones) -> None:
                 lab, "internet", address, port, version, ciphers="DEFAULT:@SECLEVEL=0"
             )
         assert handshake(lab, "internet", address, port, "TLSv1")
-        facts = asyncio.run(scan(zones, confine=CONFINE))
+        facts = asyncio.run(scan(chosen, confine=CONFINE))
         verdicts = compare_with_truth(lab, facts)
     finally:
         lab.fault(t.FAULT_TLS_CAMELLIA, False)
     assert verdicts[endpoint] is Status.FAIL
+    assert isinstance(facts.tls, tuple)
+    legacy = next(s for s in facts.tls if s.endpoint == endpoint)
+    assert legacy.vantage_zone == ("office" if vantage == "ssh" else "internet")
     result = next(
         r
         for r in evaluate(network_registry(), facts)

@@ -591,7 +591,7 @@ def test_a_plain_service_is_not_tls(web: int) -> None:
     )
     outcomes = {v["version"]: v for v in answer["services"][0]["versions"]}
     assert {v["outcome"] for v in outcomes.values()} == {"refused"}
-    assert outcomes["SSLv3"]["detail"].startswith("not TLS")
+    assert "not TLS" in outcomes["SSLv3"]["detail"]
 
 
 def test_the_probe_helper_needs_only_the_standard_library() -> None:

@@ -162,8 +162,23 @@ def _in_zone(address: str, zone: ZoneFacts) -> bool:
     return any(ip in ipaddress.ip_network(c) for c in zone.cidrs)
 
 
+_READ: list[tuple[NetFacts, tuple[Pair, ...]]] = []
+"""The last facts read into pairs: each check reads the same facts again, and telling a device's
+answers apart walks every answer of a scan (hundreds of thousands behind a rejecting router).
+Keyed by identity: facts are frozen, and the entry holds them, so the identity is not reused."""
+
+
 def pairs(facts: NetFacts) -> list[Pair]:
     """Every ordered pair of distinct zones, in zones-file order."""
+    for known, found in _READ:
+        if known is facts:
+            return list(found)
+    found = tuple(_read_pairs(facts))
+    _READ[:] = [(facts, found)]
+    return list(found)
+
+
+def _read_pairs(facts: NetFacts) -> list[Pair]:
     by_pair: dict[tuple[str, str], list[MatrixCell]] = {}
     for cell in matrix(facts):
         by_pair.setdefault((cell.source, cell.target), []).append(cell)
@@ -210,8 +225,24 @@ def _signature(observation: PortObservation) -> _Signature:
     return observation.proto, observation.reason, hops(observation.reason_ttl)
 
 
-def _alike(a: _Signature, b: _Signature) -> bool:
-    return a[:2] == b[:2] and (a[2] is None or b[2] is None or a[2] == b[2])
+class _Matcher:
+    """Whether a closed answer is alike one of the witnesses: same protocol and reason, and the
+    same hop count where both have one (a witness without one matches every hop count)."""
+
+    def __init__(self, signatures: Iterable[_Signature]) -> None:
+        self._hops: dict[tuple[str, str], set[int | None]] = {}
+        for proto, reason, count in signatures:
+            self._hops.setdefault((proto, reason), set()).add(count)
+
+    def __call__(self, observation: PortObservation) -> bool:
+        if not _is_closed(observation):
+            return False
+        counts = self._hops.get((observation.proto, observation.reason))
+        if counts is None:
+            return False
+        if None in counts or not observation.reason_ttl:
+            return True
+        return hops(observation.reason_ttl) in counts
 
 
 def _hostless(
@@ -226,12 +257,18 @@ def _hostless(
     for (source, target), cells in sorted(by_pair.items()):
         if target not in zone:
             continue
-        restated, answers, witnesses = device_answers(tuple(cells), zone[target], {})
-        for answer in answers:
-            device.setdefault(answer.address, f"{source}->{target}")
-        # A host is known by a SYN-ACK (no rejecting device sends one), or by a closed port on
-        # a pair where the device's answers were told apart from it.
-        host |= {o.address for c in restated for o in (c.reachable if witnesses else c.open)}
+        witnesses = _witnesses(tuple(cells), zone[target], {})
+        matcher = _Matcher(signature for signature, _ in witnesses)
+        for cell in cells:
+            for seen in cell.observations:
+                if seen.state == "open":
+                    # A SYN-ACK: no rejecting device sends one.
+                    host.add(seen.address)
+                elif witnesses and matcher(seen):
+                    device.setdefault(seen.address, f"{source}->{target}")
+                elif witnesses and seen.state in REACHABLE_STATES:
+                    # A closed port on a pair where the device's answers were told apart.
+                    host.add(seen.address)
     return {a: name for a, name in device.items() if a not in host}
 
 
@@ -323,19 +360,27 @@ def device_answers(
     witnesses = _witnesses(cells, zone, hostless)
     if not witnesses:
         return cells, (), ()
-    signatures = [signature for signature, _ in witnesses]
+    matcher = _Matcher(signature for signature, _ in witnesses)
     device: list[PortObservation] = []
     restated: list[MatrixCell] = []
     for cell in cells:
         observations = []
         for seen in cell.observations:
             kept = seen
-            if _is_closed(seen) and any(_alike(_signature(seen), s) for s in signatures):
-                kept = replace(seen, state="filtered", reason=DEVICE_PREFIX + seen.reason)
+            if matcher(seen):
+                kept = _restated(seen)
                 device.append(kept)
             observations.append(kept)
         restated.append(replace(cell, observations=tuple(observations)))
     return tuple(restated), tuple(device), tuple(msg for _, msg in witnesses)
+
+
+def _restated(o: PortObservation) -> PortObservation:
+    """A device's answer as nmap states one from another address than the one probed."""
+    return PortObservation(
+        o.source, o.target, o.address, o.proto, o.port, "filtered", DEVICE_PREFIX + o.reason,
+        o.reason_ttl, o.vantage, o.scan,
+    )  # fmt: skip
 
 
 def pair(facts: NetFacts, source: str, target: str) -> Pair:

@@ -234,7 +234,7 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
             continue
         signals = _signals(pair, drops, prohibited, rejected, ack)
         if signals:
-            seen, note = joined(signals), _ack_note(ack)
+            seen, note = joined(signals), _ack_note(pair, ack)
             yield passed(
                 Msg(
                     f"{target}: filtered: {seen.en}{note.en}; device: {phrase.en}",
@@ -269,9 +269,9 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
         yield failed(Msg(f"{target}: {why.en}", f"{target}：{why.zh}"), evidence, target=target)
 
 
-def _ack_note(ack: list[PortObservation]) -> Msg:
+def _ack_note(pair: Pair, ack: list[PortObservation]) -> Msg:
     """Unsolicited ACKs that passed, beside other signs of a filter: a stateless one."""
-    unfiltered = [a for a in ack if a.state == "unfiltered"]
+    unfiltered = [a for a in ack if a.state == "unfiltered" and not pair.from_device(a)]
     if not unfiltered:
         return Msg("", "")
     line = observed(unfiltered[0])
@@ -317,6 +317,15 @@ def _signals(
     if prohibited:
         line, reason = observed(prohibited[0]), prohibited[0].reason
         signals.append(Msg(f"ICMP {reason} ({line.en})", f"ICMP {reason}（{line.zh}）"))
+    ack_rejected = [a for a in ack if a.state == "unfiltered" and pair.from_device(a)]
+    if ack_rejected:
+        line = observed(ack_rejected[0])
+        signals.append(
+            Msg(
+                f"unsolicited ACKs rejected by the device, alike its other answers ({line.en})",
+                f"非请求的 ACK 被中间设备拒绝，与其其他应答相同（{line.zh}）",
+            )
+        )
     ack_filtered = [a for a in ack if a.state == "filtered"]
     if ack_filtered:
         line = observed(ack_filtered[0])

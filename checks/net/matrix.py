@@ -62,6 +62,17 @@ class Pair:
     `device-<reason>`; the cells hold them too)."""
     witnesses: tuple[Msg, ...] = ()
     """Why those answers are the device's: the answers no host could have sent."""
+    signatures: tuple[tuple[str, str, int | None], ...] = ()
+    """(proto, reason, hops) of the device's answers: an ACK probe's reset alike is its too."""
+
+    def from_device(self, observation: PortObservation) -> bool:
+        """Whether an answer (a closed port, or an ACK probe's `unfiltered` reset) is alike
+        the device's answers on this pair."""
+        if not self.signatures:
+            return False
+        if observation.state == "unfiltered":
+            observation = replace(observation, state="closed")
+        return _Matcher(self.signatures)(observation)
 
     @property
     def name(self) -> str:
@@ -192,7 +203,7 @@ def _read_pairs(facts: NetFacts) -> list[Pair]:
             if source.name == target.name:
                 continue
             key = (source.name, target.name)
-            cells, device, witnesses = device_answers(tuple(by_pair.get(key, ())), target, hostless)
+            cells, device, found_by = device_answers(tuple(by_pair.get(key, ())), target, hostless)
             found.append(
                 Pair(
                     source=source,
@@ -201,7 +212,8 @@ def _read_pairs(facts: NetFacts) -> list[Pair]:
                     cells=cells,
                     silent_ports=tuple(silent.get(key, ())),
                     device=device,
-                    witnesses=witnesses,
+                    witnesses=tuple(why for _, why in found_by),
+                    signatures=tuple(signature for signature, _ in found_by),
                 )
             )
     return found
@@ -354,12 +366,13 @@ def _is_closed(observation: PortObservation) -> bool:
 
 def device_answers(
     cells: tuple[MatrixCell, ...], zone: ZoneFacts, hostless: dict[str, str]
-) -> tuple[tuple[MatrixCell, ...], tuple[PortObservation, ...], tuple[Msg, ...]]:
-    """The cells with the device's answers re-stated, those answers, and the witnesses
-    (`hostless`: addresses known to hold no host, with the pair that showed it)."""
+) -> tuple[tuple[MatrixCell, ...], tuple[PortObservation, ...], list[tuple[_Signature, Msg]]]:
+    """The cells with the device's answers re-stated, those answers, and the witnesses: each
+    answer's signature and why no host sent it (`hostless`: addresses known to hold no host,
+    with the pair that showed it)."""
     witnesses = _witnesses(cells, zone, hostless)
     if not witnesses:
-        return cells, (), ()
+        return cells, (), []
     matcher = _Matcher(signature for signature, _ in witnesses)
     device: list[PortObservation] = []
     restated: list[MatrixCell] = []
@@ -372,7 +385,7 @@ def device_answers(
                 device.append(kept)
             observations.append(kept)
         restated.append(replace(cell, observations=tuple(observations)))
-    return tuple(restated), tuple(device), tuple(msg for _, msg in witnesses)
+    return tuple(restated), tuple(device), witnesses
 
 
 def _restated(o: PortObservation) -> PortObservation:

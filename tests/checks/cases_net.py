@@ -615,6 +615,16 @@ UNFILTERED = replace(
         if spec.startswith("tcp")
     ),
 )
+# ACK probes: the rejecting router resets them as it resets SYNs (TTL 64); a stateless filter
+# lets them reach the hosts (TTL 63).
+ACK_RESET = replace(ROUTER_RESET, ack=(
+    replace(observation("internet", "his", "198.18.2.10", "tcp/22", "unfiltered", "reset", 64),
+            scan="ack"),
+))
+ACK_STATELESS = replace(CLEAN, ack=(
+    replace(observation("dmz", "his", "198.18.2.10", "tcp/5432", "unfiltered", "reset"),
+            scan="ack"),
+))  # fmt: skip
 # The router rejects with ICMP, rate-limited: one reject seen, the rest of the probes silent.
 RATE_LIMITED = replace(
     CLEAN,
@@ -718,6 +728,14 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
         ("router-reset, an address seen to hold no host", ROUTER_RESET_NEARER, Status.PASS,
          "internet->his: filtered: 30 answers sent by a device in between, not by the hosts "
          "(198.18.2.2, which holds no host (every answer it gave on dmz->his was a device's)"),
+        ("router-reset, ACKs reset alike", ACK_RESET, Status.PASS,
+         "unsolicited ACKs rejected by the device, alike its other answers (internet -> his "
+         "198.18.2.10 tcp/22 unfiltered (reset ttl 64"),
+        ("drops, but ACKs pass", ACK_STATELESS, Status.PASS,
+         "dmz->his: filtered: 6 probes to live hosts dropped (dmz->his 198.18.2.10 tcp/22: no "
+         "answer, while 198.18.2.10 answers other ports from dmz) (though unsolicited ACKs pass, "
+         "so the filter is not stateful: dmz -> his 198.18.2.10 tcp/5432 unfiltered (reset ttl "
+         "63; ack scan from netns:lab-dmz))"),
         ("rejects rate-limited", RATE_LIMITED, Status.PASS,
          "internet->his: filtered: 1 probes to live hosts dropped (internet->his 198.18.2.20: "
          "no host answer on any port, though it answers from dmz (a device on this path "

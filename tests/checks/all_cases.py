@@ -12,6 +12,7 @@ from tests.checks import (
     cases_firewall,
     cases_logs,
     cases_net,
+    cases_net_router,
     cases_wipe_crypto,
 )
 from tests.checks.meta import Case
@@ -29,7 +30,7 @@ for _module in (
         HOST_CASES.setdefault(_check_id, []).extend(_cases)
 
 ALL_CASES: dict[str, list[Case]] = {**HOST_CASES}
-for _check_id, _cases in cases_net.CASES.items():
+for _check_id, _cases in (*cases_net.CASES.items(), *cases_net_router.CASES.items()):
     ALL_CASES.setdefault(_check_id, []).extend(_cases)
 
 

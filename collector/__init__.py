@@ -1,1 +1,1 @@
-"""The `medsec` collector: enrolment, signed ingestion, storage, the audit log, scans and the API."""
+"""The `medsec` collector: enrolment, signed ingestion, storage, the audit log, scans, the API."""

@@ -227,9 +227,7 @@ def attacks(
 def app_filter() -> tuple[AttackExchange, ...]:
     """The application refuses `<script`, `' OR` and `../` itself (403, its own Server)."""
     filtered = frozenset(
-        f"{a.kind}/{a.location}"
-        for a in ATTACKS
-        if any(p in str(a.attack) for p in APP_FILTERED)
+        f"{a.kind}/{a.location}" for a in ATTACKS if any(p in str(a.attack) for p in APP_FILTERED)
     )
     everything = frozenset(f"{a.kind}/{a.location}" for a in ATTACKS)
     return attacks(403, "PatientPortal/2.3", APP_403, let_through=everything - filtered)
@@ -245,8 +243,9 @@ def portal(**changes: Any) -> WebAppProbe:
         vantage=VANTAGE["internet"],
         baseline=exchange(PORTAL, 200, "PatientPortal/2.3", APP_PAGE),
         attacks=attacks(403, "HospitalWAF", BLOCK_PAGE),
-        not_found=exchange(f"{PORTAL}medsec-probe-no-such-page", 200, "PatientPortal/2.3",
-                           APP_PAGE),
+        not_found=exchange(
+            f"{PORTAL}medsec-probe-no-such-page", 200, "PatientPortal/2.3", APP_PAGE
+        ),
     )
     return replace(base, **changes)
 

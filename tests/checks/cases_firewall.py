@@ -57,12 +57,12 @@ PUBLISHED = PublishedPort(
     protocol="tcp",
     port=8080,
     interface="eth0",
-    to="172.17.0.2:80",
-    rule="nat: -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+    to="198.18.7.2:80",
+    rule="nat: -m tcp --dport 8080 -j DNAT --to-destination 198.18.7.2:80",
     verdict="accept",
     reason="iptables-nft ip nat PREROUTING (DOCKER: ! -i docker0 -p tcp -m tcp --dport 8080 -j "
-    "DNAT --to-destination 172.17.0.2:80) → iptables-nft ip filter FORWARD (DOCKER: -d "
-    "172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT)",
+    "DNAT --to-destination 198.18.7.2:80) → iptables-nft ip filter FORWARD (DOCKER: -d "
+    "198.18.7.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT)",
     unknown=(),
 )
 
@@ -128,7 +128,7 @@ CASES: dict[str, list[tuple[str, HostFacts, Status, str]]] = {
             "published container port",
             firewall(published=(PUBLISHED,)),
             Status.FAIL,
-            "tcp/8080 (IPv4) is published to 172.17.0.2:80",
+            "tcp/8080 (IPv4) is published to 198.18.7.2:80",
         ),
         (
             "published port the host does not forward",

@@ -40,7 +40,7 @@ def test_firewall_evidence_lists_every_chain_path_and_published_port() -> None:
         "reason": "nft inet filter input (policy drop)",
         "unknown": [],
     }
-    assert result.evidence["published"][0]["to"] == "172.17.0.2:80"
+    assert result.evidence["published"][0]["to"] == "198.18.7.2:80"
     assert result.evidence["published"][0]["allowed"] is False
     assert result.evidence["interfaces"] == ["eth0"]
     json.dumps(result.to_dict())

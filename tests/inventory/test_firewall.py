@@ -320,7 +320,7 @@ def test_ip_address_and_route_listings() -> None:
         "eth0": (ipaddress.ip_address("198.19.250.2"), ipaddress.ip_address("fe80::2"))
     }
     routes = parse_ip_route(
-        '[{"dst": "default", "dev": "eth0"}, {"dst": "10.0.0.0/8", "type": "blackhole"}]', "ipv6"
+        '[{"dst": "default", "dev": "eth0"}, {"dst": "198.18.0.0/16", "type": "blackhole"}]', "ipv6"
     )
     assert routes == [(ipaddress.ip_network("::/0"), "eth0")]
 

@@ -129,7 +129,7 @@ def rhs_words(*words: str) -> Rhs:
 
 
 def rhs_addr(text: str) -> Rhs:
-    """An address, a prefix (`10.0.0.0/8`) or a range (`10.0.0.1-10.0.0.9`)."""
+    """An address, a prefix (`198.18.0.0/16`) or a range (`198.18.0.1-198.18.0.9`)."""
     if "-" in text and "/" not in text:
         first_text, last_text = text.split("-", 1)
         first, last = ipaddress.ip_address(first_text), ipaddress.ip_address(last_text)

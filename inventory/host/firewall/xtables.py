@@ -569,7 +569,7 @@ def _options(reader: _Reader) -> dict[str, str]:
 def _destination(
     value: str,
 ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | None, int | None]:
-    """`1.2.3.4:80`, `[fd00::1]:80`, `1.2.3.4`, `:80` (ranges are not followed)."""
+    """`198.18.0.4:80`, `[fd00::1]:80`, `198.18.0.4`, `:80` (ranges are not followed)."""
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""

@@ -11,7 +11,6 @@ import signal
 import ssl
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,22 +159,7 @@ def portal_attack_status(dmz: str, query: str = XSS_QUERY) -> int:
 def gateway_accepts_tls10(netns: str) -> bool:
     """Whether the gateway completes a TLS 1.0 handshake with a client (at SECLEVEL=0) inside
     the namespace `netns`."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-        context.maximum_version = ssl.TLSVersion.TLSv1
-    try:
-        with (
-            ns.connect(netns, *t.GATEWAY, timeout=2.0) as connection,
-            context.wrap_socket(connection) as tls,
-        ):
-            return tls.version() == "TLSv1"
-    except OSError:
-        return False
+    return legacy_tls.speaks_tls10(netns, t.GATEWAY, "DEFAULT:@SECLEVEL=0")
 
 
 def gateway_status(netns: str, path: str, *, stranger: bool = False) -> int:

@@ -41,24 +41,29 @@ def _pair(paths: LabPaths) -> tuple[Path, Path]:
     return cert, key
 
 
-def accepts_camellia_tls10(netns: str) -> bool:
-    """Whether LEGACY_TLS completes a TLS 1.0 handshake offering CAMELLIA only, from `netns`."""
+def speaks_tls10(netns: str, endpoint: tuple[str, int], ciphers: str) -> bool:
+    """Whether `endpoint` completes a TLS 1.0 handshake offering `ciphers`, from inside `netns`."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_ciphers(CIPHERS)
+    context.set_ciphers(ciphers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         context.minimum_version = ssl.TLSVersion.TLSv1
         context.maximum_version = ssl.TLSVersion.TLSv1
     try:
         with (
-            ns.connect(netns, *t.LEGACY_TLS, timeout=2.0) as connection,
+            ns.connect(netns, *endpoint, timeout=2.0) as connection,
             context.wrap_socket(connection) as tls,
         ):
             return tls.version() == "TLSv1"
     except OSError:
         return False
+
+
+def accepts_camellia_tls10(netns: str) -> bool:
+    """Whether LEGACY_TLS completes a TLS 1.0 handshake offering CAMELLIA only, from `netns`."""
+    return speaks_tls10(netns, t.LEGACY_TLS, CIPHERS)
 
 
 def _reap(pid: int) -> None:

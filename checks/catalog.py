@@ -8,6 +8,7 @@ on every run and must stay light.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -111,14 +112,19 @@ class Catalogs:
     def editions(self) -> list[dict[str, str]]:
         """Which catalogs a report was joined with: each standard's edition and a digest of the
         catalog's content, so a corrected mapping of the same edition is told apart."""
-        return [
+        return [dict(edition) for edition in self._editions]
+
+    @functools.cached_property
+    def _editions(self) -> tuple[dict[str, str], ...]:
+        # Digested once: every report built or rendered with these catalogs names them.
+        return tuple(
             {
                 "standard": cat.standard.id,
                 "edition": cat.standard.edition,
                 "sha256": hashlib.sha256(msgspec.json.encode(cat)).hexdigest(),
             }
             for cat in self._catalogs
-        ]
+        )
 
     def mapped_check_ids(self) -> set[str]:
         return set(self._index)

@@ -104,8 +104,9 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         return report.worst_exit
     from agent.push import PushJob, push
 
-    # What is sealed is exactly what the JSON renderer produces, whatever was printed.
-    sealed = render_json(document, catalogs)
+    # What is sealed is exactly what the JSON renderer produces, whatever was printed (the JSON
+    # renderer ignores language and colour, so a printed JSON report is that already).
+    sealed = out if args.format == "json" else render_json(document, catalogs)
     job = PushJob.of(config, report.report_id, socket.gethostname(), report.worst_exit)
     return push(job, sealed)
 

@@ -88,7 +88,7 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     facts = gather(LocalRunner(), config, registry.needs(c.id for c in chosen))
     overrides = {k: v for k, v in config.check_overrides().items() if k in registry}
     results = evaluate(chosen, facts, overrides)
-    report = build_report(facts, results, __version__)
+    report = build_report(facts, results, __version__, site=config.site)
     color = args.color == "always" or (
         args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     )

@@ -24,6 +24,8 @@ class Report:
     agent_version: str
     facts: HostFacts
     results: tuple[Result, ...]
+    site: str | None = None
+    """The agent's configured site, carried in the inventory: compliance reports filter by it."""
 
     @property
     def worst_exit(self) -> int:
@@ -38,13 +40,19 @@ class Report:
             host_id=self.host_id,
             hostname=self.hostname,
             producer=self.agent_version,
-            # Facts not asked for (None) are left out; unavailable ones stay, with their reason.
-            inventory={k: v for k, v in jsonable(self.facts).items() if v is not None},
+            inventory=self.inventory(),
             results=self.results,
             catalogs=catalogs,
             generated_at=self.generated_at,
             report_id=self.report_id,
         )
+
+    def inventory(self) -> dict[str, Any]:
+        # Facts not asked for (None) are left out; unavailable ones stay, with their reason.
+        found = {k: v for k, v in jsonable(self.facts).items() if v is not None}
+        if self.site is not None:
+            found["site"] = self.site
+        return found
 
 
 def build_report(
@@ -53,6 +61,8 @@ def build_report(
     agent_version: str,
     now: datetime | None = None,
     report_id: str | None = None,
+    *,
+    site: str | None = None,
 ) -> Report:
     hardware = facts.hardware
     if isinstance(hardware, HardwareFacts):
@@ -67,4 +77,5 @@ def build_report(
         agent_version=agent_version,
         facts=facts,
         results=tuple(results),
+        site=site,
     )

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from collector.scan import SCAN_HOST_PREFIX
+
 T = TypeVar("T")
 
 
@@ -185,3 +187,81 @@ class Page(Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+# --------------------------------------------------------------------------- compliance evidence
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceHost:
+    """A host (or a scan) with the report whose results count as its evidence."""
+
+    host_id: str
+    hostname: str
+    agent: str
+    site: str | None
+    addresses: tuple[str, ...]
+    report_pk: int
+    report_id: str
+    generated_at: datetime
+    received_at: datetime
+
+    @property
+    def is_scan(self) -> bool:
+        """A scan stored as a report, not an agent's host."""
+        return self.host_id.startswith(SCAN_HOST_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceResult:
+    """One stored result; `evidence` is its JSON exactly as stored (copied, never re-parsed)."""
+
+    report_pk: int
+    check_id: str
+    status: str
+    target: str | None
+    message: str
+    message_zh: str | None
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class MissingAgent:
+    """An enrolled, active agent that has stored no report (by the instant asked about)."""
+
+    name: str
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """A person's judgement on a manual clause, with the SHA-256 of the document behind it."""
+
+    id: str
+    standard: str
+    clause: str
+    status: Literal["pass", "fail", "not_applicable"]
+    note: str
+    file_name: str | None
+    file_sha256: str | None
+    created_by: str
+    created_at: datetime
+    valid_until: datetime | None
+
+    def valid_at(self, moment: datetime) -> bool:
+        return self.created_at <= moment and (self.valid_until is None or moment < self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A stored auditor snapshot: the signed zip's name in the snapshot folder and its hash."""
+
+    id: str
+    created_by: str
+    created_at: datetime
+    scope: dict[str, Any]
+    file_name: str
+    sha256: str
+    size: int
+    key_fingerprint: str
+    hosts: int

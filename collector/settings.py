@@ -17,7 +17,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -108,6 +108,10 @@ class ReportSettings(_Section, forbid_unknown_fields=True, frozen=True):
     retention_days: int = 400
     """How long reports (and their results) are kept; each host's newest report always stays.
     At least 183 days (six months of evidence); the default covers a yearly audit."""
+    stale_after_minutes: int = 60
+    """A host whose newest report is older gives `error` ("stale") in compliance reports."""
+    scan_stale_after_minutes: int = 10_080
+    """The same for the network evidence of a scan (a week: scans run daily or weekly)."""
 
     def __post_init__(self) -> None:
         if not MIN_AUDIT_RETENTION_DAYS <= self.retention_days <= 36_500:
@@ -115,6 +119,19 @@ class ReportSettings(_Section, forbid_unknown_fields=True, frozen=True):
                 f"retention_days: must be at least {MIN_AUDIT_RETENTION_DAYS} (six months of "
                 "evidence) and at most 36500"
             )
+        for key in ("stale_after_minutes", "scan_stale_after_minutes"):
+            if not 1 <= getattr(self, key) <= 525_600:
+                raise ValueError(f"{key}: must be between 1 and 525600 (a year)")
+
+
+class SnapshotSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    dir: str = "snapshots"
+    """Where signed auditor snapshots are kept (one zip each, never rewritten). Collectors
+    sharing one PostgreSQL must share this folder too."""
+    key_file: str = "snapshot.key"
+    """The collector's snapshot signing key (PKCS#8 PEM, mode 0600), made on first use."""
+    crypto: Literal["ed25519", "sm"] = "ed25519"
+    """`sm`: snapshots are signed with SM2 over SM3 (GB/T 32918) instead of Ed25519."""
 
 
 class AuditSettings(_Section, forbid_unknown_fields=True, frozen=True):
@@ -165,6 +182,7 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     scans: ScanSettings = msgspec.field(default_factory=ScanSettings)
+    snapshots: SnapshotSettings = msgspec.field(default_factory=SnapshotSettings)
 
     def __post_init__(self) -> None:
         try:
@@ -253,7 +271,14 @@ def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSe
         settings.scans,
         zones={name: _resolve(base, path) for name, path in settings.scans.zones.items()},
     )
-    return msgspec.structs.replace(settings, tls=tls, database=database, audit=audit, scans=scans)
+    snapshots = msgspec.structs.replace(
+        settings.snapshots,
+        dir=_resolve(base, settings.snapshots.dir),
+        key_file=_resolve(base, settings.snapshots.key_file),
+    )
+    return msgspec.structs.replace(
+        settings, tls=tls, database=database, audit=audit, scans=scans, snapshots=snapshots
+    )
 
 
 AUDIT_KEY_BYTES = 32
@@ -388,6 +413,15 @@ def render_settings(settings: CollectorSettings) -> str:
         + "reports:\n"
         f"  retention_days: {settings.reports.retention_days}"
         "  # `medsec db prune` deletes older ones; each host's newest stays\n"
+        "  # In compliance reports, a host whose newest report is older is `error` (stale).\n"
+        f"  stale_after_minutes: {settings.reports.stale_after_minutes}\n"
+        f"  scan_stale_after_minutes: {settings.reports.scan_stale_after_minutes}\n"
+        "# Signed auditor snapshots: their folder and signing key (made on first use, mode 0600);\n"
+        "# crypto: sm signs with SM2 over SM3 instead of Ed25519.\n"
+        "snapshots:\n"
+        f"  dir: {q(settings.snapshots.dir)}\n"
+        f"  key_file: {q(settings.snapshots.key_file)}\n"
+        f"  crypto: {q(settings.snapshots.crypto)}\n"
         '# Zones files operators may scan through the API (POST /api/v1/scans {"zones": NAME}),\n'
         "# by name, e.g. `hospital: /etc/medsec/zones.yaml`; a scan past the timeout is stopped.\n"
         "scans:\n"

@@ -118,12 +118,14 @@ class Ingest:
         if agent.revoked_at is not None:
             raise ApiError(401, "agent_revoked", "this agent was revoked", CHALLENGE)
         now = self.clock()
-        report, report_bytes = self.check(agent, body, now)
+        report, report_bytes, signature = self.check(agent, body, now)
         actor, role, action, source = who(request.scope)
         note = AuditNote(actor, role, action, source, now, ingest_outcome_text)
         try:
             outcome = await asyncio.wrap_future(
-                self.store.submit_ingest(agent, report, report_bytes, now, token=token, audit=note)
+                self.store.submit_ingest(
+                    agent, report, report_bytes, now, token=token, audit=note, signature=signature
+                )
             )
         except (ReplayedReport, AgentRevoked, StaleCredential, HostClaimed) as exc:
             mark_audited(request.scope)
@@ -131,7 +133,7 @@ class Ingest:
         mark_audited(request.scope)
         return (200 if outcome.duplicate else 201), outcome
 
-    def check(self, agent: Agent, body: bytes, now: datetime) -> tuple[env.Report, bytes]:
+    def check(self, agent: Agent, body: bytes, now: datetime) -> tuple[env.Report, bytes, bytes]:
         """Envelope → agent and algorithm → signature → report schema → clock skew."""
         if agent.public_key_pem is None or agent.alg is None:  # enrolment never completed
             unauthenticated("an agent token is required")
@@ -170,4 +172,4 @@ class Ingest:
                 f"generated_at is more than {int(self.max_skew.total_seconds())} s ahead of the "
                 "collector's clock",
             )
-        return report, report_bytes
+        return report, report_bytes, signature

@@ -6,6 +6,7 @@ kept apart under the id its next anchor gives (`collector.store.anchors` says wh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from collections import Counter
@@ -33,7 +34,7 @@ from collector.store.errors import (
 from collector.store.identity import hash_token
 from collector.store.rows import Row
 from collector.store.schema import agents, hosts, reports, results
-from collector.store.values import strip_nul, utc
+from collector.store.values import host_place, strip_nul, utc
 
 logger = logging.getLogger("medsec.collector.store")
 
@@ -58,9 +59,10 @@ _LOCK_AGENTS = (
 # parsed results instead. Only the store's own text reaches this SQL (the body is a parameter).
 _RESULTS_FROM_BODY = """
 INSERT INTO results
-    (report_pk, host_id, check_id, status, severity, target, message, evidence, clauses)
+    (report_pk, host_id, check_id, status, severity, target, message, message_zh, evidence,
+     clauses)
 SELECT r.pk, r.host_id, e.value ->> 'check_id', e.value ->> 'status', e.value ->> 'severity',
-       e.value ->> 'target', e.value ->> 'message',
+       e.value ->> 'target', e.value ->> 'message', e.value ->> 'message_zh',
        COALESCE(e.value -> 'evidence', '{}'::jsonb), COALESCE(e.value -> 'clauses', '[]'::jsonb)
 FROM reports AS r
 CROSS JOIN LATERAL jsonb_array_elements(CAST(r.body AS jsonb) -> 'results')
@@ -91,6 +93,8 @@ class IngestStatements:
                 "last_report_pk": host.excluded.last_report_pk,
                 "last_report_at": host.excluded.last_report_at,
                 "inventory": host.excluded.inventory,
+                "site": host.excluded.site,
+                "addresses": host.excluded.addresses,
             },
             # The host's own agent keeps its newest report (an old one replayed from its spool
             # arrives late); once that agent is revoked, the agent taking the host over writes
@@ -140,6 +144,9 @@ class IngestJob:
     token_hash: str | None
     digest: str
     audit: AuditNote | None
+    signature: bytes | None = None
+    """The envelope's signature over `report_bytes` by `agent`'s key (None: the collector's own
+    scan, which travelled in no envelope)."""
     future: Future[IngestOutcome] = field(default_factory=Future)
     has_nul: bool = field(init=False)
     claim: anchors.Claim = field(init=False)
@@ -172,10 +179,18 @@ class IngestJob:
             "sha256": self.digest,
             "body": self.report_bytes.decode("utf-8"),
             "counts": dict(Counter(result.status for result in self.report.results)),
+            "alg": None if self.signature is None or not self.agent.alg else self.agent.alg.value,
+            "signature": None
+            if self.signature is None
+            else base64.b64encode(self.signature).decode("ascii"),
+            "signer_key": None if self.signature is None else self.agent.public_key_pem,
         }
 
     def host_row(self, report_pk: int) -> dict[str, Any]:
+        site, addresses = host_place(self.report.inventory)
         return {
+            "site": site,
+            "addresses": addresses,
             "id": self.host_id,
             "hostname": self.clean(self.report.host.hostname),
             "agent_id": self.agent.id,
@@ -207,6 +222,7 @@ def _result_params(
         "severity": result.severity,
         "target": clean(result.target),
         "message": clean(result.message),
+        "message_zh": clean(result.message_zh),
         "evidence": clean(result.evidence),
         "clauses": clean(result.clauses),
     }
@@ -243,10 +259,11 @@ class Ingest(Database):
         *,
         token: str | None = None,
         audit: AuditNote | None = None,
+        signature: bytes | None = None,
     ) -> IngestOutcome:
         """`submit_ingest`, waiting for the outcome."""
         return self.submit_ingest(
-            agent, report, report_bytes, now, token=token, audit=audit
+            agent, report, report_bytes, now, token=token, audit=audit, signature=signature
         ).result()
 
     def submit_ingest(
@@ -258,6 +275,7 @@ class Ingest(Database):
         *,
         token: str | None = None,
         audit: AuditNote | None = None,
+        signature: bytes | None = None,
     ) -> Future[IngestOutcome]:
         """Queue a verified report for the next group commit; the future settles once it is
         committed. Atomic per report: its row (its exact bytes), its results, the host's latest
@@ -268,7 +286,8 @@ class Ingest(Database):
         the same id with other bytes or from another agent → `ReplayedReport`. The agent must
         still be enrolled with the key in `agent` (and, when given, hold `token`) at commit:
         `AgentRevoked` or `StaleCredential` otherwise, so a cached credential is safe to use.
-        With `audit`, the request's audit entry is written in the same transaction."""
+        With `audit`, the request's audit entry is written in the same transaction; with
+        `signature` (the envelope's, already verified), it is kept with the report."""
         job = IngestJob(
             agent,
             report,
@@ -277,6 +296,7 @@ class Ingest(Database):
             None if token is None else hash_token(token),
             hashlib.sha256(report_bytes).hexdigest(),
             audit,
+            signature,
         )
         self._writer.submit(job)
         return job.future

@@ -109,7 +109,14 @@ reports = sa.Table(
     sa.Column("sha256", Hash, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("counts", JSONType, nullable=False),
+    # The envelope it arrived in (None for the collector's own scans): an auditor's snapshot
+    # carries the report's exact bytes with them, checkable against the agent's key of the time.
+    sa.Column("alg", sa.String(16)),
+    sa.Column("signature", sa.Text),
+    sa.Column("signer_key", sa.Text),
     sa.Index(None, "host_id", "generated_at"),
+    # Compliance "as of" a past instant reads what had been received by then.
+    sa.Index(None, "received_at"),
 )
 
 hosts = sa.Table(
@@ -121,6 +128,9 @@ hosts = sa.Table(
     sa.Column("last_report_pk", sa.BigInteger, sa.ForeignKey("reports.pk"), nullable=False),
     sa.Column("last_report_at", UTCDateTime, nullable=False),
     sa.Column("inventory", JSONType, nullable=False),
+    # From the newest inventory (`values.host_place`): what the compliance filters select on.
+    sa.Column("site", sa.Text),
+    sa.Column("addresses", JSONType, nullable=False, server_default=sa.text("'[]'")),
     sa.Index(None, "last_report_pk"),
     sa.Index(None, "hostname"),
 )
@@ -141,6 +151,7 @@ results = sa.Table(
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("target", sa.Text),
     sa.Column("message", sa.Text, nullable=False),
+    sa.Column("message_zh", sa.Text),
     sa.Column("evidence", JSONType, nullable=False),
     sa.Column("clauses", JSONType, nullable=False),
     # No index on (check_id, status): reads filter each host's newest results (migration 0003).
@@ -170,6 +181,41 @@ scans = sa.Table(
         postgresql_where=sa.text("state = 'running'"),
     ),
 )
+
+attestations = sa.Table(
+    "attestations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("standard", sa.Text, nullable=False),
+    # The standard's short id as clause ids name it: 'GB/T 22239-2019' or 'MNDS'.
+    sa.Column("clause", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text),
+    sa.Column("file_sha256", Hash),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("valid_until", UTCDateTime),
+    sa.Index(None, "standard", "clause"),
+)
+"""A person's judgement on a manual clause; the newest one per clause still valid counts."""
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("scope", JSONType, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    # The signed zip's name in the collector's snapshot folder (never a path).
+    sa.Column("sha256", Hash, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("key_fingerprint", sa.Text, nullable=False),
+    sa.Column("hosts", sa.Integer, nullable=False),
+    sa.Index(None, "created_at"),
+)
+"""Auditor snapshots: immutable once written; the file's hash is checked on every download."""
 
 audit_log = sa.Table(
     "audit_log",

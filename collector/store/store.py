@@ -3,7 +3,8 @@ in SQLAlchemy Core over SQLite (one hospital) or PostgreSQL (a province).
 
 The facade joins the store's parts — the engine and its transactions (`engine`), enrolment, agents
 and users (`identity`), report ingest (`ingest`), reads of hosts, reports and results (`reads`),
-scans (`scans`) and the audit log (`audit`) — and runs the group commit (`batch`) that writes
+scans (`scans`), what compliance reports and snapshots read, with attestations and snapshot
+records (`evidence`), and the audit log (`audit`) — and runs the group commit (`batch`) that writes
 queued reports and audit entries together.
 """
 
@@ -34,6 +35,7 @@ from collector.store.errors import (
     StoreUnavailable,
     UserExists,
 )
+from collector.store.evidence import Evidence
 from collector.store.identity import Identities
 from collector.store.ingest import Ingest, IngestJob, IngestStatements
 from collector.store.reads import Reads
@@ -65,7 +67,7 @@ parsed report not matching its bytes); anything else is a bug and fails the whol
 _Job = IngestJob | AuditJob
 
 
-class Store(Identities, Ingest, Reads, Scans, AuditLog):
+class Store(Identities, Ingest, Reads, Evidence, Scans, AuditLog):
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(

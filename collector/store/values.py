@@ -51,3 +51,28 @@ def storable(*values: str | None) -> bool:
 def refuse_nul(what: str, value: str) -> None:
     if "\x00" in value:
         raise ValueError(f"{what} must not contain NUL characters")
+
+
+_MAX_SITE = 200
+_MAX_ADDRESSES = 256
+
+
+def host_place(inventory: Any) -> tuple[str | None, list[str]]:
+    """Where a report's inventory says its host stands: the agent's `site`, and the addresses of
+    its interfaces without prefix length (`hardware.nics[].addresses`); what is malformed or
+    missing is left out. Stored on the host row, so compliance filters need no inventory read."""
+    if not isinstance(inventory, dict):
+        return None, []
+    site = inventory.get("site")
+    site = safe_text(site)[:_MAX_SITE] if isinstance(site, str) and site else None
+    hardware = inventory.get("hardware")
+    nics = hardware.get("nics") if isinstance(hardware, dict) else None
+    found: list[str] = []
+    for nic in nics if isinstance(nics, list) else ():
+        listed = nic.get("addresses") if isinstance(nic, dict) else None
+        for text in listed if isinstance(listed, list) else ():
+            if isinstance(text, str) and text and len(found) < _MAX_ADDRESSES:
+                address = safe_text(text.split("/", 1)[0])
+                if address not in found:
+                    found.append(address)
+    return site, found

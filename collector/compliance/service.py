@@ -1,0 +1,232 @@
+"""Compliance from what the collector stores: read the evidence once, aggregate it against one
+catalog or both, compare with an earlier report, write a file without leaving half of it.
+
+Shared by the CLI (`medsec report`, `medsec snapshot`) and the API (`/api/v1/compliance`,
+`/api/v1/snapshots`), so both answer alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from checks.catalog import Catalog, Catalogs, builtin_catalogs
+from collector.compliance.aggregate import (
+    Evidence,
+    Rules,
+    ScopeError,
+    aggregate,
+    catalog_key,
+    check_kinds,
+)
+from collector.compliance.model import Change, Compliance, Scope
+from collector.compliance.zones import ZoneMap
+from collector.models import EvidenceHost
+from collector.settings import CollectorSettings
+from collector.store import Store
+
+STANDARDS = ("gbt22239-2019-l3", "mnds")
+
+
+class ComplianceError(ValueError):
+    """A report cannot be made as asked (unknown standard, unreadable earlier report, a path
+    that cannot be written). The message is the one line the user sees."""
+
+
+def catalog_for(standard: str, catalogs: Catalogs | None = None) -> Catalog:
+    """The catalog a standard is asked for by (`gbt22239-2019-l3` or `mnds`)."""
+    for catalog in catalogs or builtin_catalogs():
+        if catalog_key(catalog) == standard:
+            return catalog
+    raise ComplianceError(f"unknown standard {standard!r}: use one of {', '.join(STANDARDS)}")
+
+
+def zone_map(settings: CollectorSettings) -> ZoneMap:
+    """The zones of every zones file the settings list (`scans.zones`)."""
+    from collector.scan.zones import ZonesError, load_zones
+
+    files = []
+    for name, path in sorted(settings.scans.zones.items()):
+        try:
+            files.append(load_zones(path))
+        except ZonesError as exc:
+            raise ComplianceError(f"scans.zones.{name}: {exc}") from None
+    return ZoneMap(files)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Everything one instant's compliance reads from the store, read once."""
+
+    hosts: list[EvidenceHost]
+    evidence: Evidence
+    rules: Rules
+    zones: ZoneMap
+
+
+def gather(
+    store: Store,
+    settings: CollectorSettings,
+    now: datetime,
+    *,
+    as_of: datetime | None = None,
+    hosts: Iterable[EvidenceHost] | None = None,
+) -> Gathered:
+    """Read the hosts' newest reports (as of `as_of`), their results, missing agents and
+    attestations. `hosts` narrows the results read to those hosts (already filtered)."""
+    found = store.evidence_hosts(as_of) if hosts is None else list(hosts)
+    results = list(store.evidence_results([h.report_pk for h in found]))
+    evidence = Evidence(
+        hosts=found,
+        results=results,
+        missing=store.missing_agents(as_of),
+        attestations=store.list_attestations(),
+    )
+    rules = Rules(
+        evaluated_at=as_of or now,
+        stale_after=timedelta(minutes=settings.reports.stale_after_minutes),
+        scan_stale_after=timedelta(minutes=settings.reports.scan_stale_after_minutes),
+    )
+    return Gathered(found, evidence, rules, zone_map(settings))
+
+
+def build(
+    store: Store,
+    settings: CollectorSettings,
+    standards: Iterable[str],
+    scope: Scope,
+    now: datetime,
+    *,
+    catalogs: Catalogs | None = None,
+) -> dict[str, Compliance]:
+    """The compliance document of each standard, over one read of the store."""
+    chosen = [catalog_for(s, catalogs) for s in standards]
+    as_of = _instant(scope.as_of)
+    if as_of is not None and as_of > now:
+        raise ComplianceError(f"--as-of {scope.as_of} is in the future")
+    gathered = gather(store, settings, now, as_of=as_of)
+    kinds = check_kinds()
+    return {
+        catalog_key(catalog): aggregate(
+            catalog,
+            gathered.evidence,
+            gathered.rules,
+            kinds,
+            scope=scope,
+            zones=gathered.zones,
+            generated_at=now,
+        )
+        for catalog in chosen
+    }
+
+
+def _instant(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ComplianceError(
+            f"--as-of: {text!r} is not a time (use RFC 3339, e.g. 2026-12-01T08:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ComplianceError(f"--as-of: {text!r} has no time zone (add Z or +08:00)")
+    return moment
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def previous_statuses(path: Path, standard: str) -> tuple[str, dict[str, Any]]:
+    """(generated_at, {clause: (status, {object id: status})}) of an earlier JSON report of
+    `standard`, or of the report of that standard inside a snapshot zip."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(f"reports/{standard}.json")
+        else:
+            data = path.read_bytes()
+        document = msgspec.json.decode(data)
+    except KeyError:
+        raise ComplianceError(f"--since: {path} holds no {standard} report") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ComplianceError(f"--since: cannot read {path}: {exc}") from None
+    except msgspec.DecodeError:
+        raise ComplianceError(f"--since: {path} is not a JSON report or a snapshot") from None
+    if not isinstance(document, dict) or document.get("schema") != "medsec.compliance/v1":
+        raise ComplianceError(f"--since: {path} is not a medsec.compliance/v1 report")
+    if document.get("standard") != standard:
+        raise ComplianceError(
+            f"--since: {path} is a {document.get('standard')} report, not {standard}"
+        )
+    statuses: dict[str, Any] = {}
+    for clause in document.get("clauses", []):
+        objects = {o.get("id"): o.get("status") for o in clause.get("objects", [])}
+        statuses[clause.get("id")] = (clause.get("status"), objects)
+    return str(document.get("generated_at")), statuses
+
+
+def with_changes(compliance: Compliance, since: str, before: Mapping[str, Any]) -> Compliance:
+    """`compliance` with the clauses and objects whose status differs from `before`'s."""
+    changes: list[Change] = []
+    for clause in compliance.clauses:
+        old_status, old_objects = before.get(clause.id, (None, {}))
+        if old_status != clause.status:
+            changes.append(Change(clause.id, None, old_status, clause.status))
+        now_objects = {o.id: o.status for o in clause.objects}
+        for object_id in sorted(set(old_objects) | set(now_objects)):
+            was, is_ = old_objects.get(object_id), now_objects.get(object_id)
+            if was != is_:
+                changes.append(Change(clause.id, object_id, was, is_))
+    return msgspec.structs.replace(compliance, changes=changes, since=since)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o640) -> None:
+    """`data` at `path`, or nothing there at all: a temporary file in the same folder, renamed."""
+    folder = path.parent if str(path.parent) else Path()
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as exc:
+        raise ComplianceError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise ComplianceError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+__all__ = [
+    "STANDARDS",
+    "ComplianceError",
+    "Gathered",
+    "ScopeError",
+    "build",
+    "catalog_for",
+    "gather",
+    "previous_statuses",
+    "with_changes",
+    "write_atomically",
+    "zone_map",
+]

@@ -20,7 +20,7 @@ from collector.api.auth import Auth
 from collector.api.errors import install_error_handlers
 from collector.api.metrics import Metrics
 from collector.api.middleware import AuditMiddleware, BodyLimitMiddleware, Clock
-from collector.api.routers import admin, agents, read, scans, service
+from collector.api.routers import admin, agents, compliance, read, scans, service
 from collector.api.schemas import REPORTS_PATH
 from collector.scans import ScanLauncher
 from collector.settings import CollectorSettings
@@ -66,6 +66,7 @@ def create_app(
     app.include_router(agents.router(settings, store, clock))
     app.include_router(read.router(store, auth, catalogs))
     app.include_router(scans.router(store, auth, launcher, clock))
+    app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))
     app.include_router(service.router(store, auth, metrics))
     max_report = settings.limits.max_report_bytes

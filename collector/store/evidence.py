@@ -155,7 +155,7 @@ class Evidence(Database):
                 # One statement per part: an IN list SQLite accepts, rows streamed as they come.
                 for part in range(0, len(chunk), _CHUNK):
                     keys = chunk[part : part + _CHUNK]
-                    rows = conn.execute(query.where(results.c.report_pk.in_(keys))).tuples()
+                    rows = conn.execute(query.where(results.c.report_pk.in_(keys)))
                     for pk, check_id, status, target, message, message_zh, evidence in rows:
                         yield EvidenceResult(
                             pk, check_id, status, target, message, message_zh, evidence
@@ -177,7 +177,10 @@ class Evidence(Database):
         for start in range(0, len(ordered), _CHUNK):
             with self._tx(write=False) as conn:
                 keys = ordered[start : start + _CHUNK]
-                yield from conn.execute(query.where(reports.c.pk.in_(keys))).tuples()
+                for pk, body, alg, signature, signer_key in conn.execute(
+                    query.where(reports.c.pk.in_(keys))
+                ):
+                    yield pk, body, alg, signature, signer_key
 
     def host_inventories(self, host_ids: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """(host id, newest inventory) of these hosts."""
@@ -187,7 +190,7 @@ class Evidence(Database):
                 keys = ordered[start : start + _CHUNK]
                 for host_id, inventory in conn.execute(
                     sa.select(hosts.c.id, hosts.c.inventory).where(hosts.c.id.in_(keys))
-                ).tuples():
+                ):
                     yield host_id, dict(inventory)
 
     def missing_agents(self, as_of: datetime | None = None) -> list[MissingAgent]:

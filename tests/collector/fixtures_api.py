@@ -33,7 +33,13 @@ import uvicorn
 from checks import envelope as env
 from collector.api import create_app
 from collector.models import Role
-from collector.settings import CollectorSettings, LimitSettings, ScanSettings, TlsSettings
+from collector.settings import (
+    CollectorSettings,
+    LimitSettings,
+    ScanSettings,
+    SnapshotSettings,
+    TlsSettings,
+)
 from collector.store import Store
 from collector.tls import uvicorn_config
 
@@ -118,6 +124,7 @@ def start_server(
     *,
     clock: Clock | None = None,
     scans: ScanSettings | None = None,
+    snapshots: SnapshotSettings | None = None,
     **limits: int,
 ) -> Server:
     clock = clock or Clock()
@@ -127,6 +134,8 @@ def start_server(
         listen=f"127.0.0.1:{free_port()}",
         limits=LimitSettings(**limits),
         scans=scans or ScanSettings(),
+        # Never the working folder: a test that makes snapshots says where they go.
+        snapshots=snapshots or SnapshotSettings(dir="/nonexistent/snapshots"),
     )
     app = create_app(settings, store, clock=clock)
     config = uvicorn_config(
@@ -153,10 +162,15 @@ def start_server(
 
 @contextmanager
 def serving(
-    store: Store, tls: TlsFiles, *, scans: ScanSettings | None = None, **limits: int
+    store: Store,
+    tls: TlsFiles,
+    *,
+    scans: ScanSettings | None = None,
+    snapshots: SnapshotSettings | None = None,
+    **limits: int,
 ) -> Iterator[Server]:
     """The collector on `store`, stopped (clients closed first) when the block ends."""
-    server = start_server(store, tls, scans=scans, **limits)
+    server = start_server(store, tls, scans=scans, snapshots=snapshots, **limits)
     try:
         yield server
     finally:

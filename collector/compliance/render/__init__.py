@@ -16,7 +16,9 @@ FORMATS = {
     "html": ("collector.compliance.render.html", "render_html"),
     "pdf": ("collector.compliance.render.pdf", "render_pdf"),
     "xlsx": ("collector.compliance.render.xlsx", "render_xlsx"),
+    "summary": ("collector.compliance.render.summary", "render_summary"),
 }
+"""`summary` is the one-screen text a terminal shows, not a report to hand over."""
 
 
 class Renderer(Protocol):

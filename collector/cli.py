@@ -167,7 +167,7 @@ def _filter_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _compliance_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _compliance_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     report = sub.add_parser(
         "report", help="clause-by-clause compliance report of a standard, from stored evidence"
     )

@@ -55,7 +55,7 @@ from collector.compliance.model import (
     Summary,
 )
 from collector.compliance.zones import ZoneMap
-from collector.models import Attestation, EvidenceHost, EvidenceResult, MissingAgent
+from collector.models import Attestation, EvidenceHost, EvidenceRow, MissingAgent
 
 CheckKind = str  # "host" or "network"
 
@@ -96,8 +96,8 @@ class Evidence:
     """What the store holds for the aggregation, read by the caller."""
 
     hosts: Sequence[EvidenceHost]
-    results: Iterable[EvidenceResult]
-    """The results of the hosts' reports (`report_pk`), in any order."""
+    results: Iterable[EvidenceRow]
+    """The results of the hosts' reports (`EvidenceResult` fields), in any order; read once."""
     missing: Sequence[MissingAgent] = ()
     attestations: Sequence[Attestation] = ()
 
@@ -213,12 +213,34 @@ class _Join:
         filtered = scope.site is not None or scope.zone is not None or scope.host is not None
         self.missing = [] if filtered else list(evidence.missing)
         self.stale = {h.host_id for h in self.chosen if _stale(h, rules)}
-        by_pk = {h.report_pk for h in self.chosen}
-        self.grouped: dict[tuple[int, str], list[EvidenceResult]] = defaultdict(list)
-        for result in evidence.results:
-            if result.report_pk in by_pk:
-                self.grouped[result.report_pk, result.check_id].append(result)
-        self._items: dict[int, EvidenceItem] = {}
+        self.grouped = self._group(evidence.results)
+
+    def _group(self, rows: Iterable[EvidenceRow]) -> dict[tuple[int, str], list[EvidenceItem]]:
+        """Each in-scope report's results as evidence items, by (report, check): made once
+        here, shared by every clause the check evidences."""
+        by_pk = {h.report_pk: h for h in self.chosen}
+        received = {h.report_pk: rfc3339(h.received_at) for h in self.chosen}
+        grouped: dict[tuple[int, str], list[EvidenceItem]] = defaultdict(list)
+        raw = msgspec.Raw
+        for pk, check_id, status, target, message, message_zh, evidence in rows:
+            host = by_pk.get(pk)
+            if host is None:
+                continue
+            name = _network_object(target, check_id, host)[1] if host.is_scan else host.host_id
+            grouped[pk, check_id].append(
+                EvidenceItem(
+                    name,
+                    check_id,
+                    status,
+                    message,
+                    message_zh,
+                    target,
+                    raw(evidence),
+                    host.report_id,
+                    received[pk],
+                )
+            )
+        return grouped
 
     def clause(self, catalog: Catalog, clause: Clause) -> ClauseVerdict:
         sides = []
@@ -228,9 +250,8 @@ class _Join:
             sides.append(self.network_side(clause))
         unknown = [c for c in clause.checks if c not in self.kinds]
         if unknown:  # a catalog naming a check this collector does not know
-            problem = _placeholder(
-                "network", "catalog", "error", "unknown check " + ", ".join(unknown)
-            )
+            why = "unknown check " + ", ".join(unknown)
+            problem = _placeholder("network", "catalog", "error", why)
             sides.append(_Side(objects=[problem]))
         objects = [o for side in sides for o in side.objects]
         status = rollup(o.status for o in objects)
@@ -238,29 +259,12 @@ class _Join:
         evidence = [e for side in sides for e in side.evidence]
         return _verdict(catalog, clause, (status, conformity(status, some)), objects, evidence)
 
-    def item(self, result: EvidenceResult, host: EvidenceHost, object_id: str) -> EvidenceItem:
-        """The result as evidence: made once, shared by every clause its check evidences."""
-        made = self._items.get(id(result))
-        if made is None:
-            made = self._items[id(result)] = EvidenceItem(
-                object=object_id,
-                check_id=result.check_id,
-                status=result.status,
-                message=result.message,
-                message_zh=result.message_zh,
-                target=result.target,
-                evidence=msgspec.Raw(result.evidence),
-                report_id=host.report_id,
-                received_at=rfc3339(host.received_at),
-            )
-        return made
-
     def host_side(self, clause: Clause) -> _Side:
         side = _Side()
         checks = [c for c in clause.checks if self.kinds.get(c) == "host"]
         for host in self.agents:
             found = [r for c in checks for r in self.grouped.get((host.report_pk, c), ())]
-            side.evidence.extend(self.item(r, host, host.host_id) for r in found)
+            side.evidence.extend(found)
             statuses = [r.status for r in found]
             reason = None
             if host.host_id in self.stale:
@@ -293,14 +297,14 @@ class _Join:
     def network_side(self, clause: Clause) -> _Side:
         side = _Side()
         checks = [c for c in clause.checks if self.kinds.get(c) == "network"]
-        per_object: dict[tuple[ObjectKind, str], list[EvidenceResult]] = {}
+        per_object: dict[tuple[ObjectKind, str], list[EvidenceItem]] = {}
         scan_of: dict[tuple[ObjectKind, str], EvidenceHost] = {}
         zone = self.scope.zone
         for scan in self.scans:
             got_any = False
             for check_id in checks:
                 for result in self.grouped.get((scan.report_pk, check_id), ()):
-                    key = _network_object(result, scan)
+                    key = _network_object(result.target, check_id, scan)
                     if zone is not None and zone not in self.zones.of_object(*key):
                         continue
                     got_any = True
@@ -311,7 +315,7 @@ class _Join:
                 scan_of.setdefault(("scan", scan.hostname), scan)
         for (kind, name), found in per_object.items():
             scan = scan_of[kind, name]
-            side.evidence.extend(self.item(r, scan, name) for r in found)
+            side.evidence.extend(found)
             statuses = [r.status for r in found]
             reason = None
             if scan.host_id in self.stale:
@@ -374,12 +378,15 @@ def _in_scope(hosts: Sequence[EvidenceHost], scope: Scope, zones: ZoneMap) -> li
     return chosen
 
 
-def _network_object(result: EvidenceResult, scan: EvidenceHost) -> tuple[ObjectKind, str]:
-    if result.target is None:
+def _network_object(
+    target: str | None, check_id: str, scan: EvidenceHost
+) -> tuple[ObjectKind, str]:
+    """The network object a scan's result is about: its kind and name."""
+    if target is None:
         return "scan", scan.hostname
-    if result.target == "coverage":
+    if target == "coverage":
         return "network", "ZTNA coverage"
-    return _NETWORK_KINDS.get(result.check_id, "network"), result.target
+    return _NETWORK_KINDS.get(check_id, "network"), target
 
 
 def _attestations(

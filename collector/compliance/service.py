@@ -8,10 +8,11 @@ Shared by the CLI (`medsec report`, `medsec snapshot`) and the API (`/api/v1/com
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,11 +81,15 @@ def gather(
     *,
     as_of: datetime | None = None,
     hosts: Iterable[EvidenceHost] | None = None,
+    once: bool = False,
 ) -> Gathered:
     """Read the hosts' newest reports (as of `as_of`), their results, missing agents and
-    attestations. `hosts` narrows the results read to those hosts (already filtered)."""
+    attestations. `hosts` narrows the results read to those hosts (already filtered). With
+    `once`, the results are streamed from the database as the one aggregation reads them,
+    instead of being held for several."""
     found = store.evidence_hosts(as_of) if hosts is None else list(hosts)
-    results = list(store.evidence_results([h.report_pk for h in found]))
+    rows = store.evidence_results([h.report_pk for h in found])
+    results = rows if once else list(rows)
     evidence = Evidence(
         hosts=found,
         results=results,
@@ -113,7 +118,15 @@ def build(
     as_of = _instant(scope.as_of)
     if as_of is not None and as_of > now:
         raise ComplianceError(f"--as-of {scope.as_of} is in the future")
-    gathered = gather(store, settings, now, as_of=as_of)
+    with collector_paused():
+        gathered = gather(store, settings, now, as_of=as_of, once=len(chosen) == 1)
+        return aggregate_all(gathered, chosen, scope, now)
+
+
+def aggregate_all(
+    gathered: Gathered, chosen: Iterable[Catalog], scope: Scope, now: datetime
+) -> dict[str, Compliance]:
+    """Each catalog's document over one gathering."""
     kinds = check_kinds()
     return {
         catalog_key(catalog): aggregate(
@@ -127,6 +140,19 @@ def build(
         )
         for catalog in chosen
     }
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while hundreds of thousands of acyclic records
+    are made (it would scan them again and again, for nothing); on again after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -222,8 +248,10 @@ __all__ = [
     "ComplianceError",
     "Gathered",
     "ScopeError",
+    "aggregate_all",
     "build",
     "catalog_for",
+    "collector_paused",
     "gather",
     "previous_statuses",
     "with_changes",

@@ -2,8 +2,11 @@
 # The main job on the embedded default: a collector on SQLite on this host, this host's agent
 # enrolled with it, one agent run that prints the report and pushes it, the collector's view of
 # the host as an auditor sees it, then the hospital-in-a-box lab built from network namespaces
-# and scanned zone by zone (set MEDSEC_DEMO_LAB=0 to skip; it needs root). State lives in var/demo
-# (kept between runs: the collector's database accumulates the runs); the lab is removed after.
+# and scanned zone by zone with the results stored in the collector (set MEDSEC_DEMO_LAB=0 to skip;
+# it needs root); then the MNDS and GB/T 22239 reports (XLSX and PDF), a signed snapshot of what was
+# gathered and scanned, verified as an auditor would, and a one-screen clause summary. State lives
+# in var/demo (kept between runs: the collector's database accumulates the runs); the lab is
+# removed after.
 # Exit code is the agent's: 0 all passed, 1 something failed or could not be checked, 2 bad config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +81,27 @@ if [ "${MEDSEC_DEMO_LAB:-1}" = 1 ]; then
   trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; "$BIN/medsec" lab down >/dev/null 2>&1 || true' EXIT
   echo
   "$BIN/medsec" lab up
-  echo "scanning the lab from inside each zone (medsec scan --zones $DEMO/lab/zones.yaml):"
-  "$BIN/medsec" scan --zones "$DEMO/lab/zones.yaml" --format table || true
+  echo "scanning the lab from inside each zone (medsec scan --zones $DEMO/lab/zones.yaml --store):"
+  "$BIN/medsec" scan --zones "$DEMO/lab/zones.yaml" --format table --store --config "$CONF" || true
 fi
+
+# What an assessor asks for: each standard clause by clause, and a signed snapshot to take away.
+REPORTS="$DEMO/reports"
+mkdir -p "$REPORTS"
+echo
+for standard in mnds gbt22239-2019-l3; do
+  for format in xlsx pdf; do
+    "$BIN/medsec" report --standard "$standard" --format "$format" \
+      --out "$REPORTS/$standard.$format" --lang "${MEDSEC_REPORT_LANG:-zh}" --config "$CONF"
+  done
+done
+KEY=$("$BIN/medsec" snapshot create --config "$CONF" --out "$REPORTS/snapshot.zip" | tail -n 1)
+echo "$KEY"
+"$BIN/medsec" snapshot verify "$REPORTS/snapshot.zip" --expect-key "${KEY##* }"
+for standard in gbt22239-2019-l3 mnds; do
+  echo
+  "$BIN/medsec" report --standard "$standard" --lang "${MEDSEC_LANG:-en}" --config "$CONF"
+done
+echo
+echo "reports and snapshot in $REPORTS: $(cd "$REPORTS" && ls | tr '\n' ' ')"
 exit "$AGENT_EXIT"

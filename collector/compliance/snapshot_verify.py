@@ -171,39 +171,20 @@ _SYSTEM = (
     ("placeholders", "placeholders"),
     ("unreadable", "unreadable"),
 )
-_CPU = (("model", "model"), ("sockets", "sockets"), ("cores", "cores"), ("threads", "threads"))
-_DISK = tuple(
-    (k, k)
-    for k in ("name", "path", "model", "serial", "medium", "transport", "size_bytes", "removable")
+
+
+def _as_is(names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, name) for name in names.split())
+
+
+_CPU = _as_is("model sockets cores threads")
+_DISK = _as_is("name path model serial medium transport size_bytes removable")
+_NIC = _as_is("name mac addresses physical speed_mbps")
+_TPM = _as_is(
+    "present source family manufacturer manufacturer_name vendor_strings firmware_version "
+    "spec_revision"
 )
-_NIC = tuple((k, k) for k in ("name", "mac", "addresses", "physical", "speed_mbps"))
-_TPM = tuple(
-    (k, k)
-    for k in (
-        "present",
-        "source",
-        "family",
-        "manufacturer",
-        "manufacturer_name",
-        "vendor_strings",
-        "firmware_version",
-        "spec_revision",
-    )
-)
-_EK = tuple(
-    (k, k)
-    for k in (
-        "key_type",
-        "nv_index",
-        "subject",
-        "issuer",
-        "serial",
-        "not_before",
-        "not_after",
-        "sha256",
-        "parse_error",
-    )
-)
+_EK = _as_is("key_type nv_index subject issuer serial not_before not_after sha256 parse_error")
 
 
 def _part(value: Any) -> Any:

@@ -19,7 +19,7 @@ DEBS=(
   lynis                                        # the baseline in benchmarks/agent_run.py
   nmap apache2 libapache2-mod-security2 modsecurity-crs nginx   # the hospital-in-a-box lab
   snmpd snmp openssh-server openssh-client curl openssl       # lab services and probes
-  libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk   # PDF reports: WeasyPrint's layout, CJK font
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk  # PDF reports (WeasyPrint)
   poppler-utils                                # pdftotext/pdftoppm read the PDF reports in tests
 )
 

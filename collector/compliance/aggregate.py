@@ -250,7 +250,8 @@ class _Join:
             sides.append(self.network_side(clause))
         unknown = [c for c in clause.checks if c not in self.kinds]
         if unknown:  # a catalog naming a check this collector does not know
-            why = "unknown check " + ", ".join(unknown)
+            names = ", ".join(unknown)
+            why = (f"unknown check {names}", f"未知检查项 {names}")
             problem = _placeholder("network", "catalog", "error", why)
             sides.append(_Side(objects=[problem]))
         objects = [o for side in sides for o in side.objects]
@@ -266,13 +267,15 @@ class _Join:
             found = [r for c in checks for r in self.grouped.get((host.report_pk, c), ())]
             side.evidence.extend(found)
             statuses = [r.status for r in found]
-            reason = None
+            reason: tuple[str, str] | None = None
             if host.host_id in self.stale:
                 status: Status = "error"
-                reason = f"stale: last report at {rfc3339(host.generated_at)}"
+                at = rfc3339(host.generated_at)
+                reason = (f"stale: last report at {at}", f"证据过期：最近报告于 {at}")
             elif not found:
                 status = "not_covered"
-                reason = "no result for " + ", ".join(checks)
+                names = ", ".join(checks)
+                reason = (f"no result for {names}", f"无 {names} 的结果")
             else:
                 status = rollup(statuses)
             side.objects.append(
@@ -282,16 +285,17 @@ class _Join:
                     name=host.hostname,
                     status=status,
                     conformity=conformity(status, "pass" in statuses),
-                    reason=reason,
+                    reason=None if reason is None else reason[0],
+                    reason_zh=None if reason is None else reason[1],
                 )
             )
         for agent in self.missing:
-            why = f"missing: enrolled at {rfc3339(agent.enrolled_at)}, never reported"
+            at = rfc3339(agent.enrolled_at)
+            why = (f"missing: enrolled at {at}, never reported", f"缺失：{at} 注册，从未报告")
             side.objects.append(_placeholder("agent", agent.name, "error", why))
         if not side.objects:
-            side.objects.append(
-                _placeholder("hosts", "hosts", "not_covered", "no agent report in scope")
-            )
+            why = ("no agent report in scope", "范围内无代理报告")
+            side.objects.append(_placeholder("hosts", "hosts", "not_covered", why))
         return side
 
     def network_side(self, clause: Clause) -> _Side:
@@ -317,13 +321,15 @@ class _Join:
             scan = scan_of[kind, name]
             side.evidence.extend(found)
             statuses = [r.status for r in found]
-            reason = None
+            reason: tuple[str, str] | None = None
             if scan.host_id in self.stale:
                 status: Status = "error"
-                reason = f"stale: scanned at {rfc3339(scan.generated_at)}"
+                at = rfc3339(scan.generated_at)
+                reason = (f"stale: scanned at {at}", f"证据过期：扫描于 {at}")
             elif not found:
                 status = "not_covered"
-                reason = "the scan has no result for " + ", ".join(checks)
+                names = ", ".join(checks)
+                reason = (f"the scan has no result for {names}", f"扫描无 {names} 的结果")
             else:
                 status = rollup(statuses)
             side.objects.append(
@@ -333,19 +339,32 @@ class _Join:
                     name=name,
                     status=status,
                     conformity=conformity(status, "pass" in statuses),
-                    reason=reason,
+                    reason=None if reason is None else reason[0],
+                    reason_zh=None if reason is None else reason[1],
                 )
             )
         if not side.objects:
-            why = "no scan in scope" if not self.scans else "no scanned object in the zone"
+            why = (
+                ("no scan in scope", "范围内无网络扫描")
+                if not self.scans
+                else ("no scanned object in the zone", "该区域无扫描对象")
+            )
             side.objects.append(_placeholder("network", "network", "not_covered", why))
         return side
 
 
-def _placeholder(kind: ObjectKind, name: str, status: Status, reason: str) -> ObjectVerdict:
+def _placeholder(
+    kind: ObjectKind, name: str, status: Status, reason: tuple[str, str]
+) -> ObjectVerdict:
     """An object standing for evidence that should be there and is not."""
     return ObjectVerdict(
-        kind=kind, id=name, name=name, status=status, conformity=None, reason=reason
+        kind=kind,
+        id=name,
+        name=name,
+        status=status,
+        conformity=None,
+        reason=reason[0],
+        reason_zh=reason[1],
     )
 
 
@@ -427,6 +446,7 @@ def _manual(catalog: Catalog, clause: Clause, attestation: Attestation | None) -
         status=status,
         conformity=conformity(status, False),
         reason="a person's statement",
+        reason_zh="人工声明",
     )
     out = AttestationEvidence(object=attestation.id, attestation=attestation_out(attestation))
     return _verdict(catalog, clause, (status, conformity(status, False)), [verdict], [out])

@@ -101,6 +101,8 @@ class ObjectVerdict(_Out, frozen=True, gc=False):
     conformity: Conformity | None
     reason: str | None = None
     """Why, when the status is not the results' own: stale, missing, no result."""
+    reason_zh: str | None = None
+    """The same in Chinese."""
 
 
 class Counts(_Out, frozen=True, gc=False):

@@ -87,7 +87,7 @@ def test_html_zh_content(sample: Compliance) -> None:
         "aes-cbc-essiv 128 位密钥",
         "disk.cipher_strength",
         "/var/lib/his",
-        "stale: last report at 2026-12-01T05:00:00Z",
+        "证据过期：最近报告于 2026-12-01T05:00:00Z",
         # the attestation, marked as a person's statement, with its file's digest
         "人工声明",
         "人员的声明",

@@ -8,7 +8,7 @@ import csv
 import io
 
 from collector.compliance.model import Compliance
-from collector.compliance.render.text import conformity_word, kind_word, status_word
+from collector.compliance.render.text import conformity_word, kind_word, reason, status_word
 
 HEADER = {
     "zh": (
@@ -66,7 +66,7 @@ def render_csv(compliance: Compliance, lang: str = "zh") -> bytes:
                     _safe(obj.id),
                     status_word(obj.status, lang),
                     conformity_word(obj.conformity, lang),
-                    _safe(obj.reason or ""),
+                    _safe(reason(obj, lang)),
                 )
             )
     return ("\ufeff" + out.getvalue()).encode("utf-8")

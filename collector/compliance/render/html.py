@@ -26,7 +26,13 @@ from collector.compliance.model import (
     ObjectVerdict,
 )
 from collector.compliance.render import charts
-from collector.compliance.render.text import conformity_word, kind_word, message, status_word
+from collector.compliance.render.text import (
+    conformity_word,
+    kind_word,
+    message,
+    reason,
+    status_word,
+)
 
 OBJECT_LIMIT = 20
 """Objects listed per clause before it is summarised (counts and the first not passing)."""
@@ -251,6 +257,7 @@ def _environment(lang: str) -> jinja2.Environment:
         "conformity": lambda value: conformity_word(value, lang),
         "kind": lambda value: kind_word(value, lang),
         "message": lambda item: message(item.message, item.message_zh, lang),
+        "reason": lambda obj: reason(obj, lang),
     }
     env.filters.update(words)
     return env

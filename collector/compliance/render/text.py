@@ -71,3 +71,10 @@ def kind_word(kind: str, lang: str) -> str:
 
 def message(item_message: str, item_message_zh: str | None, lang: str) -> str:
     return item_message_zh if lang != "en" and item_message_zh else item_message
+
+
+def reason(obj: object, lang: str) -> str:
+    """An object's reason (`ObjectVerdict.reason`/`reason_zh`) in the language, or ''."""
+    english = getattr(obj, "reason", None)
+    chinese = getattr(obj, "reason_zh", None)
+    return (chinese if lang != "en" and chinese else english) or ""

@@ -768,14 +768,25 @@ def _cmd_attest(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    if args.action == "verify":
-        from collector.compliance.snapshot_cli import verify_command
+    from collector.compliance.aggregate import ScopeError
+    from collector.compliance.service import ComplianceError
+    from collector.compliance.snapshot_cli import create_command, verify_command
 
+    if args.action == "verify":
         return verify_command(args.file, args.expect_key)
-    from collector.compliance.snapshot_cli import create_command
 
     def create(store: Store, settings: CollectorSettings) -> int:
-        return create_command(store, settings, _scope(args), args.out, _os_user(), _now())
+        try:
+            return create_command(
+                store,
+                settings,
+                scope=_scope(args),
+                out=args.out,
+                created_by=_os_user(),
+                now=_now(),
+            )
+        except (ComplianceError, ScopeError) as exc:
+            raise UsageError(str(exc), "invalid_snapshot") from None
 
     return _with_store(args, "snapshot create", create)
 

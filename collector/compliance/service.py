@@ -115,9 +115,7 @@ def build(
 ) -> dict[str, Compliance]:
     """The compliance document of each standard, over one read of the store."""
     chosen = [catalog_for(s, catalogs) for s in standards]
-    as_of = _instant(scope.as_of)
-    if as_of is not None and as_of > now:
-        raise ComplianceError(f"--as-of {scope.as_of} is in the future")
+    as_of = as_of_instant(scope.as_of, now)
     with collector_paused():
         gathered = gather(store, settings, now, as_of=as_of, once=len(chosen) == 1)
         return aggregate_all(gathered, chosen, scope, now)
@@ -155,7 +153,8 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _instant(text: str | None) -> datetime | None:
+def as_of_instant(text: str | None, now: datetime) -> datetime | None:
+    """A scope's `as_of` as a time, never in the future; `ComplianceError` naming the problem."""
     if text is None:
         return None
     try:
@@ -166,6 +165,8 @@ def _instant(text: str | None) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise ComplianceError(f"--as-of: {text!r} has no time zone (add Z or +08:00)")
+    if moment > now:
+        raise ComplianceError(f"--as-of {text} is in the future")
     return moment
 
 
@@ -249,6 +250,7 @@ __all__ = [
     "Gathered",
     "ScopeError",
     "aggregate_all",
+    "as_of_instant",
     "build",
     "catalog_for",
     "collector_paused",

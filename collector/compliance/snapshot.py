@@ -30,13 +30,15 @@ import msgspec
 from checks import envelope as env
 from checks.catalog import Catalogs, builtin_catalogs
 from checks.report import rfc3339
-from collector.compliance.aggregate import aggregate, check_kinds
 from collector.compliance.model import Compliance, HostEntry, Scope
 from collector.compliance.render import FORMATS, render
 from collector.compliance.service import (
     STANDARDS,
     ComplianceError,
+    aggregate_all,
+    as_of_instant,
     catalog_for,
+    collector_paused,
     gather,
     write_atomically,
 )
@@ -213,23 +215,13 @@ def create_snapshot(
         raise ComplianceError(
             f"snapshot formats: {', '.join(unknown)} unknown (use {', '.join(FORMATS)})"
         )
-    as_of = _instant(scope.as_of, now)
+    as_of = as_of_instant(scope.as_of, now)
     key = key or SnapshotKey.load_or_create(settings.snapshots.key_file, settings.snapshots.crypto)
     catalogs = builtin_catalogs()
-    gathered = gather(store, settings, now, as_of=as_of)
-    kinds = check_kinds()
-    documents = {
-        standard: aggregate(
-            catalog_for(standard, catalogs),
-            gathered.evidence,
-            gathered.rules,
-            kinds,
-            scope=scope,
-            zones=gathered.zones,
-            generated_at=now,
-        )
-        for standard in STANDARDS
-    }
+    with collector_paused():
+        gathered = gather(store, settings, now, as_of=as_of)
+        chosen = [catalog_for(standard, catalogs) for standard in STANDARDS]
+        documents = aggregate_all(gathered, chosen, scope, now)
     snapshot_id = str(uuid.uuid4())
     by_id = {h.host_id: h for h in gathered.hosts}
     first = documents[STANDARDS[0]]
@@ -300,23 +292,6 @@ def create_snapshot(
         hosts=host_count,
     )
     return data, record
-
-
-def _instant(text: str | None, now: datetime) -> datetime | None:
-    """`scope.as_of` as a time (the same words as the reports' `--as-of`)."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ComplianceError(
-            f"--as-of: {text!r} is not a time (use RFC 3339, e.g. 2026-12-01T08:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        raise ComplianceError(f"--as-of: {text!r} has no time zone (add Z or +08:00)")
-    if moment > now:
-        raise ComplianceError(f"--as-of {text} is in the future")
-    return moment
 
 
 def _write_hosts(

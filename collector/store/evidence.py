@@ -30,6 +30,10 @@ SERVICE_AGENTS = ("medsec-scanner",)
 """Agents the collector itself uses: never "missing", whatever they stored."""
 _CHUNK = 900
 """Report keys per IN list: under SQLite's 999 bound parameters."""
+_SELECT_RESULTS = (
+    "SELECT report_pk, check_id, status, target, message, message_zh,"
+    " CAST(evidence AS TEXT) FROM results"
+)
 _RAW_CHUNK = 2000
 """Report keys written into one statement as integer literals (no bound parameters)."""
 _SNAPSHOT_COLUMNS = (
@@ -145,14 +149,10 @@ class Evidence(Database):
         Read through the driver's cursor, a few thousand reports per statement: at 10,000 hosts
         this is 400,000 rows, and the ORM's per-row processing would cost more than the read."""
         ordered = sorted(set(report_pks))
-        evidence = "CAST(evidence AS TEXT)"
         for start in range(0, len(ordered), _RAW_CHUNK):
+            # The keys are integers formatted here: nothing from outside reaches the text.
             keys = ",".join(str(int(pk)) for pk in ordered[start : start + _RAW_CHUNK])
-            sql = (
-                "SELECT report_pk, check_id, status, target, message, message_zh, "
-                f"{evidence} FROM results WHERE report_pk IN ({keys}) "
-                "ORDER BY report_pk, pk"
-            )
+            sql = f"{_SELECT_RESULTS} WHERE report_pk IN ({keys}) ORDER BY report_pk, pk"
             with self._tx(write=False) as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:

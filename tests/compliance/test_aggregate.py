@@ -49,7 +49,8 @@ def test_one_failing_host_fails_the_clause_beside_passing_ones() -> None:
     assert [o.name for o in failing] == ["his-app-02"]
     assert failing[0].conformity == "部分符合"  # its other disk results passed
     weak = [e for e in encryption.evidence if getattr(e, "status", None) == "fail"]
-    assert weak and weak[0].message_zh == "aes-cbc-essiv 128 位密钥"
+    assert weak
+    assert weak[0].message_zh == "aes-cbc-essiv 128 位密钥"
 
 
 def test_stale_hosts_and_missing_agents_are_errors_never_passes() -> None:
@@ -185,7 +186,9 @@ def test_clause_status_follows_the_rules_for_any_mix(per_host: list[list[str]]) 
     flat = [s for statuses in per_host for s in statuses]
     assert (verdict.status == "fail") == ("fail" in flat)
     if verdict.status == "pass":
-        assert all(per_host) and set(flat) <= {"pass", "not_applicable"} and "pass" in flat
+        assert all(per_host)
+        assert set(flat) <= {"pass", "not_applicable"}
+        assert "pass" in flat
     if not all(per_host) and "fail" not in flat and "error" not in flat:
         assert verdict.status == "not_covered"
     if verdict.conformity == "部分符合":

@@ -135,7 +135,8 @@ def test_the_store_keeps_each_reports_signature_for_the_snapshot(
     finally:
         engine.dispose()
     assert row.alg == "sm2-sm3"
-    assert row.signature and "BEGIN PUBLIC KEY" in row.signer_key
+    assert row.signature
+    assert "BEGIN PUBLIC KEY" in row.signer_key
     assert site == "dc1"
     assert zh > 0  # the Chinese messages are kept for zh reports
 
@@ -184,3 +185,44 @@ def test_attestations_on_manual_clauses_only(server: Server) -> None:
     assert [a["clause"] for a in listed] == ["8.1.1.2"]
     actions = [e.action for e in server.store.audit_entries(100, 0).items]
     assert "POST /api/v1/attestations" in actions
+
+
+def test_snapshots_are_made_listed_downloaded_intact_and_audited(
+    server: Server, template: dict[str, Any]
+) -> None:
+    from collector.compliance.snapshot_verify import verify_snapshot
+
+    creds = enrol(server, "his-db-01")
+    post(server, "his-db-01", template, creds=creds)
+    auditor = server.client(server.user(Role.AUDITOR, "auditor-wang"))
+    made = auditor.post("/api/v1/snapshots", json={"site": "dc1"}, timeout=300)
+    assert made.status_code == 201, made.text
+    record = made.json()
+    assert (record["hosts"], record["created_by"]) == (1, "auditor-wang")
+    assert record["scope"]["site"] == "dc1"
+    assert [s["id"] for s in auditor.get("/api/v1/snapshots").json()] == [record["id"]]
+
+    download = auditor.get(f"/api/v1/snapshots/{record['id']}")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/zip"
+    verdict = verify_snapshot(download.content, record["key_fingerprint"])
+    assert verdict.exit_code == 0, [f.reasons for f in verdict.findings]
+    assert verdict.envelopes_verified == 1
+
+    nothing = auditor.post("/api/v1/snapshots", json={"host": "nobody"})
+    assert (nothing.status_code, nothing.json()["error"]) == (400, "invalid_scope")
+    assert server.client(creds.token).get("/api/v1/snapshots").status_code == 403  # an agent
+    assert auditor.get(f"/api/v1/snapshots/{'0' * 8}-0000-4000-8000-{'0' * 12}").status_code == 404
+
+    # A kept snapshot altered on disk is never served as if it were the signed one.
+    (kept,) = Path(server.settings.snapshots.dir).glob(f"*{record['id']}.zip")
+    kept.chmod(0o640)
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    kept.write_bytes(bytes(data))
+    altered = auditor.get(f"/api/v1/snapshots/{record['id']}")
+    assert (altered.status_code, altered.json()["error"]) == (500, "snapshot_altered")
+
+    audited = [(e.actor, e.action) for e in server.store.audit_entries(100, 0).items]
+    assert ("auditor-wang", "POST /api/v1/snapshots") in audited
+    assert ("auditor-wang", f"GET /api/v1/snapshots/{record['id']}") in audited

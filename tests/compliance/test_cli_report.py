@@ -348,3 +348,51 @@ def test_attest_a_manual_clause_with_its_document(
     finally:
         store.close()
     assert any(a.startswith("cli attest mnds '7.2.2.2' pass --as auditor-li") for a in actions)
+
+
+def test_snapshot_create_verify_and_changes_since_it(
+    collector: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    zip_path = tmp_path / "snapshot.zip"
+    code, out, err = run(
+        capsys, "snapshot", "create", "--out", str(zip_path), "--config", str(collector)
+    )
+    assert code == 0, err
+    fingerprint = out.strip().splitlines()[-1].split()[-1]
+    assert fingerprint.startswith("SHA256:")
+    code, out, _ = run(capsys, "snapshot", "verify", str(zip_path), "--expect-key", fingerprint)
+    assert code == 0, out
+    assert "hosts: 1, 1 with a verified signed report" in out
+    other = "SHA256:" + "0" * 64
+    code, out, _ = run(capsys, "snapshot", "verify", str(zip_path), "--expect-key", other)
+    assert code == 1
+
+    store_report(collector, "pacs-01", {"tpm.present": "fail"})
+    code, screen, err = run(
+        capsys,
+        "report",
+        "--standard",
+        "mnds",
+        "--since",
+        str(zip_path),
+        "--lang",
+        "en",
+        "--config",
+        str(collector),
+    )
+    assert code == 0, err
+    assert "6.1.1: pass → fail" in screen
+
+    code, _, err = run(
+        capsys,
+        "snapshot",
+        "create",
+        "--out",
+        str(tmp_path / "x.zip"),
+        "--site",
+        "nowhere",
+        "--config",
+        str(collector),
+    )
+    assert (code, err.strip()) == (2, "medsec: no host matches --site nowhere")
+    assert not (tmp_path / "x.zip").exists()

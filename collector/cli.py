@@ -10,6 +10,7 @@ Every administrative action is itself written to the audit log (actor = the OS u
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pwd
 import re
@@ -691,6 +692,7 @@ def _scope(args: argparse.Namespace) -> Any:
 def _cmd_report(args: argparse.Namespace) -> int:
     from collector.compliance.aggregate import ScopeError
     from collector.compliance.render import render
+    from collector.compliance.render.json import write_json
     from collector.compliance.service import (
         ComplianceError,
         build,
@@ -710,12 +712,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
             ]
             if since is not None:
                 compliance = with_changes(compliance, *since)
-            data = render(compliance, args.format, args.lang)
-            if args.out is None or str(args.out) == "-":
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+            to_file = args.out is not None and str(args.out) != "-"
+            if to_file and args.format == "json":  # hundreds of MB at scale: streamed
+                write_atomically(args.out, functools.partial(write_json, compliance))
+            elif to_file:
+                write_atomically(args.out, render(compliance, args.format, args.lang))
             else:
-                write_atomically(args.out, data)
+                sys.stdout.buffer.write(render(compliance, args.format, args.lang))
+                sys.stdout.flush()
         except (ComplianceError, ScopeError) as exc:
             raise UsageError(str(exc), "invalid_report") from None
         if args.out is not None and str(args.out) != "-":

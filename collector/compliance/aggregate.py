@@ -159,7 +159,34 @@ def aggregate(
     generated_at: datetime | None = None,
 ) -> Compliance:
     """The compliance document of `catalog` over `evidence` (see the module's rules)."""
+    return aggregate_many(
+        [catalog], evidence, rules, kinds, scope=scope, zones=zones, generated_at=generated_at
+    )[0]
+
+
+def aggregate_many(
+    catalogs: Sequence[Catalog],
+    evidence: Evidence,
+    rules: Rules,
+    kinds: Mapping[str, CheckKind],
+    *,
+    scope: Scope | None = None,
+    zones: ZoneMap | None = None,
+    generated_at: datetime | None = None,
+) -> list[Compliance]:
+    """`aggregate` of each catalog over one join of the evidence: its results are read once and
+    each becomes one evidence item, shared by every standard's documents."""
     joined = _Join(evidence, rules, kinds, scope or Scope(), zones or ZoneMap(()))
+    return [_document(catalog, joined, evidence, rules, generated_at) for catalog in catalogs]
+
+
+def _document(
+    catalog: Catalog,
+    joined: _Join,
+    evidence: Evidence,
+    rules: Rules,
+    generated_at: datetime | None,
+) -> Compliance:
     attested = _attestations(catalog, evidence.attestations, rules.evaluated_at)
     clauses = [
         _manual(catalog, clause, attested.get(clause.id))

@@ -71,8 +71,9 @@ class AttestationOut(_Out, frozen=True, gc=False):
     """Always 'attestation': a person's statement, not automated evidence."""
 
 
-class EvidenceItem(_Out, frozen=True, gc=False):
-    """One stored result behind an object's verdict, as the check recorded it."""
+class EvidenceItem(_Out, frozen=True, gc=False, tag="result", tag_field="type"):
+    """One stored result behind an object's verdict, as the check recorded it (`"type":
+    "result"`, telling it from an attestation)."""
 
     object: str
     """The object's id (`ObjectVerdict.id`)."""
@@ -87,7 +88,9 @@ class EvidenceItem(_Out, frozen=True, gc=False):
     received_at: str
 
 
-class AttestationEvidence(_Out, frozen=True, gc=False):
+class AttestationEvidence(_Out, frozen=True, gc=False, tag="attestation", tag_field="type"):
+    """A person's statement standing as a clause's evidence (`"type": "attestation"`)."""
+
     object: str
     attestation: AttestationOut
 

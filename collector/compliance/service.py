@@ -12,11 +12,11 @@ import gc
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -25,7 +25,7 @@ from collector.compliance.aggregate import (
     Evidence,
     Rules,
     ScopeError,
-    aggregate,
+    aggregate_many,
     catalog_key,
     check_kinds,
 )
@@ -81,15 +81,12 @@ def gather(
     *,
     as_of: datetime | None = None,
     hosts: Iterable[EvidenceHost] | None = None,
-    once: bool = False,
 ) -> Gathered:
-    """Read the hosts' newest reports (as of `as_of`), their results, missing agents and
-    attestations. `hosts` narrows the results read to those hosts (already filtered). With
-    `once`, the results are streamed from the database as the one aggregation reads them,
-    instead of being held for several."""
+    """Read the hosts' newest reports (as of `as_of`), missing agents and attestations; the
+    results are streamed from the database as the aggregation (`aggregate_all`, one join for
+    every standard) reads them, once. `hosts` narrows the results read to those hosts."""
     found = store.evidence_hosts(as_of) if hosts is None else list(hosts)
-    rows = store.evidence_results([h.report_pk for h in found])
-    results = rows if once else list(rows)
+    results = store.evidence_results([h.report_pk for h in found])
     evidence = Evidence(
         hosts=found,
         results=results,
@@ -117,27 +114,25 @@ def build(
     chosen = [catalog_for(s, catalogs) for s in standards]
     as_of = as_of_instant(scope.as_of, now)
     with collector_paused():
-        gathered = gather(store, settings, now, as_of=as_of, once=len(chosen) == 1)
+        gathered = gather(store, settings, now, as_of=as_of)
         return aggregate_all(gathered, chosen, scope, now)
 
 
 def aggregate_all(
     gathered: Gathered, chosen: Iterable[Catalog], scope: Scope, now: datetime
 ) -> dict[str, Compliance]:
-    """Each catalog's document over one gathering."""
-    kinds = check_kinds()
-    return {
-        catalog_key(catalog): aggregate(
-            catalog,
-            gathered.evidence,
-            gathered.rules,
-            kinds,
-            scope=scope,
-            zones=gathered.zones,
-            generated_at=now,
-        )
-        for catalog in chosen
-    }
+    """Each catalog's document over one gathering (and one join of its results)."""
+    chosen = list(chosen)
+    documents = aggregate_many(
+        chosen,
+        gathered.evidence,
+        gathered.rules,
+        check_kinds(),
+        scope=scope,
+        zones=gathered.zones,
+        generated_at=now,
+    )
+    return {catalog_key(c): d for c, d in zip(chosen, documents, strict=True)}
 
 
 @contextlib.contextmanager
@@ -220,8 +215,11 @@ def with_changes(compliance: Compliance, since: str, before: Mapping[str, Any]) 
 # --------------------------------------------------------------------------- files
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """`data` at `path`, or nothing there at all: a temporary file in the same folder, renamed."""
+def write_atomically(
+    path: Path, data: bytes | Callable[[BinaryIO], None], mode: int = 0o640
+) -> None:
+    """`data` (or what the function writes) at `path`, or nothing there at all: a temporary
+    file in the same folder, renamed."""
     folder = path.parent if str(path.parent) else Path()
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
@@ -229,7 +227,10 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o640) -> None:
         raise ComplianceError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            if callable(data):
+                data(out)
+            else:
+                out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, mode)

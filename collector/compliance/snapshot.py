@@ -14,12 +14,16 @@ import base64
 import contextlib
 import hashlib
 import io
+import multiprocessing
 import os
+import pickle
 import stat
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ from checks.catalog import Catalogs, builtin_catalogs
 from checks.report import rfc3339
 from collector.compliance.model import Compliance, HostEntry, Scope
 from collector.compliance.render import FORMATS, render
+from collector.compliance.render.json import write_json
 from collector.compliance.service import (
     STANDARDS,
     ComplianceError,
@@ -192,6 +197,23 @@ class _Writer:
         self.archive.writestr(info, data, compresslevel=None if stored else level)
         self.members.append(_Member(name, hashlib.sha256(data).hexdigest(), len(data)))
 
+    def add_file(self, name: str, path: Path) -> None:
+        """A member copied from a file, a megabyte at a time (zlib's default level)."""
+        info = zipfile.ZipInfo(name, self.date_time)
+        info.create_system = 3
+        info.external_attr = 0o100444 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        digest, size = hashlib.sha256(), 0
+        with (
+            path.open("rb") as source,
+            self.archive.open(info, "w", force_zip64=path.stat().st_size > 1 << 30) as target,
+        ):
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                target.write(chunk)
+                size += len(chunk)
+        self.members.append(_Member(name, digest.hexdigest(), size))
+
     def close(self) -> None:
         self.archive.close()
 
@@ -228,9 +250,26 @@ def create_snapshot(
     entries = [(by_id[e.id], e) for e in first.hosts]
     out = io.BytesIO()
     writer = _Writer(out, now)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(writer.close)
+        started = _Reports(documents, formats, lang, stack)
         hosts = _write_hosts(writer, store, [p for p in entries if not p[0].is_scan], catalogs)
-        reports = _write_reports(writer, documents, formats, lang)
+        reports = started.write(writer)
+        standards = {
+            standard: {
+                "standard_id": document.standard_id,
+                "title_zh": document.title_zh,
+                "title_en": document.title_en,
+                "catalog_edition": document.catalog_edition,
+                "summary": document.summary,
+                "reports": reports[standard],
+            }
+            for standard, document in documents.items()
+        }
+        missing = first.missing
+        # The documents' evidence is in the reports now: let it go before snapshot.json is made.
+        started.documents = {}
+        del documents, first
         snapshot = {
             "schema": SNAPSHOT_SCHEMA,
             "id": snapshot_id,
@@ -248,22 +287,12 @@ def create_snapshot(
             ],
             "hosts": hosts,
             "scans": [_scan(e) for h, e in entries if h.is_scan],
-            "missing": first.missing,
-            "standards": {
-                standard: {
-                    "standard_id": document.standard_id,
-                    "title_zh": document.title_zh,
-                    "title_en": document.title_en,
-                    "catalog_edition": document.catalog_edition,
-                    "summary": document.summary,
-                    "reports": reports[standard],
-                }
-                for standard, document in documents.items()
-            },
+            "missing": missing,
+            "standards": standards,
         }
         # Compact, each host encoded as it was read: at 10,000 hosts an indented copy, or the
         # hosts as Python objects, would cost hundreds of megabytes more.
-        writer.add(SNAPSHOT_JSON, msgspec.json.encode(snapshot) + b"\n")
+        writer.add(SNAPSHOT_JSON, msgspec.json.encode(snapshot) + b"\n", level=1)
         host_count = len(hosts)
         del snapshot, hosts
         writer.add(SIGNER, key.public_pem.encode("ascii"))
@@ -277,8 +306,6 @@ def create_snapshot(
         manifest_bytes = _pretty(manifest)
         writer.add(MANIFEST, manifest_bytes)
         writer.add(SIGNATURE, base64.b64encode(key.sign(manifest_bytes)) + b"\n")
-    finally:
-        writer.close()
     data = out.getvalue()
     record = SnapshotRecord(
         id=snapshot_id,
@@ -378,17 +405,84 @@ def _scan(entry: HostEntry) -> dict[str, Any]:
     }
 
 
-def _write_reports(
-    writer: _Writer, documents: dict[str, Compliance], formats: Iterable[str], lang: str
-) -> dict[str, list[str]]:
-    written: dict[str, list[str]] = {}
-    for standard, document in documents.items():
-        written[standard] = []
-        for fmt in formats:
-            name = f"reports/{standard}.{fmt}"
-            writer.add(name, render(document, fmt, lang))
-            written[standard].append(name)
-    return written
+class _Reports:
+    """Each standard's reports, started as soon as the documents exist: the JSON streamed to a
+    scratch folder, the XLSX and PDF handed to worker processes (one per core, at most one per
+    standard; the work is pure Python, so threads would take turns), which render them while
+    this process reads the hosts' signed reports; `write` adds them all to the zip, in a fixed
+    order."""
+
+    def __init__(
+        self,
+        documents: dict[str, Compliance],
+        formats: Sequence[str],
+        lang: str,
+        stack: contextlib.ExitStack,
+    ) -> None:
+        self.documents, self.formats, self.lang = documents, formats, lang
+        self.heavy = [f for f in formats if f in _HEAVY]
+        self.folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medsec-")))
+        self.pending: dict[str, Future[dict[str, bytes]]] = {}
+        workers = min(len(documents), os.cpu_count() or 1) if self.heavy else 0
+        pool = None
+        if workers >= 2:
+            # spawn, not fork: the collector runs threads (the store's writer, the API's pool),
+            # and a forked child could inherit a lock one of them held.
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context))
+        for standard, document in documents.items():
+            path = self.folder / f"{standard}.json"
+            with path.open("wb") as out:
+                write_json(document, out)
+            if pool is not None:
+                # Handed over as a pickle in this process's private scratch folder: unlike the
+                # JSON, it keeps each result shared by the clauses it evidences, so the worker
+                # holds no more than this process does.
+                handed = self.folder / f"{standard}.pickle"
+                with handed.open("wb") as out:
+                    pickle.dump(document, out, protocol=pickle.HIGHEST_PROTOCOL)
+                self.pending[standard] = pool.submit(
+                    _render_in_worker, str(handed), self.heavy, lang
+                )
+
+    def write(self, writer: _Writer) -> dict[str, list[str]]:
+        written: dict[str, list[str]] = {standard: [] for standard in self.documents}
+        for standard, document in self.documents.items():
+            for fmt in self.formats:
+                name = f"reports/{standard}.{fmt}"
+                if fmt == "json":
+                    writer.add_file(name, self.folder / f"{standard}.json")
+                elif fmt not in _HEAVY:
+                    writer.add(name, render(document, fmt, self.lang))
+                else:
+                    continue
+                written[standard].append(name)
+        for standard, document in self.documents.items():
+            try:
+                made = (
+                    self.pending[standard].result()
+                    if standard in self.pending
+                    else {fmt: render(document, fmt, self.lang) for fmt in self.heavy}
+                )
+            except BrokenProcessPool as exc:
+                raise ComplianceError(f"rendering the snapshot's reports failed: {exc}") from None
+            for fmt in self.heavy:
+                name = f"reports/{standard}.{fmt}"
+                writer.add(name, made.pop(fmt))
+                written[standard].append(name)
+        return written
+
+
+_HEAVY = ("xlsx", "pdf")
+"""Formats whose rendering takes seconds per standard at scale."""
+
+
+def _render_in_worker(path: str, formats: Sequence[str], lang: str) -> dict[str, bytes]:
+    """In a worker process: the document the snapshot pickled, rendered in `formats`."""
+    with open(path, "rb") as source:
+        # Written a moment ago by the process that started this one, in its 0700 scratch folder.
+        document: Compliance = pickle.load(source)  # noqa: S301
+    return {fmt: render(document, fmt, lang) for fmt in formats}
 
 
 def _pretty(document: Any) -> bytes:

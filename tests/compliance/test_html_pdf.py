@@ -191,7 +191,11 @@ def hundreds() -> Compliance:
 @pytest.mark.parametrize(
     ("lang", "line"),
     [
-        ("zh", "共 301 个对象（3 个未通过），仅列出前 2 个未通过对象；完整证据见 XLSX/JSON 报告"),
+        (
+            "zh",
+            "共 301 个对象（3 个未通过），仅列出前 2 个未通过对象及其未通过的结果；"
+            "完整证据见 XLSX/JSON 报告",
+        ),
         ("en", "301 objects (3 not passing); only the first 2 not passing are listed"),
     ],
 )
@@ -210,6 +214,11 @@ def test_large_clause_lists_first_failing_objects(
     assert "lis-db-01" not in detail
     assert "his-app-150" not in detail
     assert "aes-cbc-essiv" in detail
+    # of the failing host, the result that failed, not its disk results that passed
+    failing_host = detail[detail.index("his-app-02") : detail.index("his-app-300")]
+    assert "aes-cbc-essiv" in failing_host
+    assert "swap" not in failing_host
+    assert "交换分区" not in failing_host
 
 
 def test_large_report_is_bounded(hundreds: Compliance) -> None:

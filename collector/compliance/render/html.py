@@ -100,11 +100,12 @@ LABELS: dict[str, dict[str, str]] = {
         "none": "无",
         "more_changes": "另有 {n} 处变化未列出；完整列表见 JSON 报告。",
         "summarised": (
-            "共 {total} 个对象（{flagged} 个未通过），仅列出前 {shown} 个未通过对象；"
-            "完整证据见 XLSX/JSON 报告。"
+            "共 {total} 个对象（{flagged} 个未通过），"
+            "仅列出前 {shown} 个未通过对象及其未通过的结果；完整证据见 XLSX/JSON 报告。"
         ),
         "summarised_all": (
-            "共 {total} 个对象，仅列出其中 {flagged} 个未通过对象；完整证据见 XLSX/JSON 报告。"
+            "共 {total} 个对象，仅列出其中 {flagged} 个未通过对象及其未通过的结果；"
+            "完整证据见 XLSX/JSON 报告。"
         ),
     },
     "en": {
@@ -168,11 +169,12 @@ LABELS: dict[str, dict[str, str]] = {
         "more_changes": "{n} more changes not listed; the JSON report has them all.",
         "summarised": (
             "{total} objects ({flagged} not passing); only the first {shown} not passing are "
-            "listed; the full evidence is in the XLSX/JSON report."
+            "listed, with their results that did not pass; the full evidence is in the "
+            "XLSX/JSON report."
         ),
         "summarised_all": (
-            "{total} objects; only the {flagged} not passing are listed; the full evidence is "
-            "in the XLSX/JSON report."
+            "{total} objects; only the {flagged} not passing are listed, with their results "
+            "that did not pass; the full evidence is in the XLSX/JSON report."
         ),
     },
 }
@@ -290,5 +292,12 @@ def _clause(clause: ClauseVerdict, limit: int) -> ClauseView:
     for item in clause.evidence:
         if isinstance(item, EvidenceItem) and item.object in wanted:
             evidence[item.object].append(item)
+    if summarised:
+        # A summarised clause lists what failed: each flagged object's results that did not
+        # pass (all of them when none stands out); the XLSX and JSON hold the rest.
+        evidence = {
+            name: [i for i in items if i.status != "pass"] or items
+            for name, items in evidence.items()
+        }
     rows = [ObjectRow(obj, evidence.get(obj.id, ())) for obj in listed]
     return ClauseView(clause, counts, rows, attestations, len(objects), len(flagged), summarised)

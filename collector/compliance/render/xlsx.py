@@ -931,17 +931,35 @@ def _families(clauses: Iterable[ClauseVerdict]) -> dict[str, list[ClauseVerdict]
     return families
 
 
-def _evidence_clauses(clauses: Iterable[ClauseVerdict]) -> dict[int, tuple[Evidence, list[str]]]:
-    """Each evidence item (the same object stands behind several clauses) with its clauses."""
-    found: dict[int, tuple[Evidence, list[str]]] = {}
+def _evidence_clauses(
+    clauses: Iterable[ClauseVerdict],
+) -> dict[tuple[object, ...], tuple[Evidence, list[str]]]:
+    """Each piece of evidence (one result stands behind several clauses) with its clauses. By
+    content, not identity: a document read back from its JSON holds a copy per clause."""
+    found: dict[tuple[object, ...], tuple[Evidence, list[str]]] = {}
     for clause in clauses:
         for item in clause.evidence:
-            seen = found.get(id(item))
+            key = _evidence_key(item)
+            seen = found.get(key)
             if seen is None:
-                found[id(item)] = (item, [clause.id])
+                found[key] = (item, [clause.id])
             elif seen[1][-1] != clause.id:
                 seen[1].append(clause.id)
     return found
+
+
+def _evidence_key(item: Evidence) -> tuple[object, ...]:
+    if isinstance(item, AttestationEvidence):
+        return ("attestation", item.attestation.id)
+    return (
+        item.object,
+        item.report_id,
+        item.check_id,
+        item.target,
+        item.status,
+        item.message,
+        bytes(item.evidence),
+    )
 
 
 def _by_object(evidence: Iterable[Evidence]) -> dict[str, list[Evidence]]:

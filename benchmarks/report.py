@@ -19,6 +19,7 @@ on 127.0.0.1:5432 (a fresh database is created and dropped); SQLite a file in a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import Future
@@ -36,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from checks.envelope import generate_private_key, public_key_pem, sign  # noqa: E402
@@ -226,6 +229,32 @@ def _floor(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, len(rows)
 
 
+class _WorkerPeaks:
+    """The largest resident set of any process this one starts (the snapshot's renderers),
+    sampled every 50 ms: their `ru_maxrss` would count the parent's pages they shared between
+    fork and exec."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.peak_mb = max(self.peak_mb, child.memory_info().rss / 2**20)
+
+    def __enter__(self) -> _WorkerPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_phase(phase: str, url: str, folder: Path) -> dict[str, Any]:
     """One phase in this process: its figures (seconds) as a JSON-able dict."""
     if phase == "floor":
@@ -241,15 +270,25 @@ def run_phase(phase: str, url: str, folder: Path) -> dict[str, Any]:
         if phase == "snapshot":
             from collector.compliance.snapshot_cli import store_snapshot
 
-            started = time.perf_counter()
-            record = store_snapshot(store, settings, Scope(), "benchmark", datetime.now(UTC))
-            return {"seconds": time.perf_counter() - started, "bytes": record.size}
+            with _WorkerPeaks() as workers:
+                started = time.perf_counter()
+                record = store_snapshot(store, settings, Scope(), "benchmark", datetime.now(UTC))
+                seconds = time.perf_counter() - started
+            return {"seconds": seconds, "bytes": record.size, "workers_mb": workers.peak_mb}
         started = time.perf_counter()
         document = build(store, settings, ["gbt22239-2019-l3"], Scope(), datetime.now(UTC))
         aggregated = time.perf_counter() - started
         compliance = document["gbt22239-2019-l3"]
         figures: dict[str, Any] = {"aggregate": aggregated, "hosts": compliance.summary.hosts}
-        if phase != "aggregate":
+        if phase == "json":  # as `medsec report --format json --out FILE` writes it
+            from collector.compliance.render.json import write_json
+
+            started = time.perf_counter()
+            with (folder / "report.json").open("wb") as out:
+                write_json(compliance, out)
+            figures["seconds"] = time.perf_counter() - started
+            figures["bytes"] = (folder / "report.json").stat().st_size
+        elif phase != "aggregate":
             started = time.perf_counter()
             data = render(compliance, phase, "zh")
             figures["seconds"] = time.perf_counter() - started
@@ -288,6 +327,8 @@ def _line(phase: str, figures: dict[str, Any], floor: float | None) -> str:
             parts.append(f"aggregation + json {total:.2f} s")
     if phase == "aggregate" and floor:
         parts.append(f"{seconds / floor:.1f}× the floor")
+    if "workers_mb" in figures:
+        parts.append(f"renderer processes peak {figures['workers_mb']:.0f} MB each")
     if "bytes" in figures:
         parts.append(f"{figures['bytes'] / 1e6:.1f} MB out")
     if target is not None:

@@ -241,21 +241,32 @@ class _Join:
         self.missing = [] if filtered else list(evidence.missing)
         self.stale = {h.host_id for h in self.chosen if _stale(h, rules)}
         self.grouped = self._group(evidence.results)
+        self._stale_reasons: dict[str, tuple[str, str]] = {}
 
     def _group(self, rows: Iterable[EvidenceRow]) -> dict[tuple[int, str], list[EvidenceItem]]:
         """Each in-scope report's results as evidence items, by (report, check): made once
         here, shared by every clause the check evidences."""
-        by_pk = {h.report_pk: h for h in self.chosen}
-        received = {h.report_pk: rfc3339(h.received_at) for h in self.chosen}
+        # Per report, what each of its items repeats: looked up once per row, not computed.
+        agent_reports = {
+            h.report_pk: (h.host_id, h.report_id, rfc3339(h.received_at))
+            for h in self.chosen
+            if not h.is_scan
+        }
+        scans = {h.report_pk: h for h in self.chosen if h.is_scan}
         grouped: dict[tuple[int, str], list[EvidenceItem]] = defaultdict(list)
-        raw = msgspec.Raw
+        raw, item = msgspec.Raw, EvidenceItem
         for pk, check_id, status, target, message, message_zh, evidence in rows:
-            host = by_pk.get(pk)
-            if host is None:
+            known = agent_reports.get(pk)
+            if known is not None:
+                name, report_id, received = known
+            elif pk in scans:
+                scan = scans[pk]
+                name = _network_object(target, check_id, scan)[1]
+                report_id, received = scan.report_id, rfc3339(scan.received_at)
+            else:
                 continue
-            name = _network_object(target, check_id, host)[1] if host.is_scan else host.host_id
             grouped[pk, check_id].append(
-                EvidenceItem(
+                item(
                     name,
                     check_id,
                     status,
@@ -263,8 +274,8 @@ class _Join:
                     message_zh,
                     target,
                     raw(evidence),
-                    host.report_id,
-                    received[pk],
+                    report_id,
+                    received,
                 )
             )
         return grouped
@@ -287,6 +298,15 @@ class _Join:
         evidence = [e for side in sides for e in side.evidence]
         return _verdict(catalog, clause, (status, conformity(status, some)), objects, evidence)
 
+    def _stale_reason(self, host: EvidenceHost) -> tuple[str, str]:
+        """Why a stale host's objects are errors (made once per host, said on every clause)."""
+        said = self._stale_reasons.get(host.host_id)
+        if said is None:
+            at = rfc3339(host.generated_at)
+            said = (f"stale: last report at {at}", f"证据过期：最近报告于 {at}")
+            self._stale_reasons[host.host_id] = said
+        return said
+
     def host_side(self, clause: Clause) -> _Side:
         side = _Side()
         checks = [c for c in clause.checks if self.kinds.get(c) == "host"]
@@ -297,8 +317,7 @@ class _Join:
             reason: tuple[str, str] | None = None
             if host.host_id in self.stale:
                 status: Status = "error"
-                at = rfc3339(host.generated_at)
-                reason = (f"stale: last report at {at}", f"证据过期：最近报告于 {at}")
+                reason = self._stale_reason(host)
             elif not found:
                 status = "not_covered"
                 names = ", ".join(checks)

@@ -34,6 +34,7 @@ _SELECT_RESULTS = (
     "SELECT report_pk, check_id, status, target, message, message_zh,"
     " CAST(evidence AS TEXT) FROM results"
 )
+_ORDER = "ORDER BY report_pk, pk"
 _RAW_CHUNK = 2000
 """Report keys written into one statement as integer literals (no bound parameters)."""
 _SNAPSHOT_COLUMNS = (
@@ -47,6 +48,11 @@ _SNAPSHOT_COLUMNS = (
     snapshots.c.key_fingerprint,
     snapshots.c.hosts,
 )
+
+
+def _literal(keys: Sequence[int]) -> str:
+    """Report keys as SQL integer literals: formatted from ints, nothing else reaches the text."""
+    return ",".join(str(int(key)) for key in keys)
 
 
 def _newest(as_of: datetime | None) -> sa.Subquery:
@@ -149,14 +155,22 @@ class Evidence(Database):
         Read through the driver's cursor, a few thousand reports per statement: at 10,000 hosts
         this is 400,000 rows, and the ORM's per-row processing would cost more than the read."""
         ordered = sorted(set(report_pks))
-        for start in range(0, len(ordered), _RAW_CHUNK):
-            # The keys are integers formatted here: nothing from outside reaches the text.
-            keys = ",".join(str(int(pk)) for pk in ordered[start : start + _RAW_CHUNK])
-            sql = f"{_SELECT_RESULTS} WHERE report_pk IN ({keys}) ORDER BY report_pk, pk"
+        statements: list[tuple[str, tuple[list[int], ...]]]
+        if self._dialect == "postgresql":  # one statement, the keys as one array parameter
+            statements = [(f"{_SELECT_RESULTS} WHERE report_pk = ANY(%s) {_ORDER}", (ordered,))]
+        else:  # SQLite binds at most 999 parameters: integer literals, a few thousand at a time
+            statements = [
+                (f"{_SELECT_RESULTS} WHERE report_pk IN ({_literal(part)}) {_ORDER}", ())
+                for part in (
+                    ordered[start : start + _RAW_CHUNK]
+                    for start in range(0, len(ordered), _RAW_CHUNK)
+                )
+            ]
+        for sql, params in statements:
             with self._tx(write=False) as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.execute(sql)
+                    cursor.execute(sql, params)
                     while rows := cursor.fetchmany(10_000):
                         yield from rows
                 finally:

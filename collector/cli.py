@@ -733,33 +733,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_attest(args: argparse.Namespace) -> int:
     from checks.catalog import builtin_catalogs
-    from collector.compliance.attest import AttestationRequest, check_request, file_digest
+    from collector.compliance.attest import AttestationRequest, file_digest, record
     from collector.compliance.service import ComplianceError
 
     def attest(store: Store, _: CollectorSettings) -> int:
         users = {u.name: u for u in store.list_users()}
         if args.user not in users:
             raise UsageError(f"--as: no user named {args.user!r}", "not_found")
-        now = _now()
         try:
             name, digest = (None, None) if args.file is None else file_digest(args.file)
             request = AttestationRequest(
                 args.standard, args.clause, args.status, args.note, args.valid_days, name, digest
             )
-            checked = check_request(request, now, builtin_catalogs())
+            made = record(store, request, args.user, _now(), builtin_catalogs())
         except ComplianceError as exc:
             raise UsageError(str(exc), getattr(exc, "code", "invalid_attestation")) from None
-        made = store.add_attestation(
-            checked.standard_id,
-            checked.clause,
-            status=args.status,
-            note=request.note.strip(),
-            created_by=args.user,
-            now=now,
-            valid_until=checked.valid_until,
-            file_name=name,
-            file_sha256=digest,
-        )
         print(
             f"attestation {made.id}: {made.standard} {made.clause} {made.status}"
             f" by {made.created_by}, valid until {_stamp(made.valid_until)}"

@@ -23,11 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from checks import envelope as env
 from collector.models import (
+    Attestation,
     AuditEntry,
     HostSummary,
     IngestOutcome,
     ReportSummary,
     ResultRow,
+    SnapshotRecord,
     User,
 )
 
@@ -110,6 +112,8 @@ if TYPE_CHECKING:
     ResultOut: TypeAlias = BaseModel
     AuditOut: TypeAlias = BaseModel
     UserOut: TypeAlias = BaseModel
+    AttestationOut: TypeAlias = BaseModel
+    SnapshotOut: TypeAlias = BaseModel
 else:
     IngestOut = mirror("IngestOut", IngestOutcome)
     HostOut = mirror("HostOut", HostSummary)
@@ -117,6 +121,8 @@ else:
     ResultOut = mirror("ResultOut", ResultRow, retype={"clauses": list[str]})
     AuditOut = mirror("AuditOut", AuditEntry)
     UserOut = mirror("UserOut", User, exclude=("id",), retype={"role": str})
+    AttestationOut = mirror("AttestationOut", Attestation)
+    SnapshotOut = mirror("SnapshotOut", SnapshotRecord, exclude=("file_name",))
 
 
 class EnrollOut(BaseModel):

@@ -313,27 +313,11 @@ class _Join:
         for host in self.agents:
             found = [r for c in checks for r in self.grouped.get((host.report_pk, c), ())]
             side.evidence.extend(found)
-            statuses = [r.status for r in found]
-            reason: tuple[str, str] | None = None
-            if host.host_id in self.stale:
-                status: Status = "error"
-                reason = self._stale_reason(host)
-            elif not found:
-                status = "not_covered"
-                names = ", ".join(checks)
-                reason = (f"no result for {names}", f"无 {names} 的结果")
-            else:
-                status = rollup(statuses)
+            names = ", ".join(checks)
+            absent = (f"no result for {names}", f"无 {names} 的结果")
+            stale = self._stale_reason(host) if host.host_id in self.stale else None
             side.objects.append(
-                ObjectVerdict(
-                    kind="host",
-                    id=host.host_id,
-                    name=host.hostname,
-                    status=status,
-                    conformity=conformity(status, "pass" in statuses),
-                    reason=None if reason is None else reason[0],
-                    reason_zh=None if reason is None else reason[1],
-                )
+                _judged("host", host.host_id, host.hostname, found, stale=stale, absent=absent)
             )
         for agent in self.missing:
             at = rfc3339(agent.enrolled_at)
@@ -366,29 +350,13 @@ class _Join:
         for (kind, name), found in per_object.items():
             scan = scan_of[kind, name]
             side.evidence.extend(found)
-            statuses = [r.status for r in found]
-            reason: tuple[str, str] | None = None
+            stale = None
             if scan.host_id in self.stale:
-                status: Status = "error"
                 at = rfc3339(scan.generated_at)
-                reason = (f"stale: scanned at {at}", f"证据过期：扫描于 {at}")
-            elif not found:
-                status = "not_covered"
-                names = ", ".join(checks)
-                reason = (f"the scan has no result for {names}", f"扫描无 {names} 的结果")
-            else:
-                status = rollup(statuses)
-            side.objects.append(
-                ObjectVerdict(
-                    kind=kind,
-                    id=name,
-                    name=name,
-                    status=status,
-                    conformity=conformity(status, "pass" in statuses),
-                    reason=None if reason is None else reason[0],
-                    reason_zh=None if reason is None else reason[1],
-                )
-            )
+                stale = (f"stale: scanned at {at}", f"证据过期：扫描于 {at}")
+            names = ", ".join(checks)
+            absent = (f"the scan has no result for {names}", f"扫描无 {names} 的结果")
+            side.objects.append(_judged(kind, name, name, found, stale=stale, absent=absent))
         if not side.objects:
             why = (
                 ("no scan in scope", "范围内无网络扫描")
@@ -397,6 +365,37 @@ class _Join:
             )
             side.objects.append(_placeholder("network", "network", "not_covered", why))
         return side
+
+
+def _judged(
+    kind: ObjectKind,
+    object_id: str,
+    name: str,
+    found: Sequence[EvidenceItem],
+    *,
+    stale: tuple[str, str] | None,
+    absent: tuple[str, str],
+) -> ObjectVerdict:
+    """An object's verdict from its results: `error` when its evidence is stale, `not_covered`
+    when it has none (saying why, in both languages), else its results rolled up."""
+    statuses = [r.status for r in found]
+    reason: tuple[str, str] | None = None
+    if stale is not None:
+        status: Status = "error"
+        reason = stale
+    elif not found:
+        status, reason = "not_covered", absent
+    else:
+        status = rollup(statuses)
+    return ObjectVerdict(
+        kind=kind,
+        id=object_id,
+        name=name,
+        status=status,
+        conformity=conformity(status, "pass" in statuses),
+        reason=None if reason is None else reason[0],
+        reason_zh=None if reason is None else reason[1],
+    )
 
 
 def _placeholder(

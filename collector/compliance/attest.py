@@ -12,6 +12,8 @@ from pathlib import Path
 
 from checks.catalog import Catalogs
 from collector.compliance.service import ComplianceError, catalog_for
+from collector.models import Attestation
+from collector.store import Store
 
 ATTEST_STATUSES = ("pass", "fail", "not_applicable")
 MAX_NOTE = 4000
@@ -90,6 +92,24 @@ def check_request(request: AttestationRequest, now: datetime, catalogs: Catalogs
             "invalid_attestation", "give the file's name and its SHA-256 together"
         )
     return Checked(catalog.standard.id, clause.id, now + timedelta(days=request.valid_days))
+
+
+def record(
+    store: Store, request: AttestationRequest, by: str, now: datetime, catalogs: Catalogs
+) -> Attestation:
+    """Check the request and store it as said by `by`; `AttestationRefused` names a problem."""
+    checked = check_request(request, now, catalogs)
+    return store.add_attestation(
+        checked.standard_id,
+        checked.clause,
+        status=request.status,
+        note=request.note.strip(),
+        created_by=by,
+        now=now,
+        valid_until=checked.valid_until,
+        file_name=request.file_name,
+        file_sha256=request.file_sha256,
+    )
 
 
 def file_digest(path: Path) -> tuple[str, str]:

@@ -4,8 +4,7 @@ snapshots; every request, downloads included, is in the audit log (the audit mid
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime, and
 # the role alias (Auditor) is local to the function that registers the routes.
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +13,7 @@ from checks.catalog import Catalogs
 from collector.api.auth import Auth
 from collector.api.errors import ERRORS, ERRORS_OR_NOT_FOUND, ApiError, ErrorOut
 from collector.api.middleware import Clock
-from collector.api.schemas import API
+from collector.api.schemas import API, AttestationOut, SnapshotOut, to_out
 from collector.compliance.aggregate import ScopeError
 from collector.compliance.attest import (
     DEFAULT_VALID_DAYS,
@@ -22,12 +21,12 @@ from collector.compliance.attest import (
     MAX_VALID_DAYS,
     AttestationRefused,
     AttestationRequest,
-    check_request,
+    record,
 )
 from collector.compliance.model import Scope
 from collector.compliance.render import render
 from collector.compliance.service import STANDARDS, ComplianceError, build
-from collector.models import Attestation, Principal, SnapshotRecord
+from collector.models import Principal
 from collector.settings import CollectorSettings
 from collector.store import NotFound, Store
 
@@ -47,64 +46,12 @@ class AttestationIn(BaseModel):
     file_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
 
 
-class AttestationOut(BaseModel):
-    id: str
-    standard: str
-    clause: str
-    status: str
-    note: str
-    file_name: str | None
-    file_sha256: str | None
-    created_by: str
-    created_at: datetime
-    valid_until: datetime | None
-
-
 class SnapshotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site: Annotated[str | None, Field(min_length=1, max_length=300)] = None
     zone: Annotated[str | None, Field(min_length=1, max_length=300)] = None
     host: Annotated[str | None, Field(min_length=1, max_length=300)] = None
     as_of: Annotated[str | None, Field(min_length=1, max_length=64)] = None
-
-
-class SnapshotOut(BaseModel):
-    id: str
-    created_by: str
-    created_at: datetime
-    scope: dict[str, Any]
-    sha256: str
-    size: int
-    key_fingerprint: str
-    hosts: int
-
-
-def _attestation_out(made: Attestation) -> AttestationOut:
-    return AttestationOut(
-        id=made.id,
-        standard=made.standard,
-        clause=made.clause,
-        status=made.status,
-        note=made.note,
-        file_name=made.file_name,
-        file_sha256=made.file_sha256,
-        created_by=made.created_by,
-        created_at=made.created_at,
-        valid_until=made.valid_until,
-    )
-
-
-def _snapshot_out(record: SnapshotRecord) -> SnapshotOut:
-    return SnapshotOut(
-        id=record.id,
-        created_by=record.created_by,
-        created_at=record.created_at,
-        scope=record.scope,
-        sha256=record.sha256,
-        size=record.size,
-        key_fingerprint=record.key_fingerprint,
-        hosts=record.hosts,
-    )
 
 
 def _refused(exc: Exception) -> ApiError:
@@ -148,7 +95,6 @@ def router(
     def attest(body: AttestationIn, principal: Auditor) -> AttestationOut:
         """Record a person's judgement on a manual clause; after `valid_days` the clause is
         manual again. The document itself stays with the hospital: its SHA-256 is kept."""
-        now = clock()
         request = AttestationRequest(
             body.standard,
             body.clause,
@@ -159,27 +105,16 @@ def router(
             body.file_sha256,
         )
         try:
-            checked = check_request(request, now, catalogs)
+            made = record(store, request, principal.name, clock(), catalogs)
         except AttestationRefused as exc:
             status = 404 if exc.code in ("unknown_standard", "unknown_clause") else 400
             raise ApiError(status, exc.code, str(exc)) from None
-        made = store.add_attestation(
-            checked.standard_id,
-            checked.clause,
-            status=body.status,
-            note=body.note.strip(),
-            created_by=principal.name,
-            now=now,
-            valid_until=checked.valid_until,
-            file_name=body.file_name,
-            file_sha256=body.file_sha256,
-        )
-        return _attestation_out(made)
+        return to_out(AttestationOut, made)
 
     @routes.get(f"{API}/attestations", response_model=list[AttestationOut], responses=ERRORS)
     def list_attestations(_: Auditor) -> list[AttestationOut]:
         """Every attestation, oldest first (the newest valid one per clause counts)."""
-        return [_attestation_out(a) for a in store.list_attestations()]
+        return [to_out(AttestationOut, a) for a in store.list_attestations()]
 
     @routes.post(
         f"{API}/snapshots", status_code=201, response_model=SnapshotOut, responses=_REFUSED
@@ -192,15 +127,15 @@ def router(
 
         scope = Scope(site=body.site, zone=body.zone, host=body.host, as_of=body.as_of)
         try:
-            record = store_snapshot(store, settings, scope, principal.name, clock())
+            made = store_snapshot(store, settings, scope, principal.name, clock())
         except (ComplianceError, ScopeError) as exc:
             raise _refused(exc) from None
-        return _snapshot_out(record)
+        return to_out(SnapshotOut, made)
 
     @routes.get(f"{API}/snapshots", response_model=list[SnapshotOut], responses=ERRORS)
     def list_snapshots(_: Auditor) -> list[SnapshotOut]:
         """Snapshots, newest first."""
-        return [_snapshot_out(r) for r in store.list_snapshots()]
+        return [to_out(SnapshotOut, r) for r in store.list_snapshots()]
 
     @routes.get(
         f"{API}/snapshots/{{snapshot_id}}",
@@ -212,17 +147,17 @@ def router(
         from collector.compliance.snapshot_cli import read_snapshot
 
         try:
-            record = store.get_snapshot(snapshot_id)
+            kept = store.get_snapshot(snapshot_id)
         except NotFound:
             raise ApiError(404, "not_found", f"no snapshot {snapshot_id}") from None
         try:
-            data = read_snapshot(settings, record)
+            data = read_snapshot(settings, kept)
         except ComplianceError as exc:
             raise ApiError(500, "snapshot_altered", str(exc)) from None
         return Response(
             data,
             media_type="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="{record.file_name}"'},
+            headers={"Content-Disposition": f'attachment; filename="{kept.file_name}"'},
         )
 
     return routes

@@ -423,7 +423,8 @@ class _Reports:
         self.heavy = [f for f in formats if f in _HEAVY]
         self.folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medsec-")))
         self.pending: dict[str, Future[dict[str, bytes]]] = {}
-        workers = min(len(documents), os.cpu_count() or 1) if self.heavy else 0
+        large = max(len(d.hosts) for d in documents.values()) >= _WORKERS_FROM_HOSTS
+        workers = min(len(documents), os.cpu_count() or 1) if self.heavy and large else 0
         pool = None
         if workers >= 2:
             # spawn, not fork: the collector runs threads (the store's writer, the API's pool),
@@ -475,6 +476,8 @@ class _Reports:
 
 _HEAVY = ("xlsx", "pdf")
 """Formats whose rendering takes seconds per standard at scale."""
+_WORKERS_FROM_HOSTS = 500
+"""Below this many hosts, starting worker processes costs more than it saves."""
 
 
 def _render_in_worker(path: str, formats: Sequence[str], lang: str) -> dict[str, bytes]:
@@ -520,6 +523,26 @@ def save_snapshot(
 def snapshot_file(settings: CollectorSettings, record: SnapshotRecord) -> Path:
     """Where a stored snapshot's zip is kept."""
     return Path(settings.snapshots.dir) / record.file_name
+
+
+class SnapshotUnavailable(ComplianceError):
+    """The collector cannot make snapshots: its snapshot folder or key is unusable (a fault of
+    the server's set-up, not of the request)."""
+
+
+def ready_folder(settings: CollectorSettings) -> Path:
+    """The snapshot folder, made if missing; `SnapshotUnavailable` unless this process can
+    write there. Checked before a snapshot is made, not after the work."""
+    folder = Path(settings.snapshots.dir)
+    try:
+        folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SnapshotUnavailable(
+            f"snapshots.dir {folder}: cannot create it ({exc.strerror})"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SnapshotUnavailable(f"snapshots.dir {folder}: not writable by this user")
+    return folder
 
 
 class SnapshotAltered(ComplianceError):

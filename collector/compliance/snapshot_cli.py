@@ -8,8 +8,15 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.compliance.model import Scope
-from collector.compliance.service import write_atomically
-from collector.compliance.snapshot import create_snapshot, read_snapshot, save_snapshot
+from collector.compliance.service import ComplianceError, write_atomically
+from collector.compliance.snapshot import (
+    SnapshotKey,
+    SnapshotUnavailable,
+    create_snapshot,
+    read_snapshot,
+    ready_folder,
+    save_snapshot,
+)
 from collector.models import SnapshotRecord
 from collector.settings import CollectorSettings
 from collector.store import Store
@@ -20,8 +27,16 @@ __all__ = ["create_command", "read_snapshot", "store_snapshot", "verify_command"
 def store_snapshot(
     store: Store, settings: CollectorSettings, scope: Scope, created_by: str, now: datetime
 ) -> SnapshotRecord:
-    """Make a snapshot of `scope` and keep it; its record."""
-    data, record = create_snapshot(store, settings, scope=scope, now=now, created_by=created_by)
+    """Make a snapshot of `scope` and keep it; its record. `SnapshotUnavailable` before any
+    work when the snapshot folder or key cannot be used."""
+    ready_folder(settings)
+    try:
+        key = SnapshotKey.load_or_create(settings.snapshots.key_file, settings.snapshots.crypto)
+    except ComplianceError as exc:
+        raise SnapshotUnavailable(str(exc)) from None
+    data, record = create_snapshot(
+        store, settings, scope=scope, now=now, created_by=created_by, key=key
+    )
     save_snapshot(store, settings, data, record)
     return record
 

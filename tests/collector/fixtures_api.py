@@ -134,8 +134,13 @@ def start_server(
         listen=f"127.0.0.1:{free_port()}",
         limits=LimitSettings(**limits),
         scans=scans or ScanSettings(),
-        # Never the working folder: a test that makes snapshots says where they go.
-        snapshots=snapshots or SnapshotSettings(dir="/nonexistent/snapshots"),
+        # Never the working folder: snapshots (and their key) go where the test says, by default
+        # to a folder of their own beside the TLS files.
+        snapshots=snapshots
+        or SnapshotSettings(
+            dir=str(tls.cert.parent / f"snapshots-{uuid.uuid4().hex[:8]}"),
+            key_file=str(tls.cert.parent / "snapshot.key"),
+        ),
     )
     app = create_app(settings, store, clock=clock)
     config = uvicorn_config(

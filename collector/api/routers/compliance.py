@@ -4,6 +4,7 @@ snapshots; every request, downloads included, is in the audit log (the audit mid
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime, and
 # the role alias (Auditor) is local to the function that registers the routes.
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
@@ -30,9 +31,14 @@ from collector.models import Principal
 from collector.settings import CollectorSettings
 from collector.store import NotFound, Store
 
+logger = logging.getLogger("medsec.collector")
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _FILTER = Annotated[str | None, Query(min_length=1, max_length=300)]
 _REFUSED = {**ERRORS, 400: {"model": ErrorOut, "description": "The filters select nothing"}}
+_SNAPSHOT_ERRORS = {
+    **_REFUSED,
+    503: {"model": ErrorOut, "description": "snapshot_unavailable: its folder or key is unusable"},
+}
 
 
 class AttestationIn(BaseModel):
@@ -117,17 +123,24 @@ def router(
         return [to_out(AttestationOut, a) for a in store.list_attestations()]
 
     @routes.post(
-        f"{API}/snapshots", status_code=201, response_model=SnapshotOut, responses=_REFUSED
+        f"{API}/snapshots",
+        status_code=201,
+        response_model=SnapshotOut,
+        responses=_SNAPSHOT_ERRORS,
     )
     def create_snapshot(body: SnapshotIn, principal: Auditor) -> SnapshotOut:
         """Freeze, now (or as of `as_of`), every in-scope host's hardware, its results with
         their evidence, both standards' reports and the hosts' signed reports, in one zip
         signed by the collector's snapshot key. Immutable once made."""
+        from collector.compliance.snapshot import SnapshotUnavailable
         from collector.compliance.snapshot_cli import store_snapshot
 
         scope = Scope(site=body.site, zone=body.zone, host=body.host, as_of=body.as_of)
         try:
             made = store_snapshot(store, settings, scope, principal.name, clock())
+        except SnapshotUnavailable as exc:
+            logger.error("snapshot refused: %s", exc)
+            raise ApiError(503, "snapshot_unavailable", str(exc)) from None
         except (ComplianceError, ScopeError) as exc:
             raise _refused(exc) from None
         return to_out(SnapshotOut, made)

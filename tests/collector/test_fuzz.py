@@ -67,6 +67,10 @@ def test_no_server_error_from_schema_driven_requests(
     assert stored.status_code == 201  # so host, report and result reads find something
     document = server.client().get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
+    # A snapshot request with valid filters makes a whole snapshot (two PDFs: seconds each), and
+    # every field is optional, so even "negative" cases make them: the snapshot route's inputs are
+    # tested in tests/compliance/test_compliance_api.py instead.
+    schema = schema.exclude(method="POST", path="/api/v1/snapshots")
     session = requests.Session()
     seen: dict[str, set[int]] = {}
 

@@ -209,6 +209,12 @@ def test_snapshots_are_made_listed_downloaded_intact_and_audited(
     assert verdict.exit_code == 0, [f.reasons for f in verdict.findings]
     assert verdict.envelopes_verified == 1
 
+    for body in ({"site": 5}, {"zone": ""}, {"as_of": "x" * 65}, {"hosts": "all"}, [], "x"):
+        refused = auditor.post("/api/v1/snapshots", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["error"] == "invalid_request"
+    late = auditor.post("/api/v1/snapshots", json={"as_of": "2999-01-01T00:00:00Z"})
+    assert (late.status_code, late.json()["error"]) == (400, "invalid_scope")
     nothing = auditor.post("/api/v1/snapshots", json={"host": "nobody"})
     assert (nothing.status_code, nothing.json()["error"]) == (400, "invalid_scope")
     assert server.client(creds.token).get("/api/v1/snapshots").status_code == 403  # an agent

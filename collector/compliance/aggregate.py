@@ -75,6 +75,11 @@ GRADE_RULE = (
     "the template's item weights and its high-risk analysis are not applied, and clauses still "
     "manual, in error or not covered are left out"
 )
+GRADE_RULE_ZH = (
+    "仅供参考：已判定条款的符合率（符合计 1，部分符合计 ½，不符合计 0），按等级测评报告模板的分档"
+    "（优 ≥ 90，良 ≥ 80，中 ≥ 70，其余为差）；未采用模板的指标权重与高风险分析，"
+    "需人工、无法判定、无证据的条款不计入"
+)
 
 
 class ScopeError(ValueError):
@@ -545,7 +550,9 @@ def _grade(total: Counts) -> Grade:
     grade: Literal["优", "良", "中", "差"] | None = None
     if score is not None:
         grade = "优" if score >= 90 else "良" if score >= 80 else "中" if score >= 70 else "差"
-    return Grade(grade=grade, score=score, rule=GRADE_RULE, undecided=undecided)
+    return Grade(
+        grade=grade, score=score, rule=GRADE_RULE, rule_zh=GRADE_RULE_ZH, undecided=undecided
+    )
 
 
 def _summary(

@@ -128,6 +128,7 @@ class Grade(_Out, frozen=True, gc=False):
     grade: Literal["优", "良", "中", "差"] | None
     score: float | None
     rule: str
+    rule_zh: str
     undecided: int
     """Clauses (manual, error, not covered) the score leaves out."""
 

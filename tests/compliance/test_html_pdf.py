@@ -96,7 +96,7 @@ def test_html_zh_content(sample: Compliance) -> None:
         "access-control.pdf",
         "ab" * 32,
         "2027-11-28T08:00:00Z",
-        str(escape(sample.summary.grade.rule)),
+        str(escape(sample.summary.grade.rule_zh)),
         '第 " counter(page) " 页 / 共 " counter(pages) " 页',
     ):
         assert text in page, text

@@ -700,9 +700,10 @@ class _Record:
             write(row, 1, line, f.plain)
         row += 1
         write(row, 0, w["rule"], f.label)
-        sheet.merge_range(row, 1, row, _SUMMARY_COLUMNS - 1, grade.rule, f.cell)
+        rule = grade.rule if self.lang == "en" else grade.rule_zh
+        sheet.merge_range(row, 1, row, _SUMMARY_COLUMNS - 1, rule, f.cell)
         # A merged cell does not grow with its text in Excel: give the row the lines it needs.
-        sheet.set_row(row, 15 * (1 + display_width(grade.rule) // 120))
+        sheet.set_row(row, 15 * (1 + display_width(rule) // 120))
         return row + 2
 
     def _summary_families(self, sheet: Worksheet, row: int) -> None:

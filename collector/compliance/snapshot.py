@@ -21,7 +21,7 @@ import stat
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -198,17 +198,23 @@ class _Writer:
         self.members.append(_Member(name, hashlib.sha256(data).hexdigest(), len(data)))
 
     def add_file(self, name: str, path: Path) -> None:
-        """A member copied from a file, a megabyte at a time (zlib's default level)."""
+        """A member copied from a file, a megabyte at a time."""
+        with path.open("rb") as source:
+            self.add_chunks(name, iter(lambda: source.read(1 << 20), b""))
+
+    def add_chunks(self, name: str, chunks: Iterable[bytes]) -> None:
+        """A member written as its chunks come, hashed on the way. Level 1: these are hundreds
+        of megabytes of JSON, which zlib's fastest level packs nearly as small."""
         info = zipfile.ZipInfo(name, self.date_time)
         info.create_system = 3
         info.external_attr = 0o100444 << 16
         info.compress_type = zipfile.ZIP_DEFLATED
+        # A ZipInfo opened for writing brings its own level (zlib's default when unset); the
+        # attribute has no public name before Python 3.13, which keeps this one as an alias.
+        info._compresslevel = 1  # type: ignore[attr-defined]
         digest, size = hashlib.sha256(), 0
-        with (
-            path.open("rb") as source,
-            self.archive.open(info, "w", force_zip64=path.stat().st_size > 1 << 30) as target,
-        ):
-            while chunk := source.read(1 << 20):
+        with self.archive.open(info, "w", force_zip64=True) as target:
+            for chunk in chunks:
                 digest.update(chunk)
                 target.write(chunk)
                 size += len(chunk)
@@ -285,14 +291,15 @@ def create_snapshot(
                 "clauses beside each result are joined from the collector's catalogs.",
                 "Scans are referenced by report id: the collector ran them itself.",
             ],
-            "hosts": hosts,
+            "hosts": [],  # streamed in where the empty list stands (`_spliced`)
             "scans": [_scan(e) for h, e in entries if h.is_scan],
             "missing": missing,
             "standards": standards,
         }
-        # Compact, each host encoded as it was read: at 10,000 hosts an indented copy, or the
-        # hosts as Python objects, would cost hundreds of megabytes more.
-        writer.add(SNAPSHOT_JSON, msgspec.json.encode(snapshot) + b"\n", level=1)
+        # Compact, each host encoded as it was read and streamed into the zip: at 10,000 hosts
+        # an indented copy, the hosts as Python objects or the whole document encoded at once
+        # would cost hundreds of megabytes more.
+        writer.add_chunks(SNAPSHOT_JSON, _spliced(snapshot, hosts))
         host_count = len(hosts)
         del snapshot, hosts
         writer.add(SIGNER, key.public_pem.encode("ascii"))
@@ -319,6 +326,19 @@ def create_snapshot(
         hosts=host_count,
     )
     return data, record
+
+
+def _spliced(snapshot: dict[str, Any], hosts: Sequence[msgspec.Raw]) -> Iterator[bytes]:
+    """`snapshot` as JSON with `hosts` where its empty `"hosts":[]` stands: that key is never
+    escaped, and a string value holding those characters would hold `\\"`, so it occurs once."""
+    frame = msgspec.json.encode(snapshot)
+    head, found, tail = frame.partition(b'"hosts":[]')
+    if not found:  # never write a snapshot without its hosts
+        raise RuntimeError("the snapshot document has no hosts field")
+    yield head + b'"hosts":['
+    for index, host in enumerate(hosts):
+        yield (b"," if index else b"") + bytes(host)
+    yield b"]" + tail + b"\n"
 
 
 def _write_hosts(

@@ -10,7 +10,6 @@ Every administrative action is itself written to the audit log (actor = the OS u
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pwd
 import re
@@ -142,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
             "prune", help="delete entries older than audit.retention_days (run it daily)"
         )
     )
-    _compliance_parsers(sub)
+    from collector.compliance.cli import add_compliance_parsers
+
+    add_compliance_parsers(sub, _Parser, _config_arg)
     from collector.lab.cli import add_lab_parser
     from collector.scan.cli import add_scan_parser
 
@@ -150,76 +151,6 @@ def _parser() -> argparse.ArgumentParser:
     scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
     return parser
-
-
-STANDARDS = ("gbt22239-2019-l3", "mnds")  # collector.compliance.service.STANDARDS
-REPORT_FORMATS = ("summary", "json", "csv", "html", "xlsx", "pdf")
-_BINARY_FORMATS = ("xlsx", "pdf")
-
-
-def _filter_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", help="only hosts whose agent names this site")
-    parser.add_argument("--zone", help="only hosts (and network objects) in this zone")
-    parser.add_argument("--host", help="only this host (its id or hostname)")
-    parser.add_argument(
-        "--as-of",
-        metavar="TIME",
-        help="the newest evidence received by TIME (RFC 3339), judged at TIME",
-    )
-
-
-def _compliance_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    report = sub.add_parser(
-        "report", help="clause-by-clause compliance report of a standard, from stored evidence"
-    )
-    report.add_argument("--standard", required=True, choices=STANDARDS)
-    report.add_argument(
-        "--format",
-        choices=REPORT_FORMATS,
-        default="summary",
-        help="summary (one screen) or a report file: json, csv, html, xlsx, pdf",
-    )
-    report.add_argument("--out", type=Path, help="file to write (default: standard output)")
-    report.add_argument("--lang", choices=("zh", "en"), default="zh")
-    report.add_argument(
-        "--since",
-        type=Path,
-        metavar="FILE",
-        help="an earlier JSON report or snapshot: list the clauses and objects that changed",
-    )
-    _filter_args(report)
-    _config_arg(report)
-
-    attest = sub.add_parser(
-        "attest", help="record a person's judgement on a manual clause (with its document)"
-    )
-    attest.add_argument("clause", help="the clause id, e.g. '8.1.1.2' or '8.1.1.3 a'")
-    attest.add_argument("--standard", required=True, help="gbt22239-2019-l3 or mnds")
-    attest.add_argument("--status", required=True, choices=("pass", "fail", "not_applicable"))
-    attest.add_argument("--note", required=True, help="what was seen, and where")
-    attest.add_argument("--file", type=Path, help="the document behind it (its SHA-256 is kept)")
-    attest.add_argument(
-        "--valid-days", type=int, default=365, help="after this, the clause is manual again"
-    )
-    attest.add_argument("--as", dest="user", required=True, help="the user making the statement")
-    _config_arg(attest)
-
-    snapshot = sub.add_parser("snapshot", help="signed auditor snapshots").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
-    )
-    create = snapshot.add_parser(
-        "create", help="freeze hosts' hardware, results, reports and signed envelopes in a zip"
-    )
-    create.add_argument("--out", type=Path, required=True, help="the zip to write")
-    _filter_args(create)
-    _config_arg(create)
-    verify = snapshot.add_parser(
-        "verify", help="check a snapshot's signature, every hash and every host envelope"
-    )
-    verify.add_argument("file", type=Path)
-    verify.add_argument(
-        "--expect-key", metavar="FINGERPRINT", help="the collector key the auditor trusts"
-    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -683,106 +614,6 @@ def _store_scan(store: Store, report: dict[str, Any]) -> None:
     print(f"stored as report {outcome.report_id} (host {outcome.host_id})", file=sys.stderr)
 
 
-def _scope(args: argparse.Namespace) -> Any:
-    from collector.compliance.model import Scope
-
-    return Scope(site=args.site, zone=args.zone, host=args.host, as_of=args.as_of)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from collector.compliance.aggregate import ScopeError
-    from collector.compliance.render import render
-    from collector.compliance.render.json import write_json
-    from collector.compliance.service import (
-        ComplianceError,
-        build,
-        previous_statuses,
-        with_changes,
-        write_atomically,
-    )
-
-    if args.out is None and args.format in _BINARY_FORMATS:
-        raise UsageError(f"--format {args.format} needs --out FILE", "usage")
-
-    def report(store: Store, settings: CollectorSettings) -> int:
-        try:
-            since = None if args.since is None else previous_statuses(args.since, args.standard)
-            compliance = build(store, settings, [args.standard], _scope(args), _now())[
-                args.standard
-            ]
-            if since is not None:
-                compliance = with_changes(compliance, *since)
-            to_file = args.out is not None and str(args.out) != "-"
-            if to_file and args.format == "json":  # hundreds of MB at scale: streamed
-                write_atomically(args.out, functools.partial(write_json, compliance))
-            elif to_file:
-                write_atomically(args.out, render(compliance, args.format, args.lang))
-            else:
-                sys.stdout.buffer.write(render(compliance, args.format, args.lang))
-                sys.stdout.flush()
-        except (ComplianceError, ScopeError) as exc:
-            raise UsageError(str(exc), "invalid_report") from None
-        if args.out is not None and str(args.out) != "-":
-            counts = compliance.summary.clauses.by_status
-            said = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-            print(f"wrote {args.out} ({args.standard}, {args.format}): {said}", file=sys.stderr)
-        return EXIT_OK
-
-    return _with_store(args, f"report --standard {args.standard} --format {args.format}", report)
-
-
-def _cmd_attest(args: argparse.Namespace) -> int:
-    from checks.catalog import builtin_catalogs
-    from collector.compliance.attest import AttestationRequest, file_digest, record
-    from collector.compliance.service import ComplianceError
-
-    def attest(store: Store, _: CollectorSettings) -> int:
-        users = {u.name: u for u in store.list_users()}
-        if args.user not in users:
-            raise UsageError(f"--as: no user named {args.user!r}", "not_found")
-        try:
-            name, digest = (None, None) if args.file is None else file_digest(args.file)
-            request = AttestationRequest(
-                args.standard, args.clause, args.status, args.note, args.valid_days, name, digest
-            )
-            made = record(store, request, args.user, _now(), builtin_catalogs())
-        except ComplianceError as exc:
-            raise UsageError(str(exc), getattr(exc, "code", "invalid_attestation")) from None
-        print(
-            f"attestation {made.id}: {made.standard} {made.clause} {made.status}"
-            f" by {made.created_by}, valid until {_stamp(made.valid_until)}"
-            + (f"; {made.file_name} sha256 {made.file_sha256}" if made.file_name else "")
-        )
-        return EXIT_OK
-
-    action = f"attest {args.standard} {args.clause!r} {args.status} --as {args.user}"
-    return _with_store(args, action, attest)
-
-
-def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from collector.compliance.aggregate import ScopeError
-    from collector.compliance.service import ComplianceError
-    from collector.compliance.snapshot_cli import create_command, verify_command
-
-    if args.action == "verify":
-        return verify_command(args.file, args.expect_key)
-
-    def create(store: Store, settings: CollectorSettings) -> int:
-        try:
-            return create_command(
-                store,
-                settings,
-                scope=_scope(args),
-                out=args.out,
-                created_by=_os_user(),
-                now=_now(),
-            )
-        except (ComplianceError, ScopeError) as exc:
-            raise UsageError(str(exc), "invalid_snapshot") from None
-
-    return _with_store(args, "snapshot create", create)
-
-
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
@@ -798,10 +629,16 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": _cmd_audit,
     "lab": _cmd_lab,
     "scan": _cmd_scan,
-    "report": _cmd_report,
-    "attest": _cmd_attest,
-    "snapshot": _cmd_snapshot,
+    "report": lambda args: _compliance("report", args),
+    "attest": lambda args: _compliance("attest", args),
+    "snapshot": lambda args: _compliance("snapshot", args),
 }
+
+
+def _compliance(command: str, args: argparse.Namespace) -> int:
+    from collector.compliance import cli
+
+    return cli.COMMANDS[command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,13 +27,8 @@ from collector.compliance.model import (
     EvidenceItem,
 )
 from collector.compliance.render import render
-from collector.compliance.render.xlsx import (
-    CELL_MAX,
-    RECORD_HEADER,
-    display_width,
-    render_xlsx,
-    sheet_name,
-)
+from collector.compliance.render.xlsx import RECORD_HEADER, render_xlsx, sheet_name
+from collector.compliance.render.xlsx_stream import CELL_MAX, display_width
 from tests.compliance.sample import sample_compliance
 
 GOLDEN = Path(__file__).parent / "golden"

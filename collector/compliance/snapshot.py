@@ -47,7 +47,7 @@ from collector.compliance.service import (
     gather,
     write_atomically,
 )
-from collector.compliance.snapshot_verify import (
+from collector.compliance.snapshot_format import (
     DOMAINS,
     MANIFEST,
     MANIFEST_SCHEMA,

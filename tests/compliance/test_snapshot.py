@@ -792,7 +792,12 @@ def test_the_verifier_needs_neither_database_nor_settings(world: World, tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == str(
-        ["collector", "collector.compliance", "collector.compliance.snapshot_verify"]
+        [
+            "collector",
+            "collector.compliance",
+            "collector.compliance.snapshot_format",
+            "collector.compliance.snapshot_verify",
+        ]
     )
 
 

@@ -21,6 +21,7 @@ DEBS=(
   snmpd snmp openssh-server openssh-client curl openssl       # lab services and probes
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk  # PDF reports (WeasyPrint)
   poppler-utils                                # pdftotext/pdftoppm read the PDF reports in tests
+  debootstrap dpkg-dev                         # Ansible test hosts; the offline bundle's apt index
 )
 
 missing=()

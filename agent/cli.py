@@ -5,6 +5,7 @@ push needs a person (not enrolled, spool full, report rejected: see agent/push.p
 config error, one line on stderr naming the problem; 3 internal error (a bug). A report that waits
 in the spool because the collector is down keeps the report's exit code, with a loud stderr line.
 `enroll`: 0 enrolled; 1 the collector refused or could not be reached; 2 usage or config error.
+`check-config FILE`: 0 and `FILE: valid` on stdout; 2 and the one line `run` would print.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     facts = sub.add_parser("facts", help="print the gathered facts as JSON")
     facts.add_argument("--config", required=True, type=Path, help="agent config (YAML)")
+    check_config = sub.add_parser(
+        "check-config",
+        help="validate a config as `run` would, without gathering anything (exit 0 or 2)",
+    )
+    check_config.add_argument("file", type=Path, help="agent config (YAML), any file name")
     listing = sub.add_parser(
         "checks", help="list the checks, the clauses each gives evidence for, and its parameters"
     )
@@ -138,6 +144,14 @@ def _cmd_facts(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
+def _cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
+    # Ansible's `template: validate:` calls this on a temporary copy before it replaces the
+    # config: it must judge the file alone, with no root, no facts and no collector.
+    load_config(args.file, registry)
+    print(f"{args.file}: valid")
+    return EXIT_OK
+
+
 def _cmd_checks(args: argparse.Namespace, registry: Registry) -> int:
     catalogs = builtin_catalogs()
     lang = "zh" if args.lang == "zh" else "en"
@@ -152,7 +166,13 @@ def _cmd_checks(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": _cmd_run, "enroll": _cmd_enroll, "facts": _cmd_facts, "checks": _cmd_checks}
+_COMMANDS = {
+    "run": _cmd_run,
+    "enroll": _cmd_enroll,
+    "facts": _cmd_facts,
+    "check-config": _cmd_check_config,
+    "checks": _cmd_checks,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

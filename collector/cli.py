@@ -4,7 +4,10 @@ Exit codes (a contract): 0 done; 1 a finding (`audit verify` found the log alter
 settings or database error, one line on stderr naming the problem; 3 internal error (a bug).
 Tokens are printed once, as the LAST line of the output, so scripts can take `tail -n 1`.
 Every administrative action is itself written to the audit log (actor = the OS user, role
-"cli", source "cli"), including the ones that fail.
+"cli", source "cli"), including the ones that fail. `users list` and `agents list` print JSON
+with `--format json` (a list of objects whose keys stay stable: Ansible reads it). The setup
+steps that only write or read files (`check-config`, `tls self-signed`, `audit new-key`,
+collector/setup_cli.py) open no database and write no audit entry.
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="collector settings (YAML)")
 
 
+def _list_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="json: a list of objects, timestamps ISO 8601 UTC or null",
+    )
+    _config_arg(parser)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="medsec collector: reports, audit log, users, agents.")
     parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
@@ -109,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     _config_arg(add)
-    _config_arg(users.add_parser("list", help="list users"))
+    _list_args(users.add_parser("list", help="list users"))
     remove = users.add_parser("remove", help="remove a user (their token stops working)")
     remove.add_argument("name")
     _config_arg(remove)
@@ -120,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     enroll = agents.add_parser("enroll", help="print a one-time enrolment token (last line)")
     enroll.add_argument("name")
     _config_arg(enroll)
-    _config_arg(agents.add_parser("list", help="list agents"))
+    _list_args(agents.add_parser("list", help="list agents"))
     revoke = agents.add_parser("revoke", help="revoke an agent (its token stops working)")
     revoke.add_argument("name")
     _config_arg(revoke)
@@ -141,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
             "prune", help="delete entries older than audit.retention_days (run it daily)"
         )
     )
+    from collector.setup_cli import add_new_key_parser, add_setup_parsers
+
+    add_new_key_parser(audit)
+    add_setup_parsers(sub, _Parser)
     from collector.compliance.cli import add_compliance_parsers
 
     add_compliance_parsers(sub, _Parser, _config_arg)
@@ -161,8 +178,12 @@ def _now() -> datetime:
 
 
 def _stamp(moment: datetime | None) -> str:
+    return _iso(moment) or "-"
+
+
+def _iso(moment: datetime | None) -> str | None:
     if moment is None:
-        return "-"
+        return None
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -476,8 +497,19 @@ def _cmd_users(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     def list_(store: Store, _: CollectorSettings) -> int:
-        rows = [(u.name, u.role.value, _stamp(u.created_at)) for u in store.list_users()]
-        _table(("NAME", "ROLE", "CREATED"), rows)
+        users = store.list_users()
+        if args.format == "json":
+            _json(
+                [
+                    {"name": u.name, "role": u.role.value, "created_at": _iso(u.created_at)}
+                    for u in users
+                ]
+            )
+            return EXIT_OK
+        _table(
+            ("NAME", "ROLE", "CREATED"),
+            [(u.name, u.role.value, _stamp(u.created_at)) for u in users],
+        )
         return EXIT_OK
 
     def remove(store: Store, _: CollectorSettings) -> int:
@@ -516,16 +548,21 @@ def _cmd_agents(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     def list_(store: Store, _: CollectorSettings) -> int:
-        rows = [
-            (
-                a.name,
-                "revoked" if a.revoked_at else ("active" if a.enrolled_at else "pending"),
-                a.alg.value if a.alg else "-",
-                _stamp(a.enrolled_at),
-                _stamp(a.last_seen_at),
-            )
+        agents = [
+            {
+                "name": a.name,
+                "state": "revoked" if a.revoked_at else ("active" if a.enrolled_at else "pending"),
+                "alg": a.alg.value if a.alg else None,
+                "enrolled_at": _iso(a.enrolled_at),
+                "last_seen_at": _iso(a.last_seen_at),
+            }
             for a in store.list_agents()
         ]
+        if args.format == "json":
+            _json(agents)
+            return EXIT_OK
+        keys = ("name", "state", "alg", "enrolled_at", "last_seen_at")
+        rows = [tuple(a[k] or "-" for k in keys) for a in agents]
         _table(("NAME", "STATE", "ALG", "ENROLLED", "LAST SEEN"), rows)
         return EXIT_OK
 
@@ -545,6 +582,10 @@ def _cmd_agents(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "new-key":
+        from collector.setup_cli import audit_new_key
+
+        return audit_new_key(args)
     expected = _expected_head(args.expect) if getattr(args, "expect", None) else None
 
     def verify(store: Store, _: CollectorSettings) -> int:
@@ -614,6 +655,12 @@ def _store_scan(store: Store, report: dict[str, Any]) -> None:
     print(f"stored as report {outcome.report_id} (host {outcome.host_id})", file=sys.stderr)
 
 
+def _json(rows: list[dict[str, str | None]]) -> None:
+    import json
+
+    print(json.dumps(rows, ensure_ascii=False, indent=2))
+
+
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
@@ -629,10 +676,18 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "audit": _cmd_audit,
     "lab": _cmd_lab,
     "scan": _cmd_scan,
+    "check-config": lambda args: _setup("check-config", args),
+    "tls": lambda args: _setup("tls", args),
     "report": lambda args: _compliance("report", args),
     "attest": lambda args: _compliance("attest", args),
     "snapshot": lambda args: _compliance("snapshot", args),
 }
+
+
+def _setup(command: str, args: argparse.Namespace) -> int:
+    from collector import setup_cli
+
+    return setup_cli.COMMANDS[command](args)
 
 
 def _compliance(command: str, args: argparse.Namespace) -> int:

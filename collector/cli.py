@@ -455,8 +455,15 @@ def _rollback(store: Store, verdict: AuditVerdict, seq: int, digest: str) -> str
 
 def _cmd_db(args: argparse.Namespace) -> int:
     def upgrade(store: Store, settings: CollectorSettings) -> int:
-        store.upgrade()
-        print(f"database {settings.database_for_display()} is at the latest schema")
+        before, after = store.upgrade()
+        shown = settings.database_for_display()
+        # "already" is what scripts (the Ansible role's changed_when) look for.
+        if before == after:
+            print(f"database {shown} is already at the latest schema ({after})")
+        else:
+            print(
+                f"database {shown} upgraded from {before or 'empty'} to the latest schema ({after})"
+            )
         return EXIT_OK
 
     def prune(store: Store, settings: CollectorSettings) -> int:

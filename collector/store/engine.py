@@ -83,11 +83,13 @@ class Database:
     _password: str | None
     _dialect: str
 
-    def upgrade(self) -> None:
-        """Apply the Alembic migrations up to head, in one transaction (a no-op when current).
-        Several collectors starting at once on PostgreSQL migrate one after the other."""
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Apply the Alembic migrations up to head, in one transaction (a no-op when current);
+        the schema revisions before and after (None: an empty database). Several collectors
+        starting at once on PostgreSQL migrate one after the other."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
@@ -95,7 +97,9 @@ class Database:
             if self._dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
             config.attributes["connection"] = conn
+            before = MigrationContext.configure(conn).get_current_revision()
             command.upgrade(config, "head")
+            return before, MigrationContext.configure(conn).get_current_revision()
 
     def ping(self) -> bool:
         try:

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine (Debian packages, .venv) and runs everything CI runs:
-# ruff, mypy, and the whole test suite against real components (swtpm, ...).
+# ruff, mypy, ansible-lint, and the whole test suite against real components (swtpm, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# The Ansible roles are product code too: production profile, and the playbook parses.
+ansible_home=$(mktemp -d)
+trap 'rm -rf "$ansible_home"' EXIT
+HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .venv/bin/ansible-lint --offline -q \
+  --profile production ansible/
+HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .venv/bin/ansible-playbook --syntax-check \
+  -i ansible/inventory/example.yml ansible/site.yml >/dev/null
+.venv/bin/pytest "$@"

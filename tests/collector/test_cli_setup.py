@@ -12,9 +12,7 @@ import pwd
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,25 +21,7 @@ from cryptography import x509
 
 from checks import envelope as env
 from collector.tls import server_ssl_context
-
-MEDSEC = str(Path(sys.executable).parent / "medsec")
-ME = pwd.getpwuid(os.geteuid()).pw_name
-
-
-@dataclass(frozen=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-def medsec(*args: str | Path) -> Done:
-    env_ = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
-    done = subprocess.run(
-        [MEDSEC, *map(str, args)], capture_output=True, text=True, timeout=60, check=False, env=env_
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return Done(done.returncode, done.stdout, done.stderr)
+from tests.collector.test_cli import ME, MEDSEC, Done, medsec
 
 
 def refused(done: Done, *words: str) -> None:

@@ -101,7 +101,10 @@ Carrying it into a network with no internet
 By hand, on one Debian 12 host (as root, from the unpacked folder):
   mkdir -p /opt/medsec/bundle && cp -r debs wheels /opt/medsec/bundle/
   echo 'deb [trusted=yes] file:/opt/medsec/bundle/debs ./' > /etc/apt/sources.list.d/medsec-bundle.list
-  apt-get update && apt-get install -y $agent_debs
+  only_bundle='-o Dir::Etc::SourceList=/etc/apt/sources.list.d/medsec-bundle.list -o Dir::Etc::SourceParts=/nonexistent'
+  apt-get \$only_bundle update && apt-get \$only_bundle install -y --no-install-recommends $agent_debs
+  (apt reads only the bundle: the host's own sources may name the same versions at a mirror it
+  cannot reach, and apt would try to fetch them from there)
   python3 -m venv /opt/medsec/.venv
   /opt/medsec/.venv/bin/pip install --no-index --find-links /opt/medsec/bundle/wheels medsec
   /opt/medsec/.venv/bin/medsec-agent --version

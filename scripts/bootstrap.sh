@@ -22,6 +22,7 @@ DEBS=(
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk  # PDF reports (WeasyPrint)
   poppler-utils                                # pdftotext/pdftoppm read the PDF reports in tests
   debootstrap dpkg-dev                         # Ansible test hosts; the offline bundle's apt index
+  prometheus faketime                          # promtool checks /metrics; agent clocks far off in fault tests
 )
 
 missing=()

@@ -1,25 +1,29 @@
 """Soak: a province's fleet of agents reporting on their timer to one collector on PostgreSQL.
 
 Run: `.venv/bin/python benchmarks/soak.py [--agents 10000] [--minutes 10] [--cycle-seconds 300]
-[--workers 1,2] [--interval-seconds 60]`; a smoke run: `--agents 500 --minutes 1`.
+[--workers 1,2] [--interval-seconds 60]`; a smoke run: `--agents 500 --minutes 1
+--cycle-seconds 30`.
 
-For each entry of `--workers` (default: one collector process, then two on the same kind of
-database) it creates a fresh PostgreSQL database on the server at 127.0.0.1:5432, starts the real
+For each entry of `--workers` (default: one collector process, then two; each on a database of
+its own) it creates a fresh PostgreSQL database on the server at 127.0.0.1:5432, starts the real
 `medsec serve` (TLS, `--workers N`) on a free loopback port, enrols the agents straight through
 the store (the fast path of `benchmarks/ingest.py`: no HTTP enrolment, 10,000 of those would
 measure enrolment instead of reporting), and lets every agent send a signed ~40 KB report (a real
 report of this machine) once per cycle for the given minutes. Each agent has a random phase in
 the cycle, as the agents' timers drift apart (`OnUnitActiveSec=5min`, `RandomizedDelaySec=30s`),
 and each report is sent as a real agent run sends it: a new TLS connection, one POST, close.
-Each agent is one host; its first report creates the host, the later ones update it.
+Each agent is one host; its first report creates the host, the later ones update it. All agents
+connect from 127.0.0.1, so they share the collector's per-address connection limit; a fleet
+comes from many addresses.
 
 Per interval of the run it prints the reports sent, accepted (201), valid reports rejected (4xx)
-and errors (5xx, refused or broken connections, no answer within 30 s), p50/p99/max latency (from
-the TCP connect to the whole answer, TLS handshake included, as an agent waits), the resident
-memory of the collector's processes (the serve process and its workers, with psutil) and the
-database's size (`pg_database_size`). Then one summary with the phases side by side, each with
-its first interval beside its last as the baseline, and a check that every accepted report is in
-the database exactly once. It exits 1 when a report was rejected, failed or not stored.
+and errors (5xx or 429, refused or cut connections, no answer within 30 s), p50/p99/max latency
+(from the TCP connect to the whole answer, TLS handshake included, as an agent waits), the
+resident memory of the collector's processes (the serve process and its workers, with psutil),
+the database's size (`pg_database_size`) and the machine's load average. Then one summary with
+the phases side by side, each with its first interval beside its last as the baseline, and a
+check that every accepted report is in the database exactly once. It exits 1 when a report was
+rejected, failed or not stored.
 
 The load generator shares the machine with the collector and PostgreSQL: it signs each report
 just before sending it (outside the latency), prints its own CPU per report and how late it
@@ -365,7 +369,7 @@ def summary_rows(phase: Phase) -> list[tuple[str, str]]:
         ("DB MB, start → end", f"{phase.db_start / 2**20:.1f} → {end / 2**20:.1f}"),
         ("DB growth KB per report", f"{per_report / 1024:.1f}"),
         (
-            "DB growth GB/day, 5-min cycle",
+            f"DB GB/day, {phase.agents} agents/5 min",
             f"{per_report * phase.agents * 86_400 / AGENT_CYCLE_SECONDS / 1e9:.1f}",
         ),
         ("enrolment via the store, s", f"{phase.enrol_seconds:.1f}"),
@@ -438,6 +442,7 @@ def main() -> int:
         )
     else:
         print(f"cycle: {args.cycle_seconds:g} s, as the agent's timer (not compressed)")
+    print("command: .venv/bin/python benchmarks/soak.py " + " ".join(sys.argv[1:]))
     print(
         "agents are enrolled straight through the store (fast path), not over HTTP;"
         " latency: TCP connect to the whole answer, TLS handshake included"

@@ -27,7 +27,9 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -119,6 +121,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:500]
 
 
+def _clock_hint(detail: str) -> str:
+    """A certificate "not yet valid" or "expired" is as often this host's clock as the
+    certificate: say what the clock reads, so a person can tell which."""
+    if "certificate is not yet valid" not in detail and "certificate has expired" not in detail:
+        return ""
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f" (this host's clock reads {now}: check it)"
+
+
 class CollectorClient:
     """Posts envelopes to one collector with one agent token. Use as a context manager."""
 
@@ -183,7 +194,8 @@ class CollectorClient:
                 headers={"Content-Type": "application/json"},
             )
         except httpx.TransportError as exc:
-            return Unreachable(f"{type(exc).__name__}: {_one_line(str(exc)) or 'no detail'}")
+            detail = _one_line(str(exc)) or "no detail"
+            return Unreachable(f"{type(exc).__name__}: {detail}{_clock_hint(detail)}")
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -319,41 +331,64 @@ class _Delivery:
 
     @property
     def not_kept(self) -> str:
-        return str(self.full) if self.full else f"report {self.report_id} NOT kept"
+        """Why the new report is not in the spool, and that it is not (one line's worth)."""
+        if self.full:
+            return str(self.full)
+        if self.unusable:
+            return f"spool unusable ({self.unusable}): report {self.report_id} NOT kept"
+        return f"report {self.report_id} NOT kept"
 
     def keep(self) -> None:
-        """Spool the new report before anything is sent: a crash mid-send loses nothing."""
+        """Spool the new report before anything is sent: a crash mid-send loses nothing. When it
+        cannot be kept, the run's one line about it is said once its fate is known."""
         try:
             self.kept = self.spool.add(self.report_id, self.envelope)
         except SpoolFull as exc:
             self.full = exc
-        except OSError as exc:
+        except OSError as exc:  # a full disk, a read-only or foreign folder
             self.unusable = f"{self.spool.directory}: {exc.strerror or exc}"
-            self.say(f"spool unusable ({self.unusable})", attention=True)
 
     def send(self, client: CollectorClient) -> Unreachable | None:
-        if self.unusable:
-            return self.direct(client)  # nothing can wait in the spool: try the new report
-        with self.spool.sending() as mine:
-            if not mine:
-                if self.kept is None:
-                    self.say(self.not_kept, attention=True)
-                else:
+        with ExitStack() as stack:
+            try:
+                mine = stack.enter_context(self.spool.sending())
+            except OSError as exc:  # not even the lock file can be made
+                problem = f"{self.spool.directory}: {exc.strerror or exc}"
+                if self.kept is not None:
                     self.say(
-                        f"another {PROG} run is sending the spool: report spooled "
-                        f"({len(self.spool.items())} waiting)"
+                        f"spool unusable ({problem}): report spooled, not sent", attention=True
                     )
-                return None
-            self.spool.clean_temp()
-            down = self.drain(client)
-            if down is None and self.kept is None:
-                # The backlog went out: there may be room now; else send it from memory.
-                try:
-                    self.kept = self.spool.add(self.report_id, self.envelope)
-                except (SpoolFull, OSError):
-                    return self.direct(client)
-                down = self.drain(client)
+                    return None
+                self.unusable = self.unusable or problem
+                mine = False
+            if mine:
+                return self.send_spooled(client)
+            if self.kept is not None:
+                self.say(
+                    f"another {PROG} run is sending the spool: report spooled "
+                    f"({len(self.spool.items())} waiting)"
+                )
+            elif self.unusable:
+                return self.direct(client)
+            else:
+                self.say(self.not_kept, attention=True)
+            return None
+
+    def send_spooled(self, client: CollectorClient) -> Unreachable | None:
+        """Holding the spool's lock: what waits, oldest first, then the new report. On a full
+        disk too: what waits needs no room to be sent, and sending it frees some."""
+        self.spool.clean_temp()
+        down = self.drain(client)
+        if down is not None or self.kept is not None:
             return down
+        if self.unusable:
+            return self.direct(client)
+        # The backlog went out: there may be room now; else send it from memory.
+        try:
+            self.kept = self.spool.add(self.report_id, self.envelope)
+        except (SpoolFull, OSError):
+            return self.direct(client)
+        return self.drain(client)
 
     def drain(self, client: CollectorClient) -> Unreachable | None:
         """Send what waits, oldest first; stop at the first sign the collector is down."""
@@ -377,7 +412,15 @@ class _Delivery:
             if isinstance(answer, Rejected):
                 self.reject(item, answer.reason, "collector rejected report")
                 continue
-            self.spool.remove(item)
+            try:
+                self.spool.remove(item)
+            except OSError as exc:  # sent again next time: the collector answers "duplicate"
+                self.say(
+                    f"spool item {item.report_id} delivered but not removed "
+                    f"({exc.strerror or exc}): the spool's folder is not writable",
+                    attention=True,
+                )
+                return None
         return None
 
     def resealed(self, item: SpoolItem) -> bytes | None:
@@ -401,8 +444,10 @@ class _Delivery:
             self.say(f"report {self.report_id} delivered without the spool: {why}", attention=True)
             return None
         if isinstance(answer, Rejected):
-            self.say(f"collector rejected report {self.report_id}: {answer.reason}", attention=True)
-            self.say(self.not_kept, attention=True)
+            self.say(
+                f"collector rejected report {self.report_id}: {answer.reason}; {self.not_kept}",
+                attention=True,
+            )
             return None
         return answer
 
@@ -418,8 +463,7 @@ class _Delivery:
             waiting = len(self.spool.items())
             self.say(f"collector unreachable: report spooled ({waiting} waiting) — {reason}")
         else:
-            self.say(f"collector unreachable — {reason}")
-            self.say(self.not_kept, attention=True)
+            self.say(f"{self.not_kept}; collector unreachable — {reason}", attention=True)
 
 
 def deliver(

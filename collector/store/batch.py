@@ -10,6 +10,9 @@ idle: a lone request is written at once).
 Every job carries a `concurrent.futures.Future` that is settled only after its batch commits (or
 fails), so a caller — a thread with `result()`, or the event loop with `asyncio.wrap_future` —
 never hears "stored" before the data is durable.
+
+One job must never fail the others: a batch that fails for any reason but the database being
+unreachable is written again job by job, so only the job that cannot be written gets the error.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
+
+from collector.store.errors import StoreUnavailable
 
 logger = logging.getLogger("medsec.collector.store")
 
@@ -55,6 +60,11 @@ class GroupWriter:
         with self._cond:
             if self._closed:
                 raise WriterClosed("the store is closed")
+            # Queued means it will be written: a caller that stops waiting (its request task
+            # cancelled, which cancels the future it awaits) must not leave a cancelled future
+            # that would raise when the batch is settled, failing the jobs after it.
+            if not job.future.set_running_or_notify_cancel():
+                return  # cancelled before it was queued: there is no one to tell
             self._queue.append(job)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -81,14 +91,55 @@ class GroupWriter:
             self._write_settled(batch)
 
     def _write_settled(self, batch: list[Job]) -> None:
-        failure: BaseException | None = None
+        failure = self._try_write(batch)
+        if failure is None or not _retried(failure, batch):
+            self._fail(batch, failure)
+            return
+        unsettled = [job for job in batch if not job.future.done()]
+        logger.warning(
+            "%s: a batch of %d failed (%s: %s); writing its jobs one by one",
+            self._name,
+            len(batch),
+            type(failure).__name__,
+            _one_line(failure),
+        )
+        for n, job in enumerate(unsettled):
+            alone = self._try_write([job])
+            if isinstance(alone, StoreUnavailable):  # the database went away meanwhile
+                self._fail(unsettled[n:], alone)
+                return
+            self._fail([job], alone)
+
+    def _try_write(self, jobs: list[Job]) -> BaseException | None:
+        """What `write(jobs)` raised, or None; whatever it is, the jobs' callers are told."""
         try:
-            self._write(batch)
-        except BaseException as exc:  # handed to every caller of the batch
-            failure = exc
-        for job in batch:
+            self._write(jobs)
+        except BaseException as exc:  # handed to the callers (or retried job by job)
+            return exc
+        return None
+
+    def _fail(self, jobs: list[Job], failure: BaseException | None) -> None:
+        """Give `failure` to each job `write` left unsettled."""
+        for job in jobs:
             if not job.future.done():
                 if failure is None:  # pragma: no cover — `write` settles every job it returns
                     failure = RuntimeError("the batch writer left a job unsettled")
                     logger.error("%s: a job was left unsettled", self._name)
                 job.future.set_exception(failure)
+
+
+def _retried(failure: BaseException, batch: list[Job]) -> bool:
+    """Whether a failed batch is written again job by job: for any error of the data or the code
+    (one job's, as far as anyone can tell), not when the database is unreachable — every job would
+    wait for it again — nor when the interpreter is stopping."""
+    return (
+        len(batch) > 1
+        and isinstance(failure, Exception)
+        and not isinstance(failure, StoreUnavailable)
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's first line, bounded: a database error's text goes on to the SQL and values."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else "no detail"

@@ -154,6 +154,8 @@ class IngestJob:
     """The id the report is stored under: the one it names, unless that is a shared DMI value."""
     note: dict[str, Any] | None = field(init=False, default=None)
     """The collector's `collector` entry for the stored inventory when `host_id` differs."""
+    generated_at: datetime = field(init=False)
+    """The report's time in UTC."""
 
     def __post_init__(self) -> None:
         # Parsed strings hold U+0000 only where the bytes had that escape, which PostgreSQL
@@ -161,10 +163,9 @@ class IngestJob:
         self.has_nul = b"\\u0000" in self.report_bytes
         self.claim = anchors.claim_of(self.report.host.id, self.report.inventory)
         self.host_id = self.report.host.id
-
-    @property
-    def generated_at(self) -> datetime:
-        return utc(self.report.generated_at)
+        # Converted here, on the caller's thread: a time with no UTC instant (which the API
+        # refuses first) raises for its own request and never reaches a batch.
+        self.generated_at = utc(self.report.generated_at)
 
     def clean(self, value: Any) -> Any:
         return strip_nul(value) if self.has_nul else value

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -22,6 +22,16 @@ from checks.model import Result, Status, jsonable
 SCHEMA: Literal["medsec.report/v1"] = "medsec.report/v1"
 MESSAGE_LIMIT = 8000
 """Messages longer than this are clipped when a report is built (the schema accepts 8192)."""
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""No report received is older: medsec did not exist, so an earlier time is a clock that lost its
+battery or a forged report, and a year-1 time with a positive offset is not even a UTC instant."""
+MAX_OFFSET = timedelta(hours=14)
+"""The widest UTC offset in use (UTC+14, Kiribati; the farthest west is UTC-12)."""
+MAX_HOST_ID = 200
+"""Agents' ids are about 70 characters; a long one would outgrow the database's index entries."""
+MAX_DEPTH = 32
+"""How deep an inventory or a result's evidence may nest (an agent's go 6 deep): a document
+nested some hundreds deep is stored, then no API answer can serialise it."""
 
 
 def rfc3339(moment: datetime) -> str:
@@ -170,3 +180,55 @@ def parse_report(report_bytes: bytes) -> Report:
     if report.generated_at.tzinfo is None:
         raise ReportInvalid("report: generated_at has no time zone")
     return report
+
+
+def check_received(report: Report) -> None:
+    """What a collector requires of a report it receives, beyond its schema; `ReportInvalid`
+    naming the field. Its times must be ones a clock could give: an offset within ±14:00 and an
+    instant from 2000 to 9999 in UTC (a year-1 time has no UTC instant at all; how far ahead a
+    report may be is the collector's clock-skew setting). Its host id and nesting must fit what
+    the store indexes and the API serialises. Kept apart from `parse_report`, which also re-reads
+    reports stored long ago (a snapshot's), so that a rule added here never voids evidence kept."""
+    _check_time("generated_at", report.generated_at)
+    if len(report.host.id) > MAX_HOST_ID:
+        raise ReportInvalid(f"report: host.id is longer than {MAX_HOST_ID} characters")
+    if _deeper_than(report.inventory, MAX_DEPTH):
+        raise ReportInvalid(f"report: inventory nests deeper than {MAX_DEPTH} levels")
+    for n, result in enumerate(report.results):
+        if _deeper_than(result.evidence, MAX_DEPTH):
+            raise ReportInvalid(
+                f"report: results[{n}].evidence nests deeper than {MAX_DEPTH} levels"
+            )
+
+
+def _check_time(name: str, moment: datetime) -> None:
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ReportInvalid(f"report: {name} has no time zone")
+    if abs(offset) > MAX_OFFSET:
+        raise ReportInvalid(f"report: {name} {moment.isoformat()} has a UTC offset beyond ±14:00")
+    try:
+        instant: datetime | None = moment.astimezone(UTC)
+    except OverflowError:  # its UTC instant is in year 0 or 10000
+        instant = None
+    if instant is None or instant < EARLIEST:
+        raise ReportInvalid(
+            f"report: {name} {moment.isoformat()} is outside the years {EARLIEST.year}..9999 (UTC)"
+        )
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether `value` nests more than `limit` levels (itself the first), level by level with no
+    recursion: the containers only, so a wide document costs little."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        inner = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+        if not inner:
+            return False
+        level = inner
+    return True

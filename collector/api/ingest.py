@@ -2,8 +2,12 @@
 
 Its checks run in a fixed order, cheapest and least trusting first (the order is a contract):
 size (the body-limit middleware) → token → envelope → agent and algorithm → signature → report
-schema → clock skew → store. The checks are quick CPU work done on the event loop; the write is
-queued for the store's group commit and awaited, together with the request's audit entry.
+schema, then what a received report must be besides (`checks.report.check_received`: times a
+clock could give, a host id and nesting the store and the API can hold) → clock skew → store. The
+checks are quick CPU work done on the event loop; the write is queued for the store's group commit
+and awaited, together with the request's audit entry. A report that passed every check and still
+cannot be written fails alone (the group commit retries its batch job by job) and is answered
+500 internal_error, with its traceback in the server log.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from checks import envelope as env
+from checks import report as contract
 from collector.api.auth import agent_principal
 from collector.api.errors import CHALLENGE, ApiError, unauthenticated
 from collector.api.middleware import Clock, mark_audited, outcome_text, set_principal, who
@@ -159,6 +164,10 @@ class Ingest:
             raise ApiError(400, "invalid_report", str(exc)) from None
         except RecursionError:  # msgspec's depth limit on a deeply nested inventory or evidence
             raise ApiError(400, "invalid_report", "report: nested too deeply") from None
+        try:
+            contract.check_received(report)
+        except contract.ReportInvalid as exc:
+            raise ApiError(400, "invalid_report", str(exc)) from None
         if report.host.id.startswith(SCAN_HOST_PREFIX):
             raise ApiError(
                 403,

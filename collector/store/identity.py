@@ -19,12 +19,32 @@ from collector.store.values import refuse_nul, storable, utc
 
 
 def hash_token(token: str) -> str:
-    """How every token is stored and looked up: SHA-256 hex of its text."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """How every token is stored and looked up: SHA-256 hex of its text. Any text has a hash
+    (a lone surrogate a JSON body escaped too), so a token no one issued is simply not found."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+_ENROLLMENT = sa.select(
+    enrollment_tokens.c.id,
+    enrollment_tokens.c.agent_id,
+    enrollment_tokens.c.expires_at,
+    enrollment_tokens.c.used_at,
+)
+
+
+def _check_enrollment(found: Row, agent_name: str, name: str, now: datetime) -> None:
+    """Why a known enrolment token (its row, and its agent's name) cannot be spent now by
+    `name`, as `EnrollmentInvalid`."""
+    if found.used_at is not None:
+        raise EnrollmentInvalid("used")
+    if now >= found.expires_at:
+        raise EnrollmentInvalid("expired")
+    if agent_name != name:
+        raise EnrollmentInvalid("name_mismatch")
 
 
 class Identities(Database):
@@ -57,6 +77,20 @@ class Identities(Database):
             )
         return token
 
+    def check_enrollment(self, token: str, name: str, now: datetime) -> None:
+        """`EnrollmentInvalid` unless `token` could be spent now by agent `name` — what the API
+        asks before it reads anything else an enrolment carries, so that a refused token is
+        refused alike whatever came with it. Spending it (`redeem_enrollment`) checks again."""
+        now = utc(now)
+        with self._tx(write=False) as conn:
+            found = conn.execute(
+                _ENROLLMENT.where(enrollment_tokens.c.token_hash == hash_token(token))
+            ).first()
+            if found is None:
+                raise EnrollmentInvalid("unknown")
+            agent = conn.execute(sa.select(agents.c.name).where(agents.c.id == found.agent_id))
+            _check_enrollment(found, agent.scalar_one(), name, now)
+
     def redeem_enrollment(
         self, token: str, name: str, alg: str, public_key_pem: str, now: datetime
     ) -> tuple[Agent, str]:
@@ -68,12 +102,7 @@ class Identities(Database):
         api_token = _new_token("msa_")
         with self._tx(write=True) as conn:
             found = conn.execute(
-                sa.select(
-                    enrollment_tokens.c.id,
-                    enrollment_tokens.c.agent_id,
-                    enrollment_tokens.c.expires_at,
-                    enrollment_tokens.c.used_at,
-                ).where(enrollment_tokens.c.token_hash == hash_token(token))
+                _ENROLLMENT.where(enrollment_tokens.c.token_hash == hash_token(token))
             ).first()
             if found is None:
                 raise EnrollmentInvalid("unknown")
@@ -81,12 +110,7 @@ class Identities(Database):
             agent = conn.execute(
                 sa.select(*AGENT_COLUMNS).where(agents.c.id == found.agent_id).with_for_update()
             ).one()
-            if found.used_at is not None:
-                raise EnrollmentInvalid("used")
-            if now >= found.expires_at:
-                raise EnrollmentInvalid("expired")
-            if agent.name != name:
-                raise EnrollmentInvalid("name_mismatch")
+            _check_enrollment(found, agent.name, name, now)
             spent = conn.execute(
                 sa.update(enrollment_tokens)
                 .where(enrollment_tokens.c.id == found.id, enrollment_tokens.c.used_at.is_(None))

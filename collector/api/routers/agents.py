@@ -1,6 +1,8 @@
 """The `agents` routes: enrolment (a one-time token for the agent's API token) and report ingest."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+import re
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -21,6 +23,21 @@ from collector.api.schemas import (
 from collector.settings import CollectorSettings
 from collector.store import EnrollmentInvalid, Store
 
+_PEM_PUBLIC_KEY = re.compile(
+    r"-----BEGIN PUBLIC KEY-----\r?\n(?:[A-Za-z0-9+/=]{1,76}\r?\n){1,100}-----END PUBLIC KEY-----"
+)
+
+
+def key_problem(public_key: str, alg: env.Alg) -> str | None:
+    """Why `public_key` cannot be registered for `alg`, or None: it must be one PEM public key
+    block (surrounding blank space aside) of printable ASCII — no NUL, which PostgreSQL cannot
+    store, and nothing around it that the store would keep unread — and a key of that kind."""
+    if not _PEM_PUBLIC_KEY.fullmatch(public_key.strip(" \t\r\n")):
+        return "public_key is not one PEM public key block (-----BEGIN PUBLIC KEY-----)"
+    if not env.valid_public_key(public_key, alg):
+        return f"public_key is not a {alg} public key (PEM)"
+    return None
+
 
 def router(settings: CollectorSettings, store: Store, clock: Clock) -> APIRouter:
     routes = APIRouter(tags=["agents"])
@@ -37,11 +54,13 @@ def router(settings: CollectorSettings, store: Store, clock: Clock) -> APIRouter
     )
     def enroll(body: EnrollIn, request: Request, response: Response) -> EnrollOut:
         """Trade a one-time enrolment token for the agent's API token, registering its key."""
-        if not env.valid_public_key(body.public_key, body.alg):
-            raise ApiError(
-                400, "invalid_public_key", f"public_key is not a {body.alg} public key (PEM)"
-            )
+        # The token first: a refused token is refused alike whatever key came with it, and
+        # nothing an unauthenticated caller sent is read before that.
         try:
+            store.check_enrollment(body.token, body.name, clock())
+            problem = key_problem(body.public_key, body.alg)
+            if problem is not None:  # the token stays unspent
+                raise ApiError(400, "invalid_public_key", problem)
             agent, api_token = store.redeem_enrollment(
                 body.token, body.name, body.alg, body.public_key, clock()
             )

@@ -1,6 +1,7 @@
 """Fixtures of the fault tests: a private PostgreSQL cluster (initdb/pg_ctl in a temporary folder,
 its own loopback port, run as the `postgres` user; never the shared server on 5432) with a new
-database per test, and a report as the real agent renders it."""
+database per test, collectors that are stopped whatever the test did, and a report as the real
+agent renders it."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.faults.rig import report_template
+from tests.faults.rig import Collector, report_template
 from tests.pg import PgUnavailable, TempPostgres
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def private_pg() -> Iterator[TempPostgres]:
     try:
         server = TempPostgres()
@@ -59,6 +60,21 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return report_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def new_collector(tmp_path: Path) -> Iterator[Callable[[str], Collector]]:
+    """Makes a collector's folder over a database URL; every collector made is stopped at the
+    end, however the test ended."""
+    made: list[Collector] = []
+
+    def make(database: str) -> Collector:
+        made.append(Collector(tmp_path / f"collector{len(made) or ''}", database))
+        return made[-1]
+
+    yield make
+    for collector in made:
+        collector.stop()

@@ -143,10 +143,14 @@ class Collector:
                 stderr=log,
                 # Its scans may touch the lab's range only, whatever a zones file says.
                 env=quiet_env(MEDSEC_SCAN_CONFINE="198.18.0.0/15"),
-                start_new_session=True,
+                process_group=0,
             )
         if wait:
-            self.wait_up()
+            try:
+                self.wait_up()
+            except BaseException:
+                self.kill()  # never left running behind a failed test
+                raise
 
     def wait_up(self, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds

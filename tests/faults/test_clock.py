@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,81 +32,79 @@ def generated(done_stdout: str) -> datetime:
     return datetime.fromisoformat(json.loads(done_stdout)["generated_at"].replace("Z", "+00:00"))
 
 
-def test_agent_clock_ahead_or_behind(tmp_path: Path) -> None:
-    collector = Collector(tmp_path / "collector", f"sqlite:///{tmp_path / 'medsec.db'}")
+def test_agent_clock_ahead_or_behind(
+    tmp_path: Path, new_collector: Callable[[str], Collector]
+) -> None:
+    collector = new_collector(f"sqlite:///{tmp_path / 'medsec.db'}")
     collector.start()
     agent = AgentHost(tmp_path / "agent", collector, "pacs-1")
+    agent.enrol()
+    now = agent.run()
+    assert (now.returncode, now.stderr) == (0, "")
+    newest = generated(now.stdout)
+
+    ahead = agent.run(faketime="+2d")
+    assert ahead.returncode == 1
+    assert generated(ahead.stdout) - newest > timedelta(days=1, hours=23)
+    rid = agent.made[-1]
+    [line] = ahead.stderr.splitlines()
+    assert line.startswith(
+        f"medsec-agent: collector rejected report {rid}: 400 report_from_future: "
+        "generated_at is more than 300 s ahead of the collector's clock; kept in "
+    ), line
+    assert line.endswith(", not retried")
+    [(name, reason)] = agent.rejected().items()
+    assert rid in name
+    assert reason.startswith("400 report_from_future: generated_at is more than 300 s ahead")
+    assert agent.waiting() == []
+
+    within = agent.run(faketime="+2m")  # a clock a little fast: within the skew
+    assert (within.returncode, within.stderr) == (0, "")
+
+    behind = agent.run(faketime="-2d")
+    assert behind.stderr == ""  # delivered
+    assert newest - generated(behind.stdout) > timedelta(days=1, hours=23)
+    # Its own report says the clock is wrong: the backup it checks lies in its future.
+    assert behind.returncode == 1
+    [result] = json.loads(behind.stdout)["results"]
+    assert result["status"] == "error"
+    assert "in the future: a clock is wrong" in result["message"]
+    assert agent.rejected().keys() == {name}  # only the report from the future
+
+    stored = collector.stored()
+    assert set(stored) == set(agent.made) - {rid}
+    assert set(stored.values()) == {1}
+    store = collector.open_store()
     try:
-        agent.enrol()
-        now = agent.run()
-        assert (now.returncode, now.stderr) == (0, "")
-        newest = generated(now.stdout)
-
-        ahead = agent.run(faketime="+2d")
-        assert ahead.returncode == 1
-        assert generated(ahead.stdout) - newest > timedelta(days=1, hours=23)
-        rid = agent.made[-1]
-        [line] = ahead.stderr.splitlines()
-        assert line.startswith(
-            f"medsec-agent: collector rejected report {rid}: 400 report_from_future: "
-            "generated_at is more than 300 s ahead of the collector's clock; kept in "
-        ), line
-        assert line.endswith(", not retried")
-        [(name, reason)] = agent.rejected().items()
-        assert rid in name
-        assert reason.startswith("400 report_from_future: generated_at is more than 300 s ahead")
-        assert agent.waiting() == []
-
-        within = agent.run(faketime="+2m")  # a clock a little fast: within the skew
-        assert (within.returncode, within.stderr) == (0, "")
-
-        behind = agent.run(faketime="-2d")
-        assert behind.stderr == ""  # delivered
-        assert newest - generated(behind.stdout) > timedelta(days=1, hours=23)
-        # Its own report says the clock is wrong: the backup it checks lies in its future.
-        assert behind.returncode == 1
-        [result] = json.loads(behind.stdout)["results"]
-        assert result["status"] == "error"
-        assert "in the future: a clock is wrong" in result["message"]
-        assert agent.rejected().keys() == {name}  # only the report from the future
-
-        stored = collector.stored()
-        assert set(stored) == set(agent.made) - {rid}
-        assert set(stored.values()) == {1}
-        store = collector.open_store()
-        try:
-            [host] = store.list_hosts(10, 0).items
-        finally:
-            store.close()
-        # The late report is stored, but the host's newest stays the newest.
-        within_id = agent.made[-2]
-        assert host.last_report_id == within_id
-        print(collector.assert_sound())
+        [host] = store.list_hosts(10, 0).items
     finally:
-        collector.stop()
+        store.close()
+    # The late report is stored, but the host's newest stays the newest.
+    within_id = agent.made[-2]
+    assert host.last_report_id == within_id
+    print(collector.assert_sound())
 
 
-def test_agent_behind_the_collectors_certificate_keeps_its_report(tmp_path: Path) -> None:
-    collector = Collector(tmp_path / "collector", f"sqlite:///{tmp_path / 'medsec.db'}")
+def test_agent_behind_the_collectors_certificate_keeps_its_report(
+    tmp_path: Path, new_collector: Callable[[str], Collector]
+) -> None:
+    collector = new_collector(f"sqlite:///{tmp_path / 'medsec.db'}")
     collector.use_own_certificate()  # as `medsec init` makes it: valid from 5 minutes ago
     collector.start()
     agent = AgentHost(tmp_path / "agent", collector, "pacs-2")
-    try:
-        agent.enrol()
-        behind = agent.run(faketime="-2d")
-        print(f"agent 2 days behind: {behind.stderr!r}")
-        assert behind.returncode == 1  # its report's own verdict: the backup is in its future
-        [line] = behind.stderr.splitlines()  # nothing lost: it waits in the spool
-        assert line.startswith("medsec-agent: collector unreachable: report spooled (1 waiting)")
-        assert "certificate is not yet valid" in line
-        assert "this host's clock" in line
-        assert len(agent.waiting()) == 1
-        assert collector.stored() == {}
+    agent.enrol()
+    behind = agent.run(faketime="-2d")
+    print(f"agent 2 days behind: {behind.stderr!r}")
+    assert behind.returncode == 1  # its report's own verdict: the backup is in its future
+    [line] = behind.stderr.splitlines()  # nothing lost: it waits in the spool
+    assert line.startswith("medsec-agent: collector unreachable: report spooled (1 waiting)")
+    assert "certificate is not yet valid" in line
+    assert "this host's clock" in line
+    assert len(agent.waiting()) == 1
+    assert collector.stored() == {}
 
-        right = agent.run()  # the clock put right: the late report goes first, then this one
-        assert (right.returncode, right.stderr) == (0, "")
-        assert agent.waiting() == []
-        assert set(collector.stored()) == set(agent.made)
-        print(collector.assert_sound())
-    finally:
-        collector.stop()
+    right = agent.run()  # the clock put right: the late report goes first, then this one
+    assert (right.returncode, right.stderr) == (0, "")
+    assert agent.waiting() == []
+    assert set(collector.stored()) == set(agent.made)
+    print(collector.assert_sound())

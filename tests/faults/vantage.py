@@ -120,7 +120,7 @@ class SshVantageHost:
             return "(no log)"
 
     def pids(self) -> list[int]:
-        """Every process in the namespace: sshd, its sessions, what they run (nmap)."""
+        """Every process in the namespace: sshd, its logins, what they run (nmap)."""
         done = _ip("netns", "pids", self.netns, check=False)
         return [int(p) for p in done.stdout.split()]
 

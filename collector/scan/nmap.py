@@ -17,6 +17,7 @@ import contextlib
 import functools
 import ipaddress
 import os
+import re
 import shlex
 import shutil
 import time
@@ -190,7 +191,7 @@ class NmapXmlParser:
             finished=finished is not None,
             exit_status=finished.get("exit") if finished else None,
             error_message=finished.get("errormsg") if finished else None,
-            elapsed=float(finished["elapsed"]) if finished and "elapsed" in finished else None,
+            elapsed=_seconds(finished.get("elapsed")) if finished else None,
             services=tuple(self._services),
         )
 
@@ -207,12 +208,12 @@ class NmapXmlParser:
                         number,
                         attributes.get("state", ""),
                         attributes.get("reason", ""),
-                        int(ttl) if ttl.isdigit() else 0,
+                        _count(ttl),
                     )
                 )
         elif name == "port":
             protocol, portid = attributes.get("protocol"), attributes.get("portid", "")
-            if protocol in {"tcp", "udp"} and portid.isdigit():
+            if protocol in {"tcp", "udp"} and _COUNT.fullmatch(portid):
                 self._port = ("tcp" if protocol == "tcp" else "udp", int(portid))
         elif name == "host":
             self._host = _Host(attributes)
@@ -238,14 +239,12 @@ class NmapXmlParser:
                 host.address = attributes.get("addr", "")
         elif name == "extraports":
             self._extra_state = attributes.get("state", "")
-            count = attributes.get("count", "0")
-            self._extra_left = int(count) if count.isdigit() else 0
+            self._extra_left = _count(attributes.get("count", "0"))
         elif name == "extrareasons":
             proto = attributes.get("proto", "tcp")
             kind: Literal["tcp", "udp"] = "udp" if proto == "udp" else "tcp"
             ports = attributes.get("ports", "")
-            count = attributes.get("count", "0")
-            number = int(count) if count.isdigit() else 0
+            number = _count(attributes.get("count", "0"))
             self._extra_left -= number
             host.extra.append(
                 NmapExtraPorts(
@@ -301,16 +300,31 @@ class NmapXmlParser:
         self._on_progress(fraction, note)
 
 
+MAX_PORT = 65_535
+_COUNT = re.compile(r"[0-9]{1,9}")
+"""A count, port or TTL as nmap writes it: `str.isdigit()` also takes "²", which int() refuses."""
+
+
+def _count(text: str) -> int:
+    return int(text) if _COUNT.fullmatch(text) else 0
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 @functools.lru_cache(maxsize=64)
 def port_numbers(ports: str) -> tuple[int, ...]:
-    """nmap's port list (`1,3-4,6-7`) as numbers; cached, as every silent host repeats it."""
+    """nmap's port list (`1,3-4,6-7`) as numbers; cached, as every silent host repeats it.
+    What is no port (a damaged list) is left out, and no range runs past port 65535."""
     numbers: list[int] = []
     for raw in ports.split(","):
-        part = raw.strip()
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        numbers.extend(range(int(low), int(high or low) + 1))
+        low, _, high = raw.strip().partition("-")
+        if _COUNT.fullmatch(low) and (not high or _COUNT.fullmatch(high)):
+            numbers.extend(range(int(low), min(int(high or low), MAX_PORT) + 1))
     return tuple(numbers)
 
 

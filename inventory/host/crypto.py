@@ -135,7 +135,7 @@ def parse_proc_crypto(text: str) -> tuple[KernelCryptoAlgorithm, ...]:
                 driver=fields.get("driver", ""),
                 module=fields.get("module", ""),
                 type=fields.get("type", ""),
-                priority=int(priority) if priority.lstrip("-").isdigit() else None,
+                priority=int(priority) if re.fullmatch(r"-?[0-9]{1,20}", priority) else None,
                 internal=fields.get("internal") == "yes",
             )
         )

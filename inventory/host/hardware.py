@@ -13,7 +13,6 @@ with the id, so a collector that sees one DMI anchor on two machines can keep th
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shlex
 from collections.abc import Collection, Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Literal
 from checks.facts import CpuInfo, Disk, DmiInfo, HardwareFacts, HostIdentity, Nic
 from checks.facts.hardware import HostAnchor, IdSource
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.host.placeholders import is_placeholder
 from inventory.runner import (
     AccessDenied,
@@ -417,7 +417,7 @@ def collect_disks(runner: Runner) -> tuple[Disk, ...] | Unavailable:
 
 def parse_ip_addr_json(text: str) -> dict[str, tuple[str, ...]]:
     """`ip -json addr show`: interface name → addresses with prefix length."""
-    data = json.loads(text)
+    data = jsontext.loads(text)
     if not isinstance(data, list):
         raise ValueError("ip -json addr show did not print a list")
     result: dict[str, tuple[str, ...]] = {}

@@ -11,7 +11,6 @@ unknown medium are listed but not probed), so a whole run costs a few millisecon
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from checks.facts.hardware import Disk
 from checks.facts.wipe import AtaSecurity, DiskErase, NvmeErase, ScsiSanitize, WipeFacts, WipeTool
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.runner import GatherError, Runner
 
 T = TypeVar("T")
@@ -154,7 +154,7 @@ FNA_CRYPTO_ERASE = 1 << 2
 
 def parse_nvme_id_ctrl(json_text: str) -> NvmeErase:
     """`nvme id-ctrl -o json`: the OACS, SANICAP and FNA fields, decoded. Raises ValueError."""
-    data = json.loads(json_text)
+    data = jsontext.loads(json_text)
     if not isinstance(data, dict):
         raise ValueError("nvme id-ctrl JSON is not an object")
     fields: dict[str, int] = {}

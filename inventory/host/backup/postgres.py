@@ -10,7 +10,6 @@ finds its password in a passfile: the dsn must not carry one (argv is visible to
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from checks.facts.backup import (
     WalRecords,
 )
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.host.backup.common import (
     ConfigMissing,
     ToolSaid,
@@ -133,7 +133,7 @@ class PostgresStatus:
 def parse_postgres_row(text: str) -> PostgresStatus:
     """The JSON row of `POSTGRES_QUERY`. On a primary with an archived segment, `unarchived`
     places the archive's end in the WAL; what was written since is left unread."""
-    data = json.loads(text)
+    data = jsontext.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("in_recovery"), bool):
         raise ValueError(f"unexpected psql output {text.strip()[:80]!r}")
     archived = _opt_time(data, "last_archived_time")

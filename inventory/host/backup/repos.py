@@ -8,7 +8,6 @@ in local time without an offset.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from checks.facts.backup import BackupSource, BorgArchives, RecoveryPoint, ResticSnapshots
+from inventory.host import jsontext
 from inventory.host.backup.common import (
     ConfigMissing,
     ToolSaid,
@@ -35,7 +35,7 @@ def parse_restic_snapshots(text: str, now: datetime) -> RecoveryPoint:
 
     Not `--latest 1`: that keeps one snapshot per host/path group, not the newest overall.
     """
-    data = json.loads(text)
+    data = jsontext.loads(text)
     if not isinstance(data, list):
         raise ValueError("restic snapshots --json did not print a list")
     newest: tuple[datetime, Mapping[str, Any]] | None = None
@@ -98,7 +98,7 @@ def parse_borg_list(text: str, now: datetime) -> RecoveryPoint:
     borg 1.2 prints `time`/`start` in the process's local time without an offset; the gatherer
     pins that to UTC, so an offset-less time is UTC here. Checkpoint archives are skipped.
     """
-    data = json.loads(text)
+    data = jsontext.loads(text)
     archives = data.get("archives") if isinstance(data, dict) else None
     if not isinstance(archives, list):
         raise ValueError("borg list --json printed no archives list")

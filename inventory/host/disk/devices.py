@@ -6,7 +6,6 @@ probing the signatures lsblk could not see, one device per call.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -14,6 +13,7 @@ from typing import Any, Literal
 
 from checks.facts.disk import BlockDevice, CryptKind
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.runner import CommandFailed, GatherError, Runner, ToolMissing
 
 LSBLK_COLUMNS = "NAME,KNAME,PATH,MAJ:MIN,TYPE,FSTYPE,FSVER,UUID,SIZE,PKNAME,MOUNTPOINTS"
@@ -92,7 +92,7 @@ def _build_devices(rows: Iterable[tuple[Mapping[str, Any], str | None]]) -> tupl
 def parse_lsblk_json(text: str) -> tuple[BlockDevice, ...]:
     """`lsblk --json --bytes --output …` (tree or `--list`): one `BlockDevice` per KNAME, parents
     from the tree nesting and the PKNAME column. dm uuids are filled in later from sysfs."""
-    data = json.loads(text)
+    data = jsontext.loads(text)
     nodes = data.get("blockdevices") if isinstance(data, dict) else None
     if not isinstance(nodes, list):
         raise ValueError("lsblk --json printed no blockdevices list")
@@ -103,7 +103,8 @@ def parse_lsblk_json(text: str) -> tuple[BlockDevice, ...]:
             return
         rows.append((node, parent))
         here = text_or_none(node.get("kname")) or text_or_none(node.get("name"))
-        for child in node.get("children") or []:
+        children = node.get("children")
+        for child in children if isinstance(children, list) else ():
             walk(child, here)
 
     for node in nodes:

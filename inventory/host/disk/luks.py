@@ -27,6 +27,7 @@ from checks.facts.disk import (
     Reencryption,
 )
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.host.disk.ciphers import make_cipher
 from inventory.host.disk.devices import int_or_none, text_or_none
 from inventory.host.disk.tokens import TokenVerdict, judge_token, keyslots_with_tokens
@@ -202,7 +203,7 @@ def parse_luks_dump_json(text: str, uuid: str | None = None) -> LuksHeader:
 
     Each data segment (every segment but the `backup-*` ones) takes the key size of the keyslots
     of the digests that list it; a segment two digests list (in re-encryption) the weaker."""
-    return _parse_metadata(json.loads(text), uuid)
+    return _parse_metadata(jsontext.loads(text), uuid)
 
 
 def parse_luks_debug_json(text: str, uuid: str | None = None) -> LuksHeader:
@@ -212,7 +213,7 @@ def parse_luks_debug_json(text: str, uuid: str | None = None) -> LuksHeader:
     match = re.search(r"^# \{", text, re.MULTILINE)
     if match is None:
         raise ValueError("no JSON metadata among the debug messages")
-    meta, _ = json.JSONDecoder().raw_decode(text, match.start() + 2)
+    meta, _ = jsontext.raw_decode(text, match.start() + 2)
     return _parse_metadata(meta, uuid)
 
 

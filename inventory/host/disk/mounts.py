@@ -100,7 +100,7 @@ def parse_proc_swaps(text: str) -> tuple[SwapEntry, ...]:
     swaps = []
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) >= 3 and fields[2].isdigit():
+        if len(fields) >= 3 and re.fullmatch(r"[0-9]{1,20}", fields[2]):
             swaps.append(SwapEntry(_unescape(fields[0]), fields[1], int(fields[2]) * 1024))
     return tuple(swaps)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from checks.facts.firewall import Family, FirewallFacts, FirewallSource
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.host.firewall.ir import IPAddr, Nat, Ruleset, Table
 from inventory.host.firewall.nft import (
     IP_FAMILIES,
@@ -48,17 +48,32 @@ def parse_ufw_conf(text: str) -> bool:
     return False
 
 
+_UNROUTED = frozenset({"unreachable", "blackhole", "prohibit"})
+
+
+def _json_objects(text: str, command: str) -> list[dict[str, Any]]:
+    """The objects of the JSON list `command` printed (other items left out); ValueError when
+    it printed no list."""
+    data = jsontext.loads(text or "[]")
+    if not isinstance(data, list):
+        raise ValueError(f"{command} printed no JSON list")
+    return [item for item in data if isinstance(item, dict)]
+
+
 def parse_ip_address(text: str) -> dict[str, tuple[IPAddr, ...]]:
     """Interfaces from `ip -j address show` with their addresses, leaving out lo and interfaces
     enslaved to a bridge or bond (their traffic arrives on the master)."""
     found: dict[str, tuple[IPAddr, ...]] = {}
-    for link in json.loads(text or "[]"):
+    for link in _json_objects(text, "ip -j address show"):
         name = link.get("ifname")
+        if not isinstance(name, str):
+            continue
         if not name or link.get("link_type") == "loopback" or name == "lo" or link.get("master"):
             continue
         addrs: list[IPAddr] = []
-        for info in link.get("addr_info") or []:
-            if info.get("scope") == "host" or "local" not in info:
+        infos = link.get("addr_info")
+        for info in infos if isinstance(infos, list) else ():
+            if not isinstance(info, dict) or info.get("scope") == "host" or "local" not in info:
                 continue
             try:
                 addrs.append(ipaddress.ip_address(str(info["local"]).split("%")[0]))
@@ -73,9 +88,9 @@ def parse_ip_route(
 ) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
     """(destination, device) from `ip -j route show`; unreachable/blackhole routes are left out."""
     routes: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
-    for route in json.loads(text or "[]"):
+    for route in _json_objects(text, "ip -j route show"):
         dst, dev = route.get("dst"), route.get("dev")
-        if not dst or not dev or route.get("type") in {"unreachable", "blackhole", "prohibit"}:
+        if not isinstance(dst, str) or not dev or route.get("type") in _UNROUTED:
             continue
         if dst == "default":
             dst = "0.0.0.0/0" if family == "ipv4" else "::/0"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from checks.facts.firewall import BaseChain
+from inventory.host import jsontext
 from inventory.host.firewall.ir import (
     BITMASKS,
     Cond,
@@ -92,7 +93,7 @@ class _Sets:
 def nft_items(text: str) -> list[Any]:
     """The objects of one `nft -j list ...` answer."""
     try:
-        items = json.loads(text)["nftables"] if text.strip() else []
+        items = jsontext.loads(text)["nftables"] if text.strip() else []
     except (ValueError, KeyError, TypeError) as exc:
         raise RulesetError(f"nft -j printed no ruleset JSON: {exc}") from None
     if not isinstance(items, list):

@@ -513,7 +513,7 @@ def parse_ipset_save(text: str) -> dict[str, IpSet]:
         if len(words) >= 3 and words[0] == "create":
             name, kind = words[1], words[2]
             options = words[3:]
-            family = options[options.index("family") + 1] if "family" in options else "inet"
+            family = options[options.index("family") + 1] if "family" in options[:-1] else "inet"
             rhs = Rhs() if kind in _IPSET_KINDS else None
             sets[name] = IpSet(name, kind, family, rhs, dynamic="timeout" in options)
         elif len(words) >= 3 and words[0] == "add" and words[1] in sets:

@@ -14,7 +14,6 @@ the tail), and `--header`'s per-file output is meant for people.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 
 from checks.facts.logs import JournaldConfig, OldestRecord, Retention, days_text
 from checks.model import Unavailable
+from inventory.host import jsontext
 from inventory.host.logs.timestamps import SECONDS_PER_DAY, iso_utc, parse_timespan
 from inventory.runner import GatherError, Runner, SourceMissing
 
@@ -140,9 +140,14 @@ def parse_journal_oldest(text: str) -> datetime | None:
     """The `__REALTIME_TIMESTAMP` of the first JSON entry journalctl printed; None: no entry."""
     for line in text.splitlines():
         if line.strip():
-            entry = json.loads(line)
-            micros = int(entry["__REALTIME_TIMESTAMP"])
-            return datetime.fromtimestamp(micros / 1e6, UTC)
+            entry = jsontext.loads(line)
+            stamp = entry.get("__REALTIME_TIMESTAMP") if isinstance(entry, dict) else None
+            if not isinstance(stamp, str | int) or not re.fullmatch(r"[0-9]{1,19}", str(stamp)):
+                raise ValueError("the first entry has no __REALTIME_TIMESTAMP in microseconds")
+            try:
+                return datetime.fromtimestamp(int(stamp) / 1e6, UTC)
+            except (OverflowError, OSError, ValueError):
+                raise ValueError(f"__REALTIME_TIMESTAMP {stamp} is out of range") from None
     return None
 
 

@@ -647,14 +647,21 @@ def read_logrotate_config(
 def parse_logrotate_text(
     text: str, source: str = "logrotate.conf", *, accounts: Accounts | None = None
 ) -> LogrotateConfig:
-    """One file on its own, with logrotate's built-in defaults (no include can be followed)."""
+    """One file on its own, with logrotate's built-in defaults. No include can be followed: an
+    included path reads as an empty folder (were it this file again, two includes would read it
+    2**MAX_NESTING times)."""
 
     class _One:
+        opened = False
+
         def read_text(self, path: str) -> str:
             return text
 
         def list_dir(self, path: str) -> list[str]:
-            raise SourceMissing(path)
+            if self.opened:
+                return []  # an included path
+            self.opened = True
+            raise SourceMissing(path)  # not a folder: the file itself
 
         def exists(self, path: str) -> bool:
             return True

@@ -91,3 +91,7 @@ def read_yaml(path: Path, kind: str, noun: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise ConfigFileError(f"{path}: invalid YAML{where}: {problem}") from None
+    except (ValueError, RecursionError) as exc:
+        # PyYAML's int() of a scalar past 4300 digits, or nesting deeper than the stack.
+        reason = "nesting too deep" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise ConfigFileError(f"{path}: invalid YAML: {reason}") from None

@@ -177,10 +177,12 @@ class NmapXmlParser:
         except expat.ExpatError as exc:
             # Keep what was parsed; the run is reported unfinished with the reason.
             self._broken = str(exc)
+        except LookupError as exc:  # an XML declaration naming an encoding Python lacks
+            self._broken = f"the XML declares an unknown encoding: {str(exc).split(': ', 1)[-1]}"
 
     def close(self) -> NmapRun:
         if self._broken is None:
-            with contextlib.suppress(expat.ExpatError):
+            with contextlib.suppress(expat.ExpatError, LookupError):
                 self._expat.Parse(b"", True)
         finished = self._finished
         return NmapRun(

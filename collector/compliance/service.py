@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -160,6 +160,13 @@ def as_of_instant(text: str | None, now: datetime) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise ComplianceError(f"--as-of: {text!r} has no time zone (add Z or +08:00)")
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > timedelta(hours=14):
+        raise ComplianceError(f"--as-of: {text!r} has a UTC offset beyond ±14:00")
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00 has no UTC instant
+        raise ComplianceError(f"--as-of: {text!r} has no instant in UTC") from None
     if moment > now:
         raise ComplianceError(f"--as-of {text} is in the future")
     return moment

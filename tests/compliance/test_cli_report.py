@@ -204,6 +204,9 @@ def test_changes_since_an_earlier_report(
         (["--standard", "iso27001"], "invalid choice: 'iso27001'"),
         (["--standard", "mnds", "--as-of", "yesterday"], "--as-of: 'yesterday' is not a time"),
         (["--standard", "mnds", "--as-of", "2999-01-01T00:00:00Z"], "is in the future"),
+        # Year 1 east of UTC has no UTC instant: an OverflowError once answered with a traceback.
+        (["--standard", "mnds", "--as-of", "0001-01-01T00:00:00+01:00"], "no instant in UTC"),
+        (["--standard", "mnds", "--as-of", "2026-01-01T00:00:00+15:00"], "beyond ±14:00"),
         (["--standard", "mnds", "--host", "nobody"], "no host matches --host nobody"),
         (["--standard", "mnds", "--zone", "his"], "no zone named 'his'"),
         (["--standard", "mnds", "--since", "/nonexistent.json"], "--since: cannot read"),

@@ -215,6 +215,11 @@ def test_snapshots_are_made_listed_downloaded_intact_and_audited(
         assert refused.json()["error"] == "invalid_request"
     late = auditor.post("/api/v1/snapshots", json={"as_of": "2999-01-01T00:00:00Z"})
     assert (late.status_code, late.json()["error"]) == (400, "invalid_scope")
+    for never in ("0001-01-01T00:00:00+01:00", "2026-01-01T00:00:00+15:00"):  # once a 500
+        made = auditor.post("/api/v1/snapshots", json={"as_of": never})
+        assert (made.status_code, made.json()["error"]) == (400, "invalid_scope")
+        read = auditor.get("/api/v1/compliance", params={"standard": "mnds", "as_of": never})
+        assert read.status_code == 400, read.text
     nothing = auditor.post("/api/v1/snapshots", json={"host": "nobody"})
     assert (nothing.status_code, nothing.json()["error"]) == (400, "invalid_scope")
     assert server.client(creds.token).get("/api/v1/snapshots").status_code == 403  # an agent

@@ -366,12 +366,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             from collector.app import create_app
             from collector.serve import tune_gc
 
-            config = uvicorn_config(create_app(settings, store), host, port, *_pair(tls))
+            app = create_app(settings, store)
+            config = uvicorn_config(app, host, port, *_pair(tls), limits=settings.limits)
             tune_gc()
         else:
             from collector.serve import CONFIG_ENV, WORKER_APP
 
-            config = uvicorn_config(WORKER_APP, host, port, *_pair(tls), workers=workers)
+            config = uvicorn_config(
+                WORKER_APP, host, port, *_pair(tls), workers=workers, limits=settings.limits
+            )
             os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
         sock = _listen_socket(host, port)
         _audit(store, f"serve {host}:{port}", str(EXIT_OK))

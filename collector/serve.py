@@ -13,10 +13,13 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from collector.api.limits import Guard, LimitedHttpToolsProtocol
+from collector.settings import LimitSettings
 from collector.tls import TlsError, harden
 
 CONFIG_ENV = "MEDSEC_COLLECTOR_CONFIG"
@@ -26,14 +29,26 @@ GC_GEN0_THRESHOLD = 50_000
 
 
 class HardenedConfig(uvicorn.Config):
-    """uvicorn's config whose TLS context is hardened wherever it is built: uvicorn builds a
-    context from the certificate files in `load()`, in this process or in each worker."""
+    """uvicorn's config whose TLS context is hardened wherever it is built (uvicorn builds a
+    context from the certificate files in `load()`, in this process or in each worker), served by
+    the limited HTTP protocol (`collector.api.limits`) under `limits`.
+
+    That protocol makes the TLS handshake itself, so that a connection is counted and timed from
+    its accept: the hardened context goes to its `Guard`, and uvicorn, left without one, hands it
+    bare TCP connections."""
+
+    def __init__(self, app: Any, *, limits: LimitSettings, **kwargs: Any) -> None:
+        # No WebSocket (the API has none): an upgraded connection would leave the protocol, and
+        # its limits, behind.
+        super().__init__(app, http=LimitedHttpToolsProtocol, ws="none", **kwargs)
+        self.guard = Guard(limits)
 
     def load(self) -> None:
         super().load()
         if self.ssl is None:  # pragma: no cover — uvicorn makes one whenever a certificate is given
             raise TlsError("uvicorn did not build a TLS context")
-        harden(self.ssl)
+        self.guard.tls = harden(self.ssl)
+        self.ssl = None
 
 
 def worker_app() -> FastAPI:

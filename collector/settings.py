@@ -87,12 +87,32 @@ class LimitSettings(_Section, forbid_unknown_fields=True, frozen=True):
     """Largest accepted report envelope; a bigger body is refused (413) before it is read."""
     max_future_skew_seconds: int = 300
     """How far in the future a report's `generated_at` may be (clock skew) before it is refused."""
+    max_header_bytes: int = 32_768
+    """Largest request head (request line and header fields, in bytes); a bigger one is refused
+    (431) as it arrives, before any of it is parsed into a request. Agents send under 1 KiB."""
+    max_header_fields: int = 100
+    """Most header fields in one request; more are refused (431)."""
+    header_timeout_seconds: int = 10
+    """Time a connection has, from its TCP accept (TLS handshake included) or from the first
+    byte of its next request, to deliver the complete request head; after it, 408 and closed."""
+    max_connections_per_address: int = 64
+    """Connections one client address may hold open at once (handshaking, active or closing);
+    one more is closed at accept, before its TLS handshake. Counted per worker process."""
 
     def __post_init__(self) -> None:
         if not 1024 <= self.max_report_bytes <= 64 * 1_048_576:
             raise ValueError("max_report_bytes: must be between 1024 and 67108864 (64 MiB)")
         if not 0 <= self.max_future_skew_seconds <= 86_400:
             raise ValueError("max_future_skew_seconds: must be between 0 and 86400 (a day)")
+        bounds = {
+            "max_header_bytes": (1024, 1_048_576, "1024 and 1048576 (1 MiB)"),
+            "max_header_fields": (16, 1000, "16 and 1000"),
+            "header_timeout_seconds": (1, 300, "1 and 300"),
+            "max_connections_per_address": (1, 100_000, "1 and 100000"),
+        }
+        for key, (low, high, say) in bounds.items():
+            if not low <= getattr(self, key) <= high:
+                raise ValueError(f"{key}: must be between {say}")
 
 
 class EnrollmentSettings(_Section, forbid_unknown_fields=True, frozen=True):
@@ -400,6 +420,13 @@ def render_settings(settings: CollectorSettings) -> str:
         "limits:\n"
         f"  max_report_bytes: {settings.limits.max_report_bytes}\n"
         f"  max_future_skew_seconds: {settings.limits.max_future_skew_seconds}\n"
+        "  # What a client may make the collector hold before it has authenticated: the request\n"
+        "  # head's size and fields (431 beyond), the seconds to deliver it from connect (408),\n"
+        "  # and connections open from one address (more are closed at once; per worker).\n"
+        f"  max_header_bytes: {settings.limits.max_header_bytes}\n"
+        f"  max_header_fields: {settings.limits.max_header_fields}\n"
+        f"  header_timeout_seconds: {settings.limits.header_timeout_seconds}\n"
+        f"  max_connections_per_address: {settings.limits.max_connections_per_address}\n"
         "enrollment:\n"
         f"  token_ttl_minutes: {settings.enrollment.token_ttl_minutes}\n"
         "audit:\n"

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import uvicorn
 
+    from collector.settings import LimitSettings
+
 VALIDITY = timedelta(days=730)
 # TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AES-GCM or ChaCha20-Poly1305 only.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!DSS:!PSK:!SRP"
@@ -165,10 +167,12 @@ def uvicorn_config(
     *,
     log_level: str = "info",
     workers: int = 1,
+    limits: LimitSettings | None = None,
 ) -> uvicorn.Config:
-    """A uvicorn config serving `app` over hardened TLS; loaded (its TLS context built and
-    hardened here) for one process, left for each worker to load when `workers` > 1 (then
-    `app` is an import string of an app factory).
+    """A uvicorn config serving `app` over hardened TLS within `limits` (the defaults when None:
+    request head size, fields and time, connections per address; see `collector.api.limits`);
+    loaded (its TLS context built and hardened here) for one process, left for each worker to
+    load when `workers` > 1 (then `app` is an import string of an app factory).
 
     uvicorn builds its own context from the files (and has no option for the minimum version),
     so the config hardens that very context whenever it loads. No proxy headers: without a
@@ -176,10 +180,12 @@ def uvicorn_config(
     log records. No access log: every request is in the audit log already.
     """
     from collector.serve import HardenedConfig
+    from collector.settings import LimitSettings
 
     server_ssl_context(cert_file, key_file)  # one clear TlsError before uvicorn's traceback
     config = HardenedConfig(
         app,
+        limits=limits or LimitSettings(),
         host=host,
         port=port,
         ssl_certfile=str(cert_file),

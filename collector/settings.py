@@ -257,7 +257,11 @@ def _resolve(base: Path, value: str) -> str:
 def _check_tls_files(tls: TlsSettings, source: str) -> None:
     for key in ("cert_file", "key_file"):
         path = Path(getattr(tls, key))
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:  # a name too long for the file system, say
+            raise SettingsError(f"{source}: tls.{key}: {exc.strerror}") from None
+        if not present:
             raise SettingsError(
                 f"{source}: tls.{key}: {path} does not exist (value: {str(path)!r})"
             )
@@ -364,7 +368,11 @@ def write_audit_key(path: Path, keyed_from: int = 1) -> None:
 
 def _check_zones_files(scans: ScanSettings, source: str) -> None:
     for name, path in scans.zones.items():
-        if not Path(path).is_file():
+        try:
+            present = Path(path).is_file()
+        except OSError as exc:
+            raise SettingsError(f"{source}: scans.zones.{name}: {exc.strerror}") from None
+        if not present:
             raise SettingsError(f"{source}: scans.zones.{name}: {path} does not exist")
 
 

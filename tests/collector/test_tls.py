@@ -24,6 +24,7 @@ import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from collector.serve import HardenedConfig
 from collector.tls import (
     TLS12_CIPHERS,
     TlsError,
@@ -153,8 +154,10 @@ def _tls11_handshake(port: int) -> str:
 def test_the_floor_is_tls_1_2(pair: tuple[Path, Path]) -> None:
     cert, key = pair
     config = uvicorn_config(_hello, "127.0.0.1", _free_port(), cert, key, log_level="warning")
-    assert config.ssl is not None
-    assert config.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
+    # The TLS context lives in the hardened protocol (it times the handshake), not uvicorn's.
+    assert isinstance(config, HardenedConfig)
+    assert config.guard.tls is not None
+    assert config.guard.tls.minimum_version == ssl.TLSVersion.TLSv1_2
     with _running(config) as port:
         assert _tls11_handshake(port) == "refused"
         tls12 = ssl.create_default_context(cafile=str(cert))

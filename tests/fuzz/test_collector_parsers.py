@@ -4,16 +4,12 @@ it), the zones file, the agent's config, the collector's settings and the report
 collector ingests. Each returns a value or raises its one documented error with a one-line
 message: `NmapError`, `ZonesError`, `ConfigError`, `SettingsError`, `ReportInvalid`.
 
-Bugs found and not yet fixed (in files other people own) are listed in `KNOWN_BUGS`: the
-properties let exactly those through, and each has a strict-xfail test below with its input, so
-the day it is fixed the xfail passes and the suite says to drop the entry.
+Each bug they found is fixed and its input kept, as an @example or a test of its own.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
-import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,17 +36,6 @@ from tests.fuzz.mutate import REPO, fixture_texts, outside_text
 HUGE_INT = "9" * 5000
 DEEP_JSON = "[" * 5000 + "]" * 5000
 SUPERSCRIPT_2 = "\u00b2"  # str.isdigit() says yes; int() refuses it
-
-
-def _raised_in(exc: BaseException, fragment: str) -> bool:
-    return any(fragment in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
-
-
-def known_bug(exc: BaseException) -> str | None:
-    """Which known, reported bug `exc` is (None: a new one)."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
-        return "collector/settings.py _check_tls_files: a path too long for stat()"
-    return None
 
 
 def refused_clearly(exc: BaseException) -> None:
@@ -180,9 +165,6 @@ def _yaml_file_refused_clearly(error: type[Exception], load: object, path: Path)
         load(path)
     except error as exc:
         refused_clearly(exc)
-    except Exception as exc:
-        if known_bug(exc) is None:
-            raise
 
 
 def test_zones_file_is_read_or_refused(folder: Path) -> None:
@@ -233,12 +215,6 @@ def test_a_huge_yaml_integer_is_a_config_error(folder: Path, registry: Registry,
             load_settings(_write(folder, SETTINGS_SEEDS[0] + f"workers: {HUGE_INT}\n"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="bug: collector/settings.py _check_tls_files calls Path.is_file(), which raises "
-    "OSError(ENAMETOOLONG) for a path component over 255 bytes",
-)
 def test_a_tls_path_too_long_is_a_settings_error(folder: Path) -> None:
     text = f"tls: {{cert_file: tls/cert.pem, key_file: {'k' * 300}}}\ndatabase: sqlite:///m.db\n"
     with pytest.raises(SettingsError):

@@ -296,16 +296,52 @@ class SshVantage:
         self,
         command: str,
         *,
+        what: str,
         stdin: bytes | None,
         deadline: float,
         cancel: threading.Event,
         on_stdout: Callable[[bytes], None],
     ) -> tuple[int | None, bytes, str]:
-        """Run one remote command; (exit status or None when stopped, stderr, why stopped)."""
+        """Run one remote command (`what` names it to a person); (exit status or None when
+        stopped, stderr, why stopped). `VantageError` when the connection is closed or lost."""
+        import paramiko
+
         client = self._connect()
         transport = client.get_transport()
         if transport is None or not transport.is_active():
             raise VantageError(f"{self.description}: the SSH connection is closed")
+        lost = f"{self.description}: the SSH connection was lost while {what} ran"
+        try:
+            status, stderr, stopped = self._talk(
+                transport,
+                command,
+                stdin=stdin,
+                deadline=deadline,
+                cancel=cancel,
+                on_stdout=on_stdout,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            # A channel that cannot be opened or written to (a host frozen, a link gone).
+            if _lost(transport):
+                raise VantageError(lost) from exc
+            raise VantageError(f"{self.description}: {what}: {exc}") from exc
+        if status == -1 and _lost(transport):
+            # paramiko's -1: the channel closed without an exit status, here because the
+            # connection went (the host died or rebooted, a link dropped), not the command.
+            raise VantageError(lost)
+        return status, self._settle(transport, stderr, stopped), stopped
+
+    def _talk(
+        self,
+        transport: paramiko.Transport,
+        command: str,
+        *,
+        stdin: bytes | None,
+        deadline: float,
+        cancel: threading.Event,
+        on_stdout: Callable[[bytes], None],
+    ) -> tuple[int | None, bytes, str]:
+        """One channel: the command, its stdin, its output until it ends or is stopped."""
         channel = transport.open_session(timeout=self.config.connect_timeout_seconds)
         stderr = b""
         stopped = ""
@@ -337,7 +373,7 @@ class SshVantage:
             status = None if stopped else channel.recv_exit_status()
         finally:
             channel.close()
-        return status, self._settle(transport, stderr, stopped), stopped
+        return status, stderr, stopped
 
     def _settle(self, transport: paramiko.Transport, stderr: bytes, stopped: str) -> bytes:
         """stderr without the pid line; a command stopped early is ended by that pid."""
@@ -367,6 +403,7 @@ class SshVantage:
         self,
         command: str,
         *,
+        what: str,
         stdin: bytes | None,
         timeout: float,
         on_stdout: Callable[[bytes], None],
@@ -377,6 +414,7 @@ class SshVantage:
             asyncio.to_thread(
                 self._exec,
                 command,
+                what=what,
                 stdin=stdin,
                 deadline=deadline,
                 cancel=cancel,
@@ -407,12 +445,17 @@ class SshVantage:
             return self._privileged
         out: list[bytes] = []
         code, _, _ = await self._run(
-            "id -u", stdin=None, timeout=self.config.connect_timeout_seconds, on_stdout=out.append
+            "id -u",
+            what="id -u",
+            stdin=None,
+            timeout=self.config.connect_timeout_seconds,
+            on_stdout=out.append,
         )
         root = code == 0 and b"".join(out).strip() == b"0"
         if not root and self.config.sudo:
             code, _, _ = await self._run(
                 "sudo -n true",
+                what="sudo -n true",
                 stdin=None,
                 timeout=self.config.connect_timeout_seconds,
                 on_stdout=out.append,
@@ -440,12 +483,14 @@ class SshVantage:
         command = self._wrap(argv, timeout, sudo=sudo)
         started = time.monotonic()
         code, stderr, stopped = await self._run(
-            command, stdin=None, timeout=timeout, on_stdout=parser.feed
+            command, what="nmap", stdin=None, timeout=timeout, on_stdout=parser.feed
         )
         text = stderr.decode("utf-8", "replace")
         lines = [x for x in text.splitlines() if x.strip() and not x.startswith("Warning:")]
         if code == 127:
             lines.append(f"{self.config.nmap}: not found on {self.config.host}")
+        elif code == -1:  # on a live connection: sshd sent exit-signal, which paramiko drops
+            lines.append(f"ended by a signal on {self.config.host} (no exit status)")
         return finish(
             argv,
             parser,
@@ -465,7 +510,11 @@ class SshVantage:
         command = self._wrap([self.config.python, "-I", "-", encoded], timeout, sudo=False)
         out: list[bytes] = []
         code, stderr, stopped = await self._run(
-            command, stdin=PROBE_SCRIPT.read_bytes(), timeout=timeout, on_stdout=out.append
+            command,
+            what="the probe helper",
+            stdin=PROBE_SCRIPT.read_bytes(),
+            timeout=timeout,
+            on_stdout=out.append,
         )
         if stopped:
             raise VantageError(f"probe helper on {self.description}: {stopped}")
@@ -476,6 +525,19 @@ class SshVantage:
             client, self._client = self._client, None
         if client is not None:
             await asyncio.to_thread(client.close)
+
+
+def _lost(transport: paramiko.Transport, settle: float = 1.0) -> bool:
+    """Whether the SSH connection is gone. paramiko closes the channels of a dropped connection
+    a moment before it marks the transport inactive, so a just-closed channel waits for that;
+    a live connection (the remote command died of a signal: no exit status either) costs
+    `settle` seconds once."""
+    deadline = time.monotonic() + settle
+    while transport.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def make_vantage(zone: str, config: VantageConfig) -> Vantage:

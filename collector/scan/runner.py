@@ -10,6 +10,12 @@ each host. Phase 2 (`probes.Prober`), again all at once, chosen from what phase 
 probes of the web applications, the ZTNA gateways, TLS versions of every open TCP port, the
 firewall's SNMP identity.
 
+A vantage that fails (unreachable, its connection lost, out of time) is a run with status
+`error` or `timeout` and why. When none produced results, every fact that needed them (matrix,
+ACK probes, web applications, gateways, TLS services) is `Unavailable` with that reason, and
+phase 2 sends nothing: the checks say `error`, never that nothing was found. "No TLS service"
+also needs every vantage to have scanned.
+
 Cancelling the task stops every nmap and probe; nothing is left running. Every target is checked
 against the zones file's scope (and a test confinement) before anything is sent.
 """
@@ -28,6 +34,7 @@ from typing import Any, Literal
 from checks.facts.network import (
     REACHABLE_STATES,
     CriticalSystem,
+    GatewayProbe,
     MatrixCell,
     NetFacts,
     PolicyRule,
@@ -35,7 +42,10 @@ from checks.facts.network import (
     RunStatus,
     ScanKind,
     SilentPorts,
+    SnmpIdentity,
+    TlsService,
     VantageRun,
+    WebAppProbe,
     ZoneFacts,
 )
 from checks.model import Unavailable
@@ -89,6 +99,17 @@ class _ZoneScan:
     cells: list[MatrixCell] = field(default_factory=list)
     silent: list[SilentPorts] = field(default_factory=list)
     ack: list[PortObservation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Probed:
+    """Phase 2's facts."""
+
+    web_apps: tuple[WebAppProbe, ...] | Unavailable
+    gateways: tuple[GatewayProbe, ...] | Unavailable
+    tls: tuple[TlsService, ...] | Unavailable
+    tls_probed: int
+    snmp: SnmpIdentity | Unavailable | None
 
 
 def nmap_options(zones: Zones) -> NmapOptions:
@@ -388,26 +409,27 @@ class Scanner:
                 VantageRun(name, "unavailable", None, (), "error", reason, 0.0, ())
                 for name, reason in self.failed.items()
             ]
+            lost = None  # Unavailable is falsy: every test of it below is `is None`
+            if not any(s.run.status in {"ok", "partial"} for s in scans):
+                reasons = "; ".join(f"{r.zone}: {r.message}" for r in runs)
+                lost = Unavailable(
+                    f"no vantage produced results ({reasons or 'no zone has a vantage'})"
+                )
             _emit(self.progress, ProgressEvent("*", "probes", 0.0, "probes"))
-            probes = Prober(self.zones, self.vantages, self.scope, cells)
-            async with asyncio.TaskGroup() as group:
-                web_task = group.create_task(probes.web_apps())
-                gateway_task = group.create_task(probes.gateways())
-                tls_task = group.create_task(probes.tls())
-                snmp_task = group.create_task(probes.snmp())
-            web, gateways = web_task.result(), gateway_task.result()
-            tls, snmp = tls_task.result(), snmp_task.result()
+            probed = await self._probe(Prober(self.zones, self.vantages, self.scope, cells), lost)
             _emit(self.progress, ProgressEvent("*", "done", 1.0, "done"))
         finally:
             for vantage in self.vantages.values():
                 with contextlib.suppress(Exception):
                     await vantage.close()
-        ok = [s for s in scans if s.run.status in {"ok", "partial"}]
-        matrix: tuple[MatrixCell, ...] | Unavailable = tuple(cells)
-        if not ok:
-            reasons = "; ".join(f"{r.zone}: {r.message}" for r in runs) or "no zone has a vantage"
-            matrix = Unavailable(f"no vantage produced results ({reasons})")
-        tls_services, tls_probed = tls
+        tls = probed.tls
+        failed = [r for r in runs if r.status not in {"ok", "partial"}]
+        if isinstance(tls, tuple) and not tls and failed:
+            # "No TLS service" is a claim about every zone; a vantage that failed saw nothing.
+            tls = Unavailable(
+                "no TLS service found, but not every vantage scanned: "
+                + "; ".join(f"{r.zone}: {r.message}" for r in failed)
+            )
         return NetFacts(
             zones=tuple(self._zone_facts(z) for z in self.zones.zones),
             policy=tuple(
@@ -417,22 +439,45 @@ class Scanner:
             ),
             ports=tuple(str(p) for p in self.ports),
             runs=tuple(sorted(runs, key=lambda r: r.zone)),
-            matrix=matrix,
-            ack=tuple(a for s in scans for a in s.ack) if ok else Unavailable("no scan results"),
-            web_apps=web,
+            matrix=tuple(cells) if lost is None else lost,
+            ack=tuple(a for s in scans for a in s.ack) if lost is None else lost,
+            web_apps=probed.web_apps,
             critical_systems=tuple(
                 CriticalSystem(s.name, s.address, s.ports, s.zone, s.ztna_gateway)
                 for s in self.zones.critical_systems
             ),
-            gateways=gateways,
-            tls=tls_services,
-            tls_probed=tls_probed,
-            snmp=snmp,
-            silent_ports=tuple(q for s in scans for q in s.silent) if ok else (),
+            gateways=probed.gateways,
+            tls=tls,
+            tls_probed=probed.tls_probed,
+            snmp=probed.snmp,
+            silent_ports=tuple(q for s in scans for q in s.silent) if lost is None else (),
             port_choice=self.zones.scan.ports,
             started_at=started_at,
             seconds=round(time.monotonic() - started, 3),
         )
+
+    async def _probe(self, prober: Prober, lost: Unavailable | None) -> _Probed:
+        """Phase 2. When no vantage produced results (`lost`), nothing is probed that needed
+        them: the web applications, gateways and TLS services are unknown, not absent, and a
+        dead vantage is not asked again (a frozen one would cost every probe's timeout). What
+        the zones file itself settles stays: no web application listed, none needing a WAF,
+        no gateway to probe. The SNMP identity needs no scan result and is asked anyway."""
+        if lost is not None:
+            apps, systems = self.zones.web_apps, self.zones.critical_systems
+            return _Probed(
+                web_apps=lost if any(a.require_waf for a in apps) else await prober.web_apps(),
+                gateways=lost if any(s.ztna_gateway is not None for s in systems) else (),
+                tls=lost,
+                tls_probed=0,
+                snmp=await prober.snmp(),
+            )
+        async with asyncio.TaskGroup() as group:
+            web = group.create_task(prober.web_apps())
+            gateways = group.create_task(prober.gateways())
+            tls = group.create_task(prober.tls())
+            snmp = group.create_task(prober.snmp())
+        services, probed = tls.result()
+        return _Probed(web.result(), gateways.result(), services, probed, snmp.result())
 
     def _zone_facts(self, zone: ZoneConfig) -> ZoneFacts:
         vantage = self.vantages.get(zone.name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from checks.model import Status, Unavailable
 from checks.net import network_registry
-from checks.runner import run_check
+from checks.runner import evaluate, run_check
 from collector.scan.nmap import (
     NmapError,
     NmapResult,
@@ -148,6 +148,13 @@ def test_without_nmaps_list_nothing_is_scanned_and_every_check_says_error() -> N
     assert run.message == (
         "nmap's --top-ports 1000 list could not be read (office: nmap: not found on 198.18.3.5)"
     )
+    # Every check needing the scan says error, TLS too: no scan is not "no TLS service".
+    results = evaluate(network_registry(), facts)
+    statuses = {r.check_id: r.status for r in results if r.check_id != "net.waf"}
+    assert set(statuses.values()) == {Status.ERROR}, statuses
+    [tls] = [r for r in results if r.check_id == "net.tls_floor"]
+    assert "no vantage produced results (office: nmap's --top-ports 1000" in tls.message
+    assert [r.status for r in results if r.check_id == "net.waf"] == [Status.NOT_APPLICABLE]
 
 
 def test_folded_ports_without_numbers_are_an_error_not_silence() -> None:

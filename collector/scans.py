@@ -1,9 +1,11 @@
 """Network scans started by operators through the API (`POST /api/v1/scans`), and the storing of
 any scan's results as a report of the collector's own scanner identity.
 
-A scan runs as its own process (`python -m collector.scan.cli --format report`), in its own
-session, so the API never waits on nmap, a stuck scan is stopped with everything it started,
-and a crash in a scan cannot take a worker down. Operators name a zones file the settings list
+A scan runs as its own process (`python -m collector.scan.cli --format report`), in a process
+group of its own, so the API never waits on nmap, a stuck scan is stopped with everything it
+started, and a crash in a scan cannot take a worker down. Only a complete scan is stored: one
+whose vantage failed (exit 4) is recorded as failed with the scanner's line naming the vantage
+and why, and nothing of it is stored. Operators name a zones file the settings list
 (`scans.zones`), never a path. The scans table keeps the state, so any collector process can
 answer about any scan, and at most one scan per zones file runs at a time.
 """
@@ -31,7 +33,14 @@ SCANNER_AGENT = "medsec-scanner"
 sent each report."""
 _STDERR_KEPT = 4096
 _KILL_GRACE_S = 15.0
-_EXIT_MESSAGES = {2: "the zones file or the scan's settings are not usable", 130: "cancelled"}
+# collector.scan.cli's exit codes (not imported: that module brings nmap and the checks along).
+_EXIT_STORED = (0, 1)
+"""0 nothing failed, 1 findings: the only scans whose results are stored."""
+_EXIT_MESSAGES = {
+    2: "the zones file or the scan's settings are not usable",
+    4: "a vantage failed: the scan is incomplete",
+    130: "cancelled",
+}
 
 
 class UnknownZones(LookupError):
@@ -135,7 +144,10 @@ class ScanLauncher:
                 f"stopped after {self.settings.timeout_seconds} s (scans.timeout_seconds)",
             )
         code = process.returncode
-        if code not in (0, 1):
+        if code not in _EXIT_STORED:
+            # 4 among them: a vantage died, was unreachable or ran out of time. Stored, the
+            # scan would stand as the network's state with what that vantage could not see
+            # as `error`; its last line on stderr names the vantage and why.
             said = _last_line(err) or _EXIT_MESSAGES.get(code or 0, f"exited with code {code}")
             return ScanState.FAILED, None, said
         self._storing.add(run.id)
@@ -178,7 +190,7 @@ class ScanLauncher:
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM cancels the scan, which stops its nmaps (each runs in a session of its own) and
+    """SIGTERM cancels the scan, which stops its nmaps (each started with setsid) and
     exits; if it has not exited after a grace period, its process group is killed."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)

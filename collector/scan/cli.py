@@ -4,9 +4,12 @@ vantage, evaluate the network checks, print the reachability matrix and the resu
 
 `add_scan_parser(subparsers)` hangs the command under `medsec`; `run_scan(args)` runs it;
 `main()` serves `python -m collector.scan.cli` alone. `results_to_report()` shapes the results as
-a `medsec.report/v1` document (the collector stores those). Exit codes: 0 no `fail`/`error`;
-1 at least one; 2 usage or zones-file error (one line on stderr naming file, key and value);
-130 cancelled (Ctrl-C: every nmap and probe is stopped first).
+a `medsec.report/v1` document (the collector stores those).
+
+Exit codes: 0 no `fail`/`error`; 1 at least one; 2 usage or zones-file error (one line on stderr
+naming file, key and value); 4 a vantage failed (unreachable, connection lost, timed out): the
+results are printed but are incomplete, so they are not stored, and the last line on stderr names
+each vantage and why; 130 cancelled (Ctrl-C: every nmap and probe is stopped first).
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ from collector.scan.zones import ZonesError, confinement_from_env, load_zones
 
 SCAN_SCHEMA = "medsec.scan/v1"
 VERSION = "0.1.0"
-EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_VANTAGE, EXIT_CANCELLED = 0, 1, 2, 4, 130
+"""3 is `medsec`'s internal error (collector/cli.py), which `medsec scan` may also exit with."""
+EXIT_CODES = (
+    "exit codes: 0 no fail or error; 1 at least one; 2 usage or zones-file error; 4 a vantage "
+    "failed (unreachable, connection lost, timed out): the results are incomplete and not "
+    "stored, the last line on stderr names the vantage and why; 130 cancelled"
+)
+_FAILED_RUN = frozenset({"error", "timeout", "cancelled"})
 
 StoreReport = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
@@ -221,6 +231,26 @@ def render_table(facts: NetFacts, results: Sequence[Result], width: int = 120) -
 # --- the command ------------------------------------------------------------------------------
 
 
+def failed_vantages(facts: NetFacts) -> list[VantageRun]:
+    """The vantages that produced no usable results: the scan is incomplete without them."""
+    return [run for run in facts.runs if run.status in _FAILED_RUN]
+
+
+def vantage_failure(runs: Sequence[VantageRun]) -> str:
+    """One line naming each failed vantage, its zone and why."""
+    parts = []
+    for run in runs:
+        why = run.message.removeprefix(f"{run.vantage}: ")
+        if run.vantage == "unavailable":  # the vantage could not even be made
+            parts.append(f"zone {run.zone}: no usable vantage: {why}")
+        elif run.status == "timeout":
+            parts.append(f"zone {run.zone}, vantage {run.vantage} ran out of time: {why}")
+        else:
+            parts.append(f"zone {run.zone}, vantage {run.vantage}: {why}")
+    what = "a vantage failed" if len(runs) == 1 else f"{len(runs)} vantages failed"
+    return " ".join(f"{what}, the scan is incomplete: {'; '.join(parts)}".split())
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zones", required=True, metavar="FILE", help="the zones file")
     parser.add_argument(
@@ -253,6 +283,7 @@ def add_scan_parser(
         "scan",
         help="scan the zones from their vantages and evaluate the network checks",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EXIT_CODES,
     )
     _add_arguments(parser)
     return parser
@@ -299,6 +330,17 @@ def run_scan(
         return EXIT_USAGE
     if bar is not None:
         bar.close()
+    return _conclude(args, facts, store, out, err)
+
+
+def _conclude(
+    args: argparse.Namespace,
+    facts: NetFacts,
+    store: StoreReport | None,
+    out: IO[str],
+    err: IO[str],
+) -> int:
+    """Evaluate, print, store what may be stored; the exit code."""
     results = evaluate(network_registry(), facts)
     catalogs = builtin_catalogs()
     report = results_to_report(facts, results, catalogs, zones_file=str(args.zones))
@@ -309,13 +351,20 @@ def run_scan(
         out.write(json.dumps(report, ensure_ascii=False) + "\n")
     else:
         out.write(render_table(facts, results, shutil.get_terminal_size((120, 20)).columns))
+    failed = failed_vantages(facts)
+    if failed:
+        # Stored, an incomplete scan would stand as the network's state: what the failed
+        # vantage could not see reads as `error`, and the reason sits deep in the report.
+        kept = " (not stored)" if args.store else ""
+        err.write(f"medsec scan: {vantage_failure(failed)}{kept}\n")
+        return EXIT_VANTAGE
     if args.store and store is not None:
         store(report)
     return EXIT_FINDING if contract.exit_code(r.status for r in results) else EXIT_OK
 
 
 async def _sigterm_cancels(work: Coroutine[Any, Any, T]) -> T:
-    """Run `work`; SIGTERM cancels it as Ctrl-C does, so every nmap (each in its own session,
+    """Run `work`; SIGTERM cancels it as Ctrl-C does, so every nmap (each started with setsid,
     out of reach of the signal) is stopped before the scan exits: a collector or systemd
     stopping a scan must not leave nmap running. (Signal handlers: main thread only.)"""
     task = asyncio.current_task()
@@ -334,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m collector.scan.cli",
         description="scan the zones from their vantages and evaluate the network checks",
+        epilog=EXIT_CODES,
     )
     _add_arguments(parser)
     return run_scan(parser.parse_args(argv))
@@ -348,12 +398,15 @@ __all__ = [
     "EXIT_FINDING",
     "EXIT_OK",
     "EXIT_USAGE",
+    "EXIT_VANTAGE",
     "ProgressBar",
     "add_scan_parser",
+    "failed_vantages",
     "main",
     "matrix_rows",
     "render_table",
     "results_to_report",
     "run_scan",
     "scan_document",
+    "vantage_failure",
 ]

@@ -6,6 +6,7 @@ records how each scan ended — on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -202,6 +203,40 @@ def test_a_scan_that_cannot_run_is_recorded_as_failed_with_the_reason(
     assert done["message"].startswith("medsec scan: ")
     assert "cidrs" in done["message"]
     assert scanning.store.list_hosts(10, 0).total == 0
+
+
+def test_a_scan_whose_vantage_fails_is_failed_with_the_vantage_and_nothing_is_stored(
+    store: Store, tls: TlsFiles, tmp_path: Path
+) -> None:
+    # The office vantage is an SSH host that is down: nothing listens on its port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key, known = tmp_path / "probe_key", tmp_path / "known_hosts"
+    key.write_text("unused: the connection is refused first\n", encoding="utf-8")
+    known.write_text("", encoding="utf-8")
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(
+        ZONES.format(timing=4, min_rate=3000).replace(
+            "users: true\n    vantage: {kind: local}",
+            f"users: true\n    vantage: {{kind: ssh, host: 127.0.0.1, port: {port}, user: probe, "
+            f"key_file: {key}, known_hosts: {known}, connect_timeout_seconds: 5}}",
+        ),
+        encoding="utf-8",
+    )
+    with serving(store, tls, scans=ScanSettings(zones={"half": str(zones)})) as server:
+        operator = server.user(Role.OPERATOR)
+        started = server.client(operator).post("/api/v1/scans", json={"zones": "half"})
+        done = wait_for_end(server, operator, started.json()["id"])
+    # The servers zone scanned fine, but half a scan must not stand as the network's state.
+    assert done["state"] == "failed", done
+    assert done["report_id"] is None
+    assert done["message"].startswith(
+        "medsec scan: a vantage failed, the scan is incomplete: zone office, vantage "
+        "ssh:probe@127.0.0.1: cannot connect: "
+    ), done["message"]
+    assert store.list_hosts(10, 0).total == 0
+    assert not scanners_running(zones)
 
 
 def test_a_scan_past_its_timeout_is_stopped_with_its_nmap(

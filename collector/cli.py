@@ -1,7 +1,8 @@
 """`medsec`: set up, run and administer the collector.
 
 Exit codes (a contract): 0 done; 1 a finding (`audit verify` found the log altered); 2 usage,
-settings or database error, one line on stderr naming the problem; 3 internal error (a bug).
+settings or database error, one line on stderr naming the problem; 3 internal error (a bug);
+4 (`scan` only) a vantage failed, so the scan is incomplete and nothing was stored.
 Tokens are printed once, as the LAST line of the output, so scripts can take `tail -n 1`.
 Every administrative action is itself written to the audit log (actor = the OS user, role
 "cli", source "cli"), including the ones that fail. `users list` and `agents list` print JSON

@@ -19,7 +19,7 @@ from checks.catalog import builtin_catalogs
 from collector.api.auth import Auth
 from collector.api.errors import install_error_handlers
 from collector.api.metrics import Metrics
-from collector.api.middleware import AuditMiddleware, BodyLimitMiddleware, Clock
+from collector.api.middleware import AuditHealth, AuditMiddleware, BodyLimitMiddleware, Clock
 from collector.api.routers import admin, agents, compliance, read, scans, service
 from collector.api.schemas import REPORTS_PATH
 from collector.scans import ScanLauncher
@@ -40,6 +40,7 @@ def create_app(
     """The collector's ASGI app over `store`; `clock` gives "now" (enrolment expiry, skew).
     With `owns_store`, the app closes the store when it shuts down (after the last request)."""
     metrics = Metrics()
+    health = AuditHealth()
     catalogs = builtin_catalogs()  # loaded once: every read joins clauses from it
     launcher = ScanLauncher(settings.scans, store, clock)
 
@@ -68,12 +69,12 @@ def create_app(
     app.include_router(scans.router(store, auth, launcher, clock))
     app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))
-    app.include_router(service.router(store, auth, metrics))
+    app.include_router(service.router(store, auth, metrics, health, clock))
     max_report = settings.limits.max_report_bytes
     # Added last = outermost: the audit sees every answer, the body limit's 413 included.
     app.add_middleware(
         BodyLimitMiddleware,
         limit_for=lambda path: max_report if path == REPORTS_PATH else MAX_OTHER_BODY_BYTES,
     )
-    app.add_middleware(AuditMiddleware, store=store, clock=clock, metrics=metrics)
+    app.add_middleware(AuditMiddleware, store=store, clock=clock, metrics=metrics, health=health)
     return app

@@ -1,5 +1,6 @@
-"""The collector's Prometheus metrics of report ingest: fed by the audit middleware, which sees
-every answer to `POST /api/v1/reports`, and served at `/metrics`."""
+"""The collector's Prometheus metrics of report ingest, fed by the audit middleware, which sees
+every answer to `POST /api/v1/reports`, and of the answers refused because their audit entry could
+not be written; served at `/metrics`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class Metrics:
         self.ingest_seconds = Histogram(
             "medsec_ingest_seconds",
             "Time to answer POST /api/v1/reports, from the first byte read to the status sent.",
+            registry=self.registry,
+        )
+        self.audit_unwritten = Counter(
+            "medsec_audit_unwritten",
+            "Requests answered 503 because their audit entry could not be written.",
             registry=self.registry,
         )
 

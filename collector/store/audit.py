@@ -14,6 +14,12 @@ database back to an earlier copy stays possible: that needs a copy kept elsewher
 The canonical encoding is a compact JSON array with `at` in UTC to the microsecond, so no field
 can bleed into another and the hash of a stored entry can be recomputed exactly from what SQLite
 or PostgreSQL gives back.
+
+Every field is stored as asked, but with its control characters escaped (`escape_text`), once,
+before it is hashed: a request path carrying a newline cannot forge a second line in a line-based
+export of the log, nor a bidi override reorder what a reader sees. An append extends only a chain
+whose head still records its last entry as it is (`_ONTO_LAST`); otherwise it fails
+(`AuditAltered`), and the API answers nothing it cannot log.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,7 +42,35 @@ from collector.store.engine import Database
 from collector.store.errors import AuditAltered, StoreError
 from collector.store.rows import Row, to_audit_entry
 from collector.store.schema import GENESIS_HASH, audit_head, audit_log
-from collector.store.values import MAX_ROWS, bounded, check_page, safe_text, utc
+from collector.store.values import MAX_ROWS, bounded, check_page, utc
+
+_ESCAPES: dict[int, str] = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},  # C0, DEL, C1
+    # Line and paragraph separators, and the bidi marks, embeddings, overrides and isolates.
+    **{c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x2028, 0x202F))},
+    **{c: f"\\u{c:04x}" for c in range(0x2066, 0x206A)},
+    ord("\\"): "\\\\",  # so that no escape can be forged by sending one
+}
+_TO_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in _ESCAPES) + "]")
+_ESCAPED = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def escape_text(value: str) -> str:
+    """`value` with its control characters (C0 with NUL, DEL, C1), line and paragraph
+    separators and bidi controls written as `\\xNN` / `\\uNNNN`, and a backslash as two: one
+    line, shown as it is, and `unescape_text` gives `value` back. Cheap when there is nothing to
+    escape (nearly always)."""
+    return value.translate(_ESCAPES) if _TO_ESCAPE.search(value) else value
+
+
+def unescape_text(value: str) -> str:
+    """The text `escape_text` was given."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        return "\\" if code == "\\" else chr(int(code[1:], 16))
+
+    return _ESCAPED.sub(one, value)
 
 
 def canonical(
@@ -178,6 +213,18 @@ _MOVE_HEAD = (
         mac=sa.bindparam("new_mac"),
     )
 )
+_ONTO_LAST = sa.or_(
+    sa.and_(audit_head.c.seq == audit_head.c.base_seq, audit_head.c.hash == audit_head.c.base_hash),
+    sa.exists().where(audit_log.c.seq == audit_head.c.seq, audit_log.c.hash == audit_head.c.hash),
+)
+"""The head row records the chain's last entry as it is: that entry is there, with that hash (or
+nothing follows the chain's start). An append moves the head only where this holds, checked in
+the statement that moves it (no round trip more under the head's lock): a head moved, or the
+last entry deleted, stops the log instead of being built on. (An entry edited in place is for
+`verify` to find, as any other edit.)"""
+_EXTEND_HEAD = _MOVE_HEAD.where(_ONTO_LAST)
+_END_INTACT = sa.select(audit_head.c.id).where(audit_head.c.id == 1, _ONTO_LAST)
+_END_ALTERED = "the audit log's last entry ({seq}) is missing or its head was altered"
 
 
 @dataclass(eq=False)
@@ -212,11 +259,11 @@ def audit_job(  # noqa: PLR0917 — the audit entry's fields, in the log's order
     actor: str, role: str, action: str, source: str, outcome: str, at: datetime
 ) -> AuditJob:
     fields = {
-        "actor": safe_text(actor),
-        "role": safe_text(role),
-        "action": safe_text(action),
-        "source": safe_text(source),
-        "outcome": safe_text(outcome),
+        "actor": escape_text(actor),
+        "role": escape_text(role),
+        "action": escape_text(action),
+        "source": escape_text(source),
+        "outcome": escape_text(outcome),
     }
     # The hash covers the microsecond UTC text; store exactly that instant.
     return AuditJob(utc(at), fields)
@@ -265,7 +312,9 @@ class AuditLog(Database):
             rows.append({"seq": seq, "at": job.at, "prev_hash": prev, "hash": digest} | job.fields)
             prev = digest
         conn.execute(_INSERT_ENTRY, rows)
-        self._move_head(conn, seq, prev, int(head.base_seq), str(head.base_hash), keyed_from)
+        base_seq, base_hash = int(head.base_seq), str(head.base_hash)
+        if not self._move_head(conn, seq, prev, base_seq, base_hash, keyed_from, onto_last=True):
+            raise AuditAltered(_END_ALTERED.format(seq=int(head.seq)))
         return [(job, AuditEntry(**row)) for job, row in zip(jobs, rows, strict=True)]
 
     def _audit_keying(self, conn: sa.Connection, head: Row) -> int | None:
@@ -338,9 +387,13 @@ class AuditLog(Database):
         base_seq: int,
         base_hash: str,
         keyed_from: int | None,
-    ) -> None:
-        conn.execute(
-            _MOVE_HEAD,
+        *,
+        onto_last: bool = False,
+    ) -> bool:
+        """Move the head row; with `onto_last`, only if it still records the chain's last entry
+        as it is (`_ONTO_LAST`): False when it did not."""
+        moved = conn.execute(
+            _EXTEND_HEAD if onto_last else _MOVE_HEAD,
             {
                 "new_seq": seq,
                 "new_hash": hash_,
@@ -350,6 +403,7 @@ class AuditLog(Database):
                 "new_mac": self._head_mac(seq, hash_, base_seq, base_hash, keyed_from),
             },
         )
+        return bool(moved.rowcount == 1)
 
     def audit_entries(self, limit: int, offset: int) -> Page[AuditEntry]:
         """Entries oldest first (seq order), so pages stay put while the log grows."""
@@ -399,6 +453,22 @@ class AuditLog(Database):
                 key=None if key is None else key.secret,
                 keyed_from=None if key is None else key.keyed_from,
             )
+
+    def audit_problem(self) -> str | None:
+        """Why the next entry could not be appended, or None: the checks an append makes of the
+        head row and the last entry, read without taking the head's lock (for `/healthz`)."""
+        with self._tx(write=False, snapshot=True) as conn:
+            head = conn.execute(_HEAD).first()
+            if head is None:
+                return "the audit head row is missing: run `medsec db upgrade`"
+            if self._audit_key is None and head.keyed_from is not None:
+                return "the audit log is keyed: set audit.key_file in the settings to its key"
+            problem = self._keying_problem(head)
+            if problem is not None:
+                return problem
+            if conn.execute(_END_INTACT).first() is None:
+                return _END_ALTERED.format(seq=int(head.seq))
+        return None
 
     def prune_audit(self, before: datetime, chunk: int = 10_000) -> int:
         """Delete the entries older than `before` — the oldest run of them, up to the first entry

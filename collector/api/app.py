@@ -50,6 +50,7 @@ def create_app(
         await launcher.close()  # scans still running are stopped and recorded as failed
         if owns_store:
             await run_in_threadpool(store.close)
+        metrics.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -6,7 +6,7 @@ unwritable) and Prometheus metrics."""
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.auth import Auth
@@ -53,7 +53,8 @@ def router(
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **ERRORS},
     )
     def prometheus(_: Auditor) -> Response:
-        """Prometheus metrics (any user token)."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics of the whole collector, every worker process summed (any user
+        token)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return routes

@@ -430,8 +430,13 @@ def _run_workers(config: uvicorn.Config, sock: socket.socket) -> None:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
+    from collector.api.metrics import shared_metrics
+
+    # The workers' metrics go to files in one private folder, so every scrape (answered by any
+    # worker) sums the whole collector instead of showing one worker's counters.
+    with shared_metrics():
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         raise UsageError("a worker process did not start (see the log above)")
 

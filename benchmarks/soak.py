@@ -452,6 +452,7 @@ def main() -> int:
     for w in workers:
         phase = run_phase(plan, w)
         print_intervals(phase, args.interval_seconds)
+        sys.stdout.flush()  # a run is long: each table as soon as it is ready
         phases.append(phase)
     print_summary(phases)
     failed = [line for p in phases for line in verdicts(p)]

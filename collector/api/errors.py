@@ -121,5 +121,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def on_store_error(request: Request, exc: StoreError) -> Response:
-        logger.error("store error on %s %s: %s", request.method, request.url.path, exc)
+        from collector.api.middleware import one_line  # the middleware imports this module
+
+        # The path as asked, escaped: a %1b or U+2028 in it must not break the log line.
+        asked = one_line(f"{request.method} {request.scope['path']}")
+        logger.error("store error on %s: %s", asked, one_line(str(exc)))
         return error_response(500, "internal_error", "internal error; see the server log")

@@ -826,9 +826,11 @@ def test_an_unexpected_error_is_a_json_500_and_still_audited(
         store.close()
 
 
-def test_a_failed_audit_write_is_logged_and_the_answer_still_given(
+def test_a_failed_audit_write_is_logged_and_the_answer_refused(
     store_url: str, server_tls: TlsFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No answer without its audit entry (issue 15, hole 5): 503 instead, one line in the log,
+    /healthz unhealthy until a write succeeds again."""
     store = _FailingStore.open(store_url)
     try:
         with serving(store, server_tls) as server:
@@ -836,14 +838,19 @@ def test_a_failed_audit_write_is_logged_and_the_answer_still_given(
             store.fail_audit = True
             with caplog.at_level(logging.ERROR, logger="medsec.collector"):
                 response = client.get("/api/v1/hosts")
-            assert response.status_code == 200
-            assert response.json()["total"] == 0
+            assert_error(response, 503, "audit_unavailable")
+            assert "disk full" in response.json()["message"]
+            assert "total" not in response.text  # the hosts were not sent
             messages = [r.getMessage() for r in caplog.records]
             assert any(
-                "audit entry not written (StoreError: disk full) for GET /api/v1/hosts by alice"
-                in m
+                "audit entry not written, answered 503 audit_unavailable: StoreError: disk full"
+                " for GET /api/v1/hosts by alice" in m
                 for m in messages
             ), messages
             assert store.audit_entries(1, 0).total == 0
+            assert_error(server.client().get("/healthz"), 503, "audit_unavailable")
+            store.fail_audit = False
+            assert server.client().get("/healthz").status_code == 200
+            assert client.get("/api/v1/hosts").status_code == 200
     finally:
         store.close()

@@ -38,7 +38,7 @@ def _admin() -> psycopg.Connection[tuple[object, ...]]:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """URL of a database `medsec_test_<random>` created for this session on the shared server."""
+    """URL of a database `medsec_test_<random>` created for this test run on the shared server."""
     name = f"medsec_test_{secrets.token_hex(6)}"
     try:
         with _admin() as conn:

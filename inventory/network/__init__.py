@@ -1,0 +1,3 @@
+"""Inventory of what has no medsec agent: network and security devices over SNMP (`snmp`,
+`targets`) and servers over SSH (the host gatherers through `inventory.runner.SshRunner`).
+"""

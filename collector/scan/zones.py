@@ -1,6 +1,7 @@
 """The zones file (`zones.yaml`): the zones with their address ranges and vantage points, the
 zone-to-zone policy, the web applications that need a WAF, the critical systems behind a ZTNA
-gateway, the border firewall's SNMP agent and the scan settings — validated at the boundary.
+gateway, the border firewall's SNMP agent, the security devices each border needs (`borders:`,
+judged over an SNMP inventory) and the scan settings — validated at the boundary.
 
 Any problem is a `ZonesError` whose message is one line naming the file, the key and the value.
 Every address the scan will touch (web app, gateway, critical system, SNMP agent) must lie in a
@@ -417,6 +418,47 @@ class ScanConfig(_Section, forbid_unknown_fields=True, frozen=True):
         return _ports(self.extra_ports, "extra_ports")
 
 
+BorderRole = Literal["firewall", "ips", "waf"]
+BORDER_ROLES: tuple[BorderRole, ...] = ("firewall", "ips", "waf")
+
+
+class BorderConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    """A border between two zones and the security devices that must sit on it (judged by
+    `net.security_devices` over an SNMP inventory)."""
+
+    zones: tuple[str, ...]
+    """The two zones the border separates."""
+    require: tuple[str, ...] = ("firewall",)
+    """Roles of the devices that must sit on it (firewall, ips, waf)."""
+
+    def __post_init__(self) -> None:
+        if len(self.zones) != 2:
+            raise ValueError(f"zones: a border has exactly two zones, got {len(self.zones)}")
+        if self.zones[0] == self.zones[1]:
+            raise ValueError(
+                f"zones: a border joins two different zones, got {self.zones[0]!r} twice"
+            )
+        if not self.require:
+            raise ValueError("require: at least one role (firewall, ips, waf)")
+        for index, role in enumerate(self.require):
+            if role not in BORDER_ROLES:
+                raise ValueError(
+                    f"require[{index}]: {role!r} is not a role a border can require "
+                    f"({', '.join(BORDER_ROLES)})"
+                )
+            if self.require.index(role) != index:
+                raise ValueError(f"require[{index}]: {role!r} is listed twice")
+
+
+@dataclass(frozen=True)
+class Border:
+    """A border as the checks see it: `A<->B`, the zones in the zones file's order."""
+
+    name: str
+    zones: tuple[str, str]
+    require: tuple[BorderRole, ...]
+
+
 class Zones(_Section, forbid_unknown_fields=True, frozen=True):
     zones: tuple[ZoneConfig, ...]
     policy: PolicyConfig = msgspec.field(default_factory=PolicyConfig)
@@ -424,6 +466,9 @@ class Zones(_Section, forbid_unknown_fields=True, frozen=True):
     critical_systems: tuple[CriticalSystemConfig, ...] = ()
     snmp: SnmpConfig | None = None
     scan: ScanConfig = msgspec.field(default_factory=ScanConfig)
+    borders: tuple[BorderConfig, ...] | None = None
+    """Which security devices each border needs (`net.security_devices`). Absent: every pair of
+    zones is a border that needs a firewall."""
 
     # --- lookups --------------------------------------------------------------------------
 
@@ -504,6 +549,24 @@ class Zones(_Section, forbid_unknown_fields=True, frozen=True):
 
     def scope(self, confine: Sequence[str] | None = None) -> Scope:
         return Scope(self.networks(), _confinement(confine))
+
+    def border_list(self) -> tuple[Border, ...]:
+        """The borders `borders:` lists, or (absent) one per pair of zones needing a firewall;
+        each named `A<->B` with its zones in the order the `zones:` section gives them."""
+        order = {zone.name: index for index, zone in enumerate(self.zones)}
+        if self.borders is None:
+            names = [zone.name for zone in self.zones]
+            return tuple(
+                Border(f"{a}<->{b}", (a, b), ("firewall",))
+                for i, a in enumerate(names)
+                for b in names[i + 1 :]
+            )
+        found = []
+        for border in self.borders:
+            a, b = sorted(border.zones, key=lambda name: order.get(name, len(order)))
+            roles = tuple(r for r in BORDER_ROLES if r in border.require)
+            found.append(Border(f"{a}<->{b}", (a, b), roles))
+        return tuple(found)
 
 
 # --- the scope ------------------------------------------------------------------------------
@@ -631,6 +694,20 @@ def _check_snmp(zones: Zones) -> None:
         )
 
 
+def _check_borders(zones: Zones) -> None:
+    seen: dict[frozenset[str], int] = {}
+    for index, border in enumerate(zones.borders or ()):
+        for number, name in enumerate(border.zones):
+            _known(zones, name, f"borders[{index}].zones[{number}]")
+        pair = frozenset(border.zones)
+        if pair in seen:
+            raise ValueError(
+                f"borders[{index}].zones: the border {'<->'.join(border.zones)} is listed "
+                f"already (borders[{seen[pair]}])"
+            )
+        seen[pair] = index
+
+
 def _check_confinement(zones: Zones, confine: Sequence[str]) -> None:
     limited = zones.scope(confine)
     for index, zone in enumerate(zones.zones):
@@ -646,6 +723,7 @@ def _cross_check(zones: Zones, confine: Sequence[str] | None) -> None:
     _check_zones(zones)
     _check_targets(zones)
     _check_snmp(zones)
+    _check_borders(zones)
     if confine is not None:
         _check_confinement(zones, confine)
 

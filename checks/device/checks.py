@@ -309,10 +309,10 @@ def _device_line(device: NetworkDevice) -> dict[str, object]:
 def _named(device: NetworkDevice) -> Msg:
     c = device.classification
     label = device.sys_name or c.vendor or ""
-    what = f"{label}, " if label else ""
     return Msg(
-        f"{target(device)} ({what}{c.role} {c.confidence:.2f})",
-        f"{target(device)}（{what}{ROLE_ZH.get(c.role, c.role)} {c.confidence:.2f}）",
+        f"{target(device)} ({label + ', ' if label else ''}{c.role} {c.confidence:.2f})",
+        f"{target(device)}（{label + '，' if label else ''}{ROLE_ZH.get(c.role, c.role)} "
+        f"{c.confidence:.2f}）",
     )
 
 

@@ -8,8 +8,11 @@ The rules (the README repeats them for users):
   least one passed and the rest are not applicable; `not_applicable` when all are.
 - Which objects should give evidence: every in-scope host for a clause with host checks (and
   every enrolled agent that never reported, when the scope is not filtered), every scanned
-  network object for a clause with network checks. No host at all, or no scan at all, is one
-  `not_covered` object: a clause is never `pass` for want of objects.
+  network object for a clause with network checks. Network evidence comes from the collector's
+  own reports: zones scans (`medsec scan`) and SNMP inventories (`medsec inventory snmp`,
+  whose devices are objects of kind `device`); each answers its own checks, so a clause is held
+  against the scans only when none of them answered it. No host at all, or no scan answering at
+  all, is one `not_covered` object: a clause is never `pass` for want of objects.
 - A host whose newest report is older than the stale limit gives `error` ("stale: last report at
   ...") on each of its clauses, never its old verdict; likewise a scan past its own limit.
 - A manual clause is `manual` unless a person's attestation, still valid at the evaluated
@@ -66,6 +69,8 @@ _NETWORK_KINDS: dict[str, ObjectKind] = {
     "net.waf": "web_app",
     "net.ztna_coverage": "critical_system",
     "net.tls_floor": "service",
+    "net.snmp_secure": "device",
+    "net.security_devices": "zone_pair",
 }
 """What a network check's `target` names."""
 _ROLLUP_ORDER: tuple[Status, ...] = ("fail", "error", "not_covered", "manual")
@@ -139,12 +144,15 @@ def conformity(status: Status, some_passed: bool) -> Conformity | None:
 
 
 def check_kinds() -> dict[str, CheckKind]:
-    """Every registered check's kind: evidenced per host (agents) or per network object."""
+    """Every registered check's kind: evidenced per host (agents) or per network object (a
+    zones scan's checks and an SNMP inventory's device checks)."""
+    from checks.device import device_registry
     from checks.net import network_registry
     from checks.registry import builtin_registry
 
     kinds = dict.fromkeys(builtin_registry().ids(), "host")
     kinds.update(dict.fromkeys(network_registry().ids(), "network"))
+    kinds.update(dict.fromkeys(device_registry().ids(), "network"))
     return kinds
 
 
@@ -340,16 +348,18 @@ class _Join:
         scan_of: dict[tuple[ObjectKind, str], EvidenceHost] = {}
         zone = self.scope.zone
         for scan in self.scans:
-            got_any = False
             for check_id in checks:
                 for result in self.grouped.get((scan.report_pk, check_id), ()):
                     key = _network_object(result.target, check_id, scan)
                     if zone is not None and zone not in self.zones.of_object(*key):
                         continue
-                    got_any = True
                     per_object.setdefault(key, []).append(result)
                     scan_of.setdefault(key, scan)
-            if not got_any and zone is None:
+        if not per_object and zone is None:
+            # No scan answered these checks: each scan stands for the evidence it lacks. One
+            # that did answer excuses the others, as zones scans and SNMP inventories each
+            # answer only their own checks.
+            for scan in self.scans:
                 per_object.setdefault(("scan", scan.hostname), [])
                 scan_of.setdefault(("scan", scan.hostname), scan)
         for (kind, name), found in per_object.items():

@@ -3,9 +3,10 @@ XLSX, HTML, PDF) and the snapshot are made from. Its JSON form (`medsec.complian
 contract other tools read; the field names here are that contract.
 
 Statuses of a clause and of an object (a host, a zone pair, a web app, a critical system, a
-TLS service, or a person's attestation): `pass`, `fail`, `error`, `not_applicable`, `manual`,
-`not_covered` (an automatable clause with no evidence yet). Beside them, the assessors' own
-vocabulary (`conformity`): 符合, 部分符合, 不符合, 不适用, or None when nothing was decided.
+TLS service, a network device of an SNMP inventory, or a person's attestation): `pass`,
+`fail`, `error`, `not_applicable`, `manual`, `not_covered` (an automatable clause with no
+evidence yet). Beside them, the assessors' own vocabulary (`conformity`): 符合, 部分符合,
+不符合, 不适用, or None when nothing was decided.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ObjectKind = Literal[
     "web_app",
     "critical_system",
     "service",
+    "device",
     "scan",
     "hosts",
     "network",

@@ -1,6 +1,6 @@
 """Which zones a host or a network object is in, from the zones files the collector knows
 (`scans.zones` in its settings): a host by its addresses, a zone pair by its two ends, a web app
-or critical system by its declared zone, a TLS service by its address."""
+or critical system by its declared zone, a TLS service or a network device by its address."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class ZoneMap:
             return frozenset()
         if kind in ("web_app", "critical_system"):
             return self._declared.get(name, frozenset())
-        if kind == "service":
+        if kind in ("service", "device"):
             host = name.rsplit(":", 1)[0].strip("[]")
             return self.of_addresses([host])
         return frozenset()

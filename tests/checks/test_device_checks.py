@@ -19,6 +19,7 @@ from checks.facts.devices import (
     Interface,
     NetworkDevice,
     SnmpAccess,
+    SnmpVersion,
 )
 from checks.model import Result, Status
 from checks.runner import run_check
@@ -197,7 +198,7 @@ def test_a_site_may_refuse_v2c_even_where_v3_is_unavailable() -> None:
 
 
 @pytest.mark.parametrize("version", ["1", "2c"])
-def test_a_guessable_community_fails(version: str) -> None:
+def test_a_guessable_community_fails(version: SnmpVersion) -> None:
     result = snmp(replace(V2C_GOOD, version=version, community_guessable=True))
     assert result.status is Status.FAIL
     assert f"SNMPv{version} community medsec is configured with is guessable" in result.message

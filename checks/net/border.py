@@ -5,18 +5,19 @@ stateful filter). An SNMP identity alone never makes a path pass: a firewall tha
 everything filters nothing; the identity is evidence beside the behaviour, and with
 `require_firewall_identity` a path must also be routed through a device identified as one.
 
-The SNMP identity is classified by the enterprise number in sysObjectID (and sysDescr where a
-vendor makes both routers and firewalls). LibreNMS and Observium type Huawei, H3C and Hillstone
-as plain network gear; here a security vendor's agent counts as a firewall.
+The SNMP identity is classified by `checks.device.roles` (product-line rules over sysObjectID and
+sysDescr, `roles.yaml`): a device classified firewall, IPS or WAF is a security device here.
+LibreNMS and Observium type Huawei USG, H3C SecPath and Hillstone as plain network gear; the
+rules tell a vendor's security line from its routers and switches.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from checks.device.roles import classify
+from checks.facts.devices import Classification
 from checks.facts.network import REACHABLE_STATES, NetFacts, PortObservation, SnmpIdentity
 from checks.model import (
     Msg,
@@ -40,55 +41,31 @@ REJECT_REASONS = frozenset({"port-unreach"})
 than the one probed (a host's own makes the port `closed`), i.e. a device rejecting."""
 
 
-@dataclass(frozen=True)
-class Vendor:
-    name: str
-    role: str
-    """firewall, network (routers, switches) or host."""
-    firewall_descr: str | None = None
-    """For vendors of both: a sysDescr pattern that marks their firewall products."""
-
-
-VENDORS: dict[int, Vendor] = {
-    8741: Vendor("SonicWall", "firewall"),
-    12356: Vendor("Fortinet", "firewall"),
-    25461: Vendor("Palo Alto Networks", "firewall"),
-    2620: Vendor("Check Point", "firewall"),
-    3224: Vendor("Juniper NetScreen", "firewall"),
-    10704: Vendor("Barracuda Networks", "firewall"),
-    3097: Vendor("WatchGuard", "firewall"),
-    28557: Vendor("Hillstone Networks (山石网科)", "firewall"),
-    35047: Vendor("Sangfor (深信服)", "firewall"),
-    14331: Vendor("Topsec (天融信)", "firewall"),
-    15227: Vendor("Venustech (启明星辰)", "firewall"),
-    19849: Vendor("NSFOCUS (绿盟科技)", "firewall"),
-    31648: Vendor("DPtech (迪普科技)", "firewall"),
-    24968: Vendor("SecuWard (网神)", "firewall"),
-    9: Vendor("Cisco", "network", r"Adaptive Security Appliance|Firepower|\bFTD\b|\bASA\b"),
-    2011: Vendor("Huawei (华为)", "network", r"\bUSG|Eudemon|HiSecEngine|SecoManager"),
-    25506: Vendor("H3C (新华三)", "network", r"SecPath|SecBlade"),
-    2636: Vendor("Juniper Networks", "network", r"\bSRX"),
-    8072: Vendor("net-snmp (Linux/Unix host)", "host"),
+SECURITY_ROLES = frozenset({"firewall", "ips", "waf"})
+"""Roles that make a boundary device a security device."""
+_ROLES_ZH = {
+    "firewall": "防火墙",
+    "ips": "入侵防御",
+    "waf": "Web 应用防火墙",
+    "router": "路由器",
+    "switch": "交换机",
+    "wireless": "无线设备",
+    "server": "服务器",
+    "power": "电源设备",
+    "printer": "打印机",
+    "storage": "存储设备",
+    "other": "其他",
 }
-_ENTERPRISE = re.compile(r"^\.?1\.3\.6\.1\.4\.1\.(\d+)")
-_ROLES_ZH = {"firewall": "防火墙", "network": "网络设备", "host": "主机", "unknown": "类型未知"}
+_ROLES_EN = {"ips": "IPS", "waf": "WAF"}
 
 
-def classify(identity: SnmpIdentity) -> tuple[str, str]:
-    """(vendor, role) of an SNMP agent from its sysObjectID and sysDescr."""
-    match = _ENTERPRISE.match(identity.sys_object_id)
-    if match is None:
-        return "unknown", "unknown"
-    vendor = VENDORS.get(int(match.group(1)))
+def classify_identity(identity: SnmpIdentity) -> Classification:
+    """What the boundary device's SNMP agent says it is."""
+    return classify(identity.sys_object_id, identity.sys_descr, sys_name=identity.sys_name or "")
+
+
+def _vendor_zh(vendor: str | None) -> str:
     if vendor is None:
-        return f"enterprise {match.group(1)}", "unknown"
-    if vendor.firewall_descr and re.search(vendor.firewall_descr, identity.sys_descr):
-        return vendor.name, "firewall"
-    return vendor.name, vendor.role
-
-
-def _vendor_zh(vendor: str) -> str:
-    if vendor == "unknown":
         return "厂商未知"
     if vendor.startswith("enterprise "):
         return f"企业号 {vendor.removeprefix('enterprise ')}"
@@ -96,7 +73,8 @@ def _vendor_zh(vendor: str) -> str:
 
 
 def _device(facts: NetFacts) -> tuple[dict[str, object], bool, Msg]:
-    """Evidence of the boundary device, whether it is a firewall, and a phrase naming it."""
+    """Evidence of the boundary device, whether it is a security device, and a phrase naming
+    it."""
     snmp = facts.snmp
     if snmp is None:
         return (
@@ -107,7 +85,8 @@ def _device(facts: NetFacts) -> tuple[dict[str, object], bool, Msg]:
     if isinstance(snmp, Unavailable):
         phrase = Msg(f"SNMP: {snmp.reason}", f"SNMP 查询失败：{snmp.reason}")
         return {"snmp": f"unavailable: {snmp.reason}"}, False, phrase
-    vendor, role = classify(snmp)
+    found = classify_identity(snmp)
+    vendor, role, confidence = found.vendor, found.role, f"{found.confidence:.2f}"
     evidence: dict[str, object] = {
         "host": snmp.host,
         "sys_descr": snmp.sys_descr,
@@ -115,13 +94,18 @@ def _device(facts: NetFacts) -> tuple[dict[str, object], bool, Msg]:
         "sys_name": snmp.sys_name,
         "vendor": vendor,
         "role": role,
+        "confidence": found.confidence,
+        "signals": list(found.signals),
+        "rule": found.rule,
     }
+    en_vendor = vendor or "vendor unknown"
     phrase = Msg(
-        f"{snmp.sys_descr or vendor} ({vendor}, {role}; sysObjectID {snmp.sys_object_id})",
-        f"{snmp.sys_descr or _vendor_zh(vendor)}（{_vendor_zh(vendor)}，{_ROLES_ZH[role]}；"
-        f"sysObjectID {snmp.sys_object_id}）",
+        f"{snmp.sys_descr or en_vendor} ({en_vendor}, {_ROLES_EN.get(role, role)}, confidence "
+        f"{confidence}; sysObjectID {snmp.sys_object_id})",
+        f"{snmp.sys_descr or _vendor_zh(vendor)}（{_vendor_zh(vendor)}，{_ROLES_ZH[role]}，"
+        f"置信度 {confidence}；sysObjectID {snmp.sys_object_id}）",
     )
-    return evidence, role == "firewall", phrase
+    return evidence, role in SECURITY_ROLES, phrase
 
 
 def _drops(pair: Pair, live: dict[str, set[str]], rejects: int) -> list[Msg]:
@@ -184,7 +168,7 @@ def _drops(pair: Pair, live: dict[str, set[str]], rejects: int) -> list[Msg]:
     params={"require_firewall_identity": False},
 )
 def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterator[Outcome]:
-    device, is_firewall, phrase = _device(facts)
+    device, is_security, phrase = _device(facts)
     live = live_hosts(facts)
     acks: tuple[PortObservation, ...] = require(facts.ack, tuple)
     for pair in pairs(facts):
@@ -222,11 +206,12 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
             "hops": hop_counts,
             "device": device,
         }
-        if require_firewall_identity and not is_firewall:
+        if require_firewall_identity and not is_security:
             yield failed(
                 Msg(
-                    f"{target}: the boundary device is not identified as a firewall ({phrase.en})",
-                    f"{target}：边界设备未被识别为防火墙（{phrase.zh}）",
+                    f"{target}: the boundary device is not identified as a security device "
+                    f"(firewall, IPS or WAF): {phrase.en}",
+                    f"{target}：边界设备未被识别为安全设备（防火墙、入侵防御或 WAF）：{phrase.zh}",
                 ),
                 evidence,
                 target=target,
@@ -265,7 +250,7 @@ def border_firewall(facts: NetFacts, require_firewall_identity: bool) -> Iterato
                 target=target,
             )
             continue
-        why = _unfiltered(answers, ack, same_segment, phrase, is_firewall)
+        why = _unfiltered(answers, ack, same_segment, phrase, is_security)
         yield failed(Msg(f"{target}: {why.en}", f"{target}：{why.zh}"), evidence, target=target)
 
 
@@ -347,7 +332,7 @@ def _unfiltered(
     ack: list[PortObservation],
     same_segment: bool,
     phrase: Msg,
-    is_firewall: bool,
+    is_security: bool,
 ) -> Msg:
     """Why nothing filters this path: every probe answered, and how the answers came."""
     why = (
@@ -361,10 +346,10 @@ def _unfiltered(
             "evidence that it filters",
             f"尽管该路径经 {phrase.zh} 转发：设备的身份不能证明其进行了过滤",
         )
-        if is_firewall
+        if is_security
         else Msg(
-            f"and the boundary device is not a known firewall ({phrase.en})",
-            f"且边界设备不是已知的防火墙（{phrase.zh}）",
+            f"and the boundary device is not a known security device ({phrase.en})",
+            f"且边界设备不是已知的安全设备（{phrase.zh}）",
         )
     )
     unfiltered = [a for a in ack if a.state == "unfiltered"]

@@ -612,14 +612,14 @@ CASES: dict[str, list[tuple[str, NetFacts, Status, str]]] = {
         ("flat segment", FLAT, Status.FAIL,
          "dmz->his: nothing filters: every probe to 2 live hosts answered"),
         ("routed, not a firewall", replace(with_open(("office", "his")), snmp=NET_SNMP),
-         Status.FAIL, "and the boundary device is not a known firewall (Linux gw"),
+         Status.FAIL, "and the boundary device is not a known security device (Linux gw"),
         ("routed, agent of an unknown vendor", replace(with_open(("office", "his")),
                                                        snmp=UNKNOWN_AGENT),
-         Status.FAIL, "not a known firewall (enterprise 99999 (enterprise 99999, unknown; "
-         "sysObjectID 1.3.6.1.4.1.99999.1))"),
+         Status.FAIL, "not a known security device (enterprise 99999 (enterprise 99999, other, "
+         "confidence 0.10; sysObjectID 1.3.6.1.4.1.99999.1))"),
         ("routed, SNMP agent silent", replace(with_open(("office", "his")),
                                               snmp=Unavailable("no answer from 198.18.4.1")),
-         Status.FAIL, "not a known firewall (SNMP: no answer from 198.18.4.1)"),
+         Status.FAIL, "not a known security device (SNMP: no answer from 198.18.4.1)"),
         ("vantage down, nothing seen", replace(
             OFFICE_FAILED, matrix=tuple(c for c in matrix() if c.source != "office")),
          Status.ERROR, "office->dmz: could not measure: the vantage in office failed"),

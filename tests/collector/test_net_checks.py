@@ -12,7 +12,7 @@ import pytest
 from checks.facts.network import SnmpIdentity
 from checks.model import Status, Unavailable
 from checks.net import network_registry
-from checks.net.border import classify
+from checks.net.border import classify_identity
 from checks.net.waf import identify
 from checks.registry import builtin_registry
 from checks.runner import run_check
@@ -98,19 +98,21 @@ def test_gateway_refusal_by_handshake_or_status() -> None:
         ("1.3.6.1.4.1.10704.1.10", "Barracuda Firewall", "Barracuda Networks", "firewall"),
         ("1.3.6.1.4.1.12356.15", "FortiGate-100F", "Fortinet", "firewall"),
         ("1.3.6.1.4.1.35047.1.3", "Sangfor NGAF", "Sangfor (深信服)", "firewall"),
-        ("1.3.6.1.4.1.2011.2.239", "Huawei USG6500E", "Huawei (华为)", "firewall"),
+        ("1.3.6.1.4.1.2011.2.125", "Huawei USG6500E", "Huawei (华为)", "firewall"),
         ("1.3.6.1.4.1.2011.2.23.96", "Huawei Versatile Routing Platform S5720",
-         "Huawei (华为)", "network"),
+         "Huawei (华为)", "switch"),
         ("1.3.6.1.4.1.9.1.2133", "Cisco Adaptive Security Appliance Version 9.8", "Cisco",
          "firewall"),
-        ("1.3.6.1.4.1.25506.11.1.100", "H3C Comware S5130", "H3C (新华三)", "network"),
-        ("1.3.6.1.4.1.8072.3.2.10", "Linux gw", "net-snmp (Linux/Unix host)", "host"),
-        ("1.3.6.1.4.1.99999.1", "?", "enterprise 99999", "unknown"),
+        ("1.3.6.1.4.1.25506.11.1.100", "H3C Comware S5130", "H3C (新华三)", "switch"),
+        ("1.3.6.1.4.1.25506.11.1.100", "H3C SecPath T1000 IPS", "H3C (新华三)", "ips"),
+        ("1.3.6.1.4.1.8072.3.2.10", "Linux gw", None, "server"),
+        ("1.3.6.1.4.1.99999.1", "?", "enterprise 99999", "other"),
     ],
 )  # fmt: skip
 def test_snmp_identity_classification(oid: str, descr: str, vendor: str, role: str) -> None:
     identity = SnmpIdentity("198.18.4.1", "3", descr, oid, None, "netns:x")
-    assert classify(identity) == (vendor, role)
+    found = classify_identity(identity)
+    assert (found.vendor, found.role) == (vendor, role)
 
 
 def test_require_firewall_identity_fails_a_plain_router() -> None:
@@ -121,7 +123,7 @@ def test_require_firewall_identity_fails_a_plain_router() -> None:
         {"require_firewall_identity": True},
     )
     assert {r.status for r in results} == {Status.FAIL}
-    assert "not identified as a firewall" in results[0].message
+    assert "not identified as a security device (firewall, IPS or WAF)" in results[0].message
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ def _hardware(runner: Runner, config: AgentConfig, facts: HostFacts) -> Any:
 def _tpm(runner: Runner, config: AgentConfig, facts: HostFacts) -> Any:
     from inventory.host.tpm import collect_tpm
 
-    return collect_tpm(runner, config.tpm.tcti)
+    # The TSS talks only to a TPM of this machine: over SSH the TPM is read from sysfs alone.
+    remote = bool(getattr(runner, "remote", False))
+    return collect_tpm(runner, None if remote else config.tpm.tcti)
 
 
 def _disk(runner: Runner, config: AgentConfig, facts: HostFacts) -> Any:

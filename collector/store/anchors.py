@@ -18,6 +18,12 @@ or MACs keep the old rule: the host stays its first agent's (`HostClaimed` for t
 that agent is revoked. A revoked agent's host is not taken over by a *different* machine either:
 that one goes to its next anchor too, so two machines' evidence never mixes under one id.
 
+Agentless collection (`collector/agentless.py`) stores under the collector's own agent
+`medsec-agentless`, which never outranks an agent on the host itself: where an enrolled agent
+holds the host id, the agentless report is refused (`Route.held_by` names that agent); where the
+agentless collector holds it, the first report of a real agent takes the host over, as from a
+revoked agent. A real agent's evidence is never overwritten by the weaker source.
+
 The flag: the stored host's inventory carries a `collector` entry naming the id reported, the id
 stored under and the anchors found shared (`collector` is reserved: an agent's own key of that
 name is dropped), the ingest outcome names the stored id, and the collector logs a warning. The
@@ -36,6 +42,9 @@ from typing import Any
 
 DMI_SOURCES = frozenset(("dmi-serial", "dmi-uuid"))
 SOURCES = frozenset((*DMI_SOURCES, "machine-id", "mac"))
+YIELDING_AGENTS = frozenset(("medsec-agentless",))
+"""The collector's own agents whose hold on a host gives way to any other agent's first report
+(agentless SSH collection: evidence gathered from outside, never over an agent's)."""
 RESERVED_KEY = "collector"
 """The inventory key the collector writes its note under; an agent's own is dropped."""
 
@@ -146,6 +155,9 @@ class Route:
     host_id: str | None
     shared: tuple[tuple[str, str, str], ...] = field(default=())
     """(host id, anchor source, holder's name) of each anchor skipped as shared."""
+    held_by: str | None = None
+    """When refused: the name of the agent holding the id (said only to the collector's own
+    agents: an enrolled agent is not told other agents' names)."""
 
 
 def contested(claim: Claim, agent: int, holders: Mapping[str, Holder]) -> list[str]:
@@ -178,14 +190,22 @@ def route(claim: Claim, agent: int, agent_name: str, holders: dict[str, Holder])
             and mine.other_machine(holder.evidence)
         ):
             if position + 1 == len(claim.chain):
-                return Route(None)  # nowhere apart to go: never mix two machines under one id
+                # nowhere apart to go: never mix two machines under one id
+                return Route(None, held_by=holder.name)
             shared.append((host, source, holder.name))
             continue
-        if holder.revoked:  # the same machine (or one not proven other) takes the host over
+        if holder.revoked or yields(holder.name, agent_name):
+            # the same machine (or one not proven other) takes the host over
             holders[host] = Holder(agent, agent_name, revoked=False, evidence=mine)
             return Route(host, tuple(shared))
-        return Route(None)
+        return Route(None, held_by=holder.name)
     return Route(None)
+
+
+def yields(holder_name: str, agent_name: str) -> bool:
+    """Whether the holder's claim gives way to `agent_name`'s: agentless collection's, to any
+    agent that is not itself one of the collector's yielding agents."""
+    return holder_name in YIELDING_AGENTS and agent_name not in YIELDING_AGENTS
 
 
 def note(reported: str, stored_as: str, shared: list[tuple[str, str, str]]) -> dict[str, Any]:

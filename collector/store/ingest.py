@@ -2,7 +2,8 @@
 results, its host's latest inventory and its agent's last sighting, or not at all. The agent must
 still hold its credential at the commit, and may speak only for the hosts it claimed first —
 except that a DMI-derived host id another machine reports is a placeholder, and the report is
-kept apart under the id its next anchor gives (`collector.store.anchors` says when and why)."""
+kept apart under the id its next anchor gives (`collector.store.anchors` says when and why), and
+agentless collection's hold on a host gives way to the host's own agent."""
 
 from __future__ import annotations
 
@@ -97,8 +98,9 @@ class IngestStatements:
                 "addresses": host.excluded.addresses,
             },
             # The host's own agent keeps its newest report (an old one replayed from its spool
-            # arrives late); once that agent is revoked, the agent taking the host over writes
-            # its report whatever its age (`Store._host_claims` decided who may).
+            # arrives late); once that agent is revoked, or when it is agentless collection
+            # (anchors.YIELDING_AGENTS), the agent taking the host over writes its report
+            # whatever its age (`Store._host_claims` decided who may).
             where=sa.or_(
                 sa.and_(
                     hosts.c.agent_id == host.excluded.agent_id,
@@ -107,7 +109,11 @@ class IngestStatements:
                 sa.and_(
                     hosts.c.agent_id != host.excluded.agent_id,
                     sa.exists().where(
-                        agents.c.id == hosts.c.agent_id, agents.c.revoked_at.is_not(None)
+                        agents.c.id == hosts.c.agent_id,
+                        sa.or_(
+                            agents.c.revoked_at.is_not(None),
+                            agents.c.name.in_(sorted(anchors.YIELDING_AGENTS)),
+                        ),
                     ),
                 ),
             ),
@@ -131,6 +137,17 @@ class IngestStatements:
         self.host_identities = sa.select(
             hosts.c.id, hosts.c.inventory[("hardware", "identity")].label("identity")
         ).where(hosts.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+class HeldByAgent(HostClaimed):
+    """An agentless report refused because an enrolled agent reports the host itself."""
+
+    def __init__(self, host_id: str, holder: str) -> None:
+        super().__init__(
+            f"host {host_id} is reported by its agent {holder}; agentless evidence not stored"
+        )
+        self.host_id = host_id
+        self.holder = holder
 
 
 @dataclass(eq=False)
@@ -229,6 +246,28 @@ def _result_params(
     }
 
 
+def _refusal(job: IngestJob, route: anchors.Route) -> HostClaimed:
+    """Why the job may not store under its host: agentless collection is told which agent holds
+    the host; an enrolled agent is not told other agents' names."""
+    if job.agent.name in anchors.YIELDING_AGENTS and route.held_by is not None:
+        return HeldByAgent(job.claim.reported, route.held_by)
+    return HostClaimed(f"host {job.claim.reported} is reported by another agent")
+
+
+def _newest(
+    new: list[tuple[IngestJob, int]], owners: dict[str, int]
+) -> dict[str, tuple[IngestJob, int]]:
+    """Each host's newest new report by its holder after the batch: the host row points at it."""
+    newest: dict[str, tuple[IngestJob, int]] = {}
+    for job, pk in new:
+        if owners.get(job.host_id, job.agent.id) != job.agent.id:
+            continue  # stored, but another agent of this batch took the host over after it
+        best = newest.get(job.host_id)
+        if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
+            newest[job.host_id] = (job, pk)
+    return newest
+
+
 def _lock_key(host_id: str) -> int:
     """A host id's advisory-lock key: the first 8 bytes of its SHA-256, as a signed bigint."""
     return int.from_bytes(hashlib.sha256(host_id.encode()).digest()[:8], "big", signed=True)
@@ -316,7 +355,7 @@ class Ingest(Database):
                 accepted.append(job)
             else:
                 settled.append((job, problem))
-        accepted, claimed = self._host_claims(conn, accepted)
+        accepted, claimed, owners = self._host_claims(conn, accepted)
         settled += claimed
         if not accepted:
             return settled
@@ -332,11 +371,7 @@ class Ingest(Database):
                 new.append((job, pk))
         settled += self._stored_before(conn, again)
         self._insert_results(conn, new)
-        newest: dict[str, tuple[IngestJob, int]] = {}
-        for job, pk in new:
-            best = newest.get(job.host_id)
-            if best is None or (job.generated_at, pk) >= (best[0].generated_at, best[1]):
-                newest[job.host_id] = (job, pk)
+        newest = _newest(new, owners)
         if newest:  # in host order: concurrent collectors lock host rows in the same order
             conn.execute(
                 self._sql.upsert_host,
@@ -357,7 +392,7 @@ class Ingest(Database):
 
     def _host_claims(
         self, conn: sa.Connection, jobs: list[IngestJob]
-    ) -> tuple[list[IngestJob], list[tuple[IngestJob, object]]]:
+    ) -> tuple[list[IngestJob], list[tuple[IngestJob, object]], dict[str, int]]:
         """Split the jobs into those whose agent may report their host and `HostClaimed` refusals,
         and set the id each allowed job is stored under.
 
@@ -368,9 +403,12 @@ class Ingest(Database):
         locked first (a transaction-scoped advisory lock, in key order), so two collectors'
         batches that share hosts run one after the other and never deadlock on a host one of
         them is inserting; then the existing rows are read under a row lock. A new host goes to
-        the first of this batch's agents that reports it."""
+        the first of this batch's agents that reports it. Also returned: each host's holder (agent
+        id) once the batch is routed, so a host taken over within the batch is not handed back.
+        Agentless collection (`anchors.YIELDING_AGENTS`) gives way to any other agent; its own
+        refusals name the holder (`HeldByAgent`)."""
         if not jobs:
-            return jobs, []
+            return jobs, [], {}
         ids = sorted({host for job in jobs for host, _ in job.claim.chain})
         if self._sql.lock_host_ids is not None:
             # In key order: two ids may share a key, and locks taken in id order could then
@@ -391,9 +429,7 @@ class Ingest(Database):
         for job in jobs:
             route = anchors.route(job.claim, job.agent.id, job.agent.name, holders)
             if route.host_id is None:
-                refused.append(
-                    (job, HostClaimed(f"host {job.claim.reported} is reported by another agent"))
-                )
+                refused.append((job, _refusal(job, route)))
                 continue
             # Set on every attempt: a batch that failed is retried job by job, and the
             # retry's decision replaces the failed one's.
@@ -409,7 +445,7 @@ class Ingest(Database):
                     route.host_id,
                 )
             allowed.append(job)
-        return allowed, refused
+        return allowed, refused, {host: holder.agent for host, holder in holders.items()}
 
     def _stored_before(
         self, conn: sa.Connection, jobs: list[IngestJob]

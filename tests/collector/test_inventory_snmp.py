@@ -19,13 +19,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from checks.catalog import Catalog, builtin_catalogs
+from collector.compliance.aggregate import Evidence, Rules, aggregate, check_kinds
+from collector.compliance.model import Compliance, Scope
+from collector.compliance.zones import ZoneMap
 from collector.lab import Lab
+from collector.models import EvidenceHost, EvidenceResult
+from collector.scan.zones import parse_zones
 from collector.store import Store
 
 MEDSEC = str(Path(sys.executable).parent / "medsec")
@@ -47,7 +54,6 @@ ZONES = {
     "borders": [{"zones": ["dmz", "his"], "require": ["firewall"]}],
 }
 
-pytestmark = pytest.mark.skipif(not os.path.exists(SNMPD), reason="snmpd (net-snmp) is missing")
 
 
 # --- real agents ------------------------------------------------------------------------------
@@ -121,6 +127,8 @@ def snmpd(
 def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Agent, Agent]]:
     """A well-run firewall's agent (v3 on its first port, v2c on its second) and a careless
     one that answers `public`."""
+    if not os.path.exists(SNMPD):
+        pytest.skip("snmpd (net-snmp) is missing")
     base = tmp_path_factory.mktemp("snmpd")
     good_ports = (free_udp_port(), free_udp_port())
     with (
@@ -544,3 +552,95 @@ def test_a_router_on_the_lab_borders_is_no_firewall(lab: Lab, tmp_path: Path) ->
         assert result["status"] == "fail", result["message"]
         assert result["message"].startswith(f"{name}: no firewall on the border; devices there: ")
         assert "router" in result["message"]
+
+
+# --- how inventories count beside zones scans (the aggregation alone) -------------------------
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def _report(pk: int, agent: str) -> EvidenceHost:
+    return EvidenceHost(
+        host_id=f"scan:{pk:032x}",
+        hostname="collector-1",
+        agent=agent,
+        site=None,
+        addresses=(),
+        report_pk=pk,
+        report_id=f"00000000-0000-4000-8000-{pk:012d}",
+        generated_at=NOW - timedelta(hours=1),
+        received_at=NOW - timedelta(hours=1),
+    )
+
+
+def _gbt() -> Catalog:
+    return next(c for c in builtin_catalogs() if c.standard.id == "GB/T 22239-2019")
+
+
+def _aggregate(hosts: list[EvidenceHost], rows: list[EvidenceResult], **kwargs: Any) -> Compliance:
+    return aggregate(_gbt(), Evidence(hosts, rows), Rules(NOW), check_kinds(), **kwargs)
+
+
+SCAN, SNMP = _report(1, "medsec-scanner"), _report(2, "medsec-snmp")
+ROWS = [
+    EvidenceResult(1, "net.segmentation", "pass", "office->his", "no path", "无通路", "{}"),
+    EvidenceResult(1, "net.border_firewall", "pass", "office->his", "filtered", "已过滤", "{}"),
+    EvidenceResult(2, "net.snmp_secure", "pass", "198.18.4.1:161", "v3", "v3", "{}"),
+    EvidenceResult(2, "net.snmp_secure", "fail", "198.18.3.9:161", "public", "public", "{}"),
+    EvidenceResult(2, "net.security_devices", "pass", "office<->his", "fw", "防火墙", "{}"),
+]
+
+
+def _clause(doc: Compliance, clause_id: str) -> Any:
+    return next(c for c in doc.clauses if c.id == clause_id)
+
+
+def test_devices_are_objects_and_neither_report_is_held_against_the_other() -> None:
+    doc = _aggregate([SCAN, SNMP], ROWS)
+    defaults = _clause(doc, "8.1.4.2 b")
+    assert {(o.kind, o.id, o.status) for o in defaults.objects} == {
+        ("device", "198.18.4.1:161", "pass"),
+        ("device", "198.18.3.9:161", "fail"),
+    }
+    assert (defaults.status, defaults.conformity) == ("fail", "部分符合")
+    # The inventory answers no segmentation check; the zones scan does: no placeholder.
+    segmentation = _clause(doc, "8.1.2.1 c")
+    assert {(o.kind, o.id, o.status) for o in segmentation.objects} == {
+        ("zone_pair", "office->his", "pass")
+    }
+    border = _clause(doc, "8.1.3.1 a")
+    assert {(o.kind, o.id) for o in border.objects} == {
+        ("zone_pair", "office->his"),
+        ("zone_pair", "office<->his"),
+    }
+
+
+def test_without_an_inventory_the_snmp_clauses_are_not_covered() -> None:
+    doc = _aggregate([SCAN], [r for r in ROWS if r.report_pk == 1])
+    defaults = _clause(doc, "8.1.4.2 b")
+    assert defaults.status == "not_covered"
+    [placeholder] = defaults.objects
+    assert (placeholder.kind, placeholder.reason) == (
+        "scan",
+        "the scan has no result for net.snmp_secure",
+    )
+    nothing = _aggregate([], [])
+    assert _clause(nothing, "8.1.5.4 b").status == "not_covered"
+
+
+def test_a_zone_filter_places_devices_by_their_address() -> None:
+    zones = ZoneMap(
+        [
+            parse_zones(
+                {
+                    "zones": [
+                        {"name": "office", "cidrs": ["198.18.3.0/27"]},
+                        {"name": "mgmt", "cidrs": ["198.18.4.0/27"]},
+                    ]
+                },
+                "zones.yaml",
+            )
+        ]
+    )
+    doc = _aggregate([SCAN, SNMP], ROWS, scope=Scope(zone="mgmt"), zones=zones)
+    assert [o.id for o in _clause(doc, "8.1.4.2 b").objects] == ["198.18.4.1:161"]

@@ -14,7 +14,7 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
@@ -65,14 +65,15 @@ class Match:
     text: tuple[re.Pattern[str], ...] = ()
     name: tuple[re.Pattern[str], ...] = ()
 
-    def hits(self, oid: str, descr: str, models: Sequence[str], name: str) -> list[str]:
+    def hits(self, oid: str, descr: str, models: str, name: str) -> list[str]:
+        """`models`: the ENTITY-MIB names one a line (one search covers them all)."""
         """Each signal that matched, in words."""
         found = [f"sysObjectID {oid} under {p}" for p in self.oids if _under(oid, p)]
-        found += _searched("sysDescr", self.descr, [descr])
+        found += _searched("sysDescr", self.descr, descr)
         found += _searched("ENTITY-MIB", self.model, models)
-        found += _searched("sysDescr", self.text, [descr])
+        found += _searched("sysDescr", self.text, descr)
         found += _searched("ENTITY-MIB", self.text, models)
-        found += _searched("sysName", self.name, [name])
+        found += _searched("sysName", self.name, name)
         return found
 
 
@@ -89,22 +90,30 @@ class Rule:
     """The vendor this rule names, over the enterprise's (pfSense on a FreeBSD agent)."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Rules:
-    """A loaded rules file (hashed by identity: classify caches per enterprise)."""
+    """A loaded rules file, with its rules indexed by the enterprise they are written for."""
 
     vendors: Mapping[int, Vendor]
     rules: tuple[Rule, ...]
+    _by_enterprise: Mapping[int, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _anywhere: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def _global(self) -> tuple[Rule, ...]:
-        return tuple(r for r in self.rules if not r.enterprises)
+    def __post_init__(self) -> None:
+        anywhere = tuple(r for r in self.rules if not r.enterprises)
+        named = {e for r in self.rules for e in r.enterprises}
+        index = {
+            e: tuple(r for r in self.rules if not r.enterprises or e in r.enterprises)
+            for e in named
+        }
+        object.__setattr__(self, "_anywhere", anywhere)
+        object.__setattr__(self, "_by_enterprise", index)
 
     def for_enterprise(self, enterprise: int | None) -> tuple[Rule, ...]:
         """The rules that may apply to a device of this enterprise, in file order."""
         if enterprise is None:
-            return self._global
-        return tuple(r for r in self.rules if not r.enterprises or enterprise in r.enterprises)
+            return self._anywhere
+        return self._by_enterprise.get(enterprise, self._anywhere)
 
 
 def classify(
@@ -122,13 +131,13 @@ def classify(
     oid = normalise_oid(sys_object_id)
     enterprise = enterprise_number(oid)
     vendor = rules.vendors.get(enterprise) if enterprise is not None else None
-    models = [m for m in models if m]
+    lines = "\n".join(m.replace("\n", " ") for m in models if m)
     about = _about(oid, enterprise, vendor)
     candidates = [
         _Candidate(rule.role, rule.confidence, tuple(f"{h} (rule {rule.id})" for h in hits), rule)
-        for rule in _applicable(rules, enterprise)
-        if (hits := rule.match.hits(oid, sys_descr, models, sys_name))
-        and not (rule.unless and rule.unless.hits(oid, sys_descr, models, sys_name))
+        for rule in rules.for_enterprise(enterprise)
+        if (hits := rule.match.hits(oid, sys_descr, lines, sys_name))
+        and not (rule.unless and rule.unless.hits(oid, sys_descr, lines, sys_name))
     ]
     if vendor is not None:
         why = (
@@ -208,15 +217,6 @@ def _number(enterprise: int | None) -> str | None:
     return f"enterprise {enterprise}" if enterprise is not None else None
 
 
-def _applicable(rules: Rules, enterprise: int | None) -> tuple[Rule, ...]:
-    return _cached_applicable(rules, enterprise)
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_applicable(rules: Rules, enterprise: int | None) -> tuple[Rule, ...]:
-    return rules.for_enterprise(enterprise)
-
-
 def normalise_oid(oid: str) -> str:
     """`.1.3.6...`, `iso.3.6...` and surrounding blanks to the plain dotted form."""
     oid = oid.strip().lstrip(".")
@@ -237,14 +237,16 @@ def _under(oid: str, prefix: str) -> bool:
     return oid == prefix or oid.startswith(prefix + ".")
 
 
-def _searched(where: str, patterns: Iterable[re.Pattern[str]], values: Sequence[str]) -> list[str]:
+def _searched(where: str, patterns: Iterable[re.Pattern[str]], value: str) -> list[str]:
     found = []
     for pattern in patterns:
-        for value in values:
-            if match := pattern.search(value):
-                shown = value if len(value) <= 60 else value[:57] + "..."
-                found.append(f"{where} '{shown}' names '{match.group(0)}'")
-                break
+        if match := pattern.search(value):
+            # the line it matched in: ENTITY-MIB names are searched one a line
+            start = value.rfind("\n", 0, match.start()) + 1
+            end = value.find("\n", match.end())
+            line = value[start : end if end >= 0 else len(value)]
+            shown = line if len(line) <= 60 else line[:57] + "..."
+            found.append(f"{where} '{shown}' names '{match.group(0)}'")
     return found
 
 
@@ -350,7 +352,7 @@ def _patterns(where: str, field: str, raw: object) -> tuple[re.Pattern[str], ...
     compiled = []
     for pattern in _listed(where, raw):
         try:
-            compiled.append(re.compile(str(pattern), re.IGNORECASE))
+            compiled.append(re.compile(str(pattern), re.IGNORECASE | re.MULTILINE))
         except re.error as exc:
             raise RulesError(f"{where}: bad {field} regex {pattern!r}: {exc}") from exc
     return tuple(compiled)

@@ -431,7 +431,7 @@ def test_stored_inventory_counts_in_the_compliance_report(
     try:
         [host] = store.list_hosts(10, 0).items
         assert host.agent == "medsec-snmp"
-        assert host.host_id.startswith("scan:")
+        assert host.id.startswith("scan:")
         secure = store.query_results("net.snmp_secure", None, 10, 0).items
         assert {r.target: r.status for r in secure}[f"127.0.0.1:{careless.ports[0]}"] == "fail"
         audit = [e.action for e in store.audit_entries(100, 0).items]
@@ -462,7 +462,7 @@ def test_stored_inventory_counts_in_the_compliance_report(
     assert again.code == 1
     store = Store.open(store_url)
     try:
-        assert [h.host_id for h in store.list_hosts(10, 0).items] == [host.host_id]
+        assert [h.id for h in store.list_hosts(10, 0).items] == [host.id]
     finally:
         store.close()
 

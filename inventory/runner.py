@@ -256,7 +256,8 @@ class CommandRecord:
 
     argv: str
     exit: int | None
-    """None: stopped at its time limit, or the connection went before it ended."""
+    """124: the host's `timeout` stopped it at its limit; None: the runner gave up waiting
+    (no answer from the host), or the connection went before it ended."""
     seconds: float
 
 
@@ -281,13 +282,20 @@ def load_key(path: str, passphrase: str | None = None) -> paramiko.PKey:
             "(chmod 600, as ssh requires)"
         )
     try:
-        return paramiko.PKey.from_path(path, passphrase)
-    except paramiko.PasswordRequiredException:
+        return paramiko.PKey.from_path(path, None if passphrase is None else passphrase.encode())  # type: ignore[arg-type]
+    except (paramiko.PasswordRequiredException, TypeError) as exc:
+        if isinstance(exc, TypeError) and "password" not in str(exc).lower():
+            raise SshConnectError(f"key file {path}: not a usable private key ({exc})") from None
         raise SshConnectError(
             f"key file {path} is encrypted: set MEDSEC_SSH_KEY_PASSPHRASE or load it into "
             "ssh-agent (SSH_AUTH_SOCK) and leave out the key file"
         ) from None
     except (paramiko.SSHException, ValueError) as exc:
+        if passphrase is not None:  # the library cannot tell a wrong passphrase from garbage
+            raise SshConnectError(
+                f"key file {path}: cannot be read with the passphrase given: wrong passphrase, "
+                "or not a private key"
+            ) from None
         raise SshConnectError(f"key file {path}: not a usable private key ({exc})") from None
     except OSError as exc:
         raise SshConnectError(f"key file {path}: {exc.strerror or exc}") from None
@@ -382,7 +390,9 @@ class SshRunner:
         self._deadline = deadline
         self._env = {**_ENV, **(env or {})}
         self._sftp: paramiko.SFTPClient | None = None
+        self._keep: Any = None
         self._made: set[str] = set()
+        self._found: dict[str, str | None] = {}
         self.commands: list[CommandRecord] = []
         self.file_ops: Counter[str] = Counter()
         self.host_key = ""
@@ -491,7 +501,9 @@ class SshRunner:
         for server in SFTP_SERVERS:
             command = shlex.join(["sudo", "-n", "--", server, "-R"])
             try:
-                _, out, _ = self._client.exec_command(command, timeout=limit)
+                # Keep its stdin file: collected, it would close the channel's input and
+                # sftp-server would read EOF and exit.
+                self._keep, out, _ = self._client.exec_command(command, timeout=limit)
                 sftp = paramiko.SFTPClient(out.channel)
             except (paramiko.SSHException, OSError, EOFError):
                 tried.append(server)
@@ -550,9 +562,14 @@ class SshRunner:
         if transport is None or not transport.is_active():
             raise GatherError(f"{self.target.where}: the SSH connection is closed")
         try:
-            _, out_file, _ = self._client.exec_command(command, timeout=self.target.connect_timeout)
-            channel = out_file.channel
-            return self._talk(channel, stdin, limit)
+            # The stdin file is held until the end: collected, it would send EOF early.
+            in_file, out_file, _ = self._client.exec_command(
+                command, timeout=self.target.connect_timeout
+            )
+            try:
+                return self._talk(out_file.channel, stdin, limit)
+            finally:
+                del in_file
         except (paramiko.SSHException, OSError, EOFError) as exc:
             if not transport.is_active():
                 raise GatherError(f"{self.target.where}: the SSH connection was lost") from None
@@ -606,40 +623,53 @@ class SshRunner:
         input_text: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        from inventory.readonly import check_read_only
+        from inventory.readonly import TEMP_MADE, check_read_only
 
+        given = argv[0]
         program = check_read_only(argv, env, self._made)  # NotReadOnly: never sent
+        # Resolved here as LocalRunner resolves it: the program sees the same argv[0] (tools
+        # print it in their messages) and a missing tool is ToolMissing with nothing run.
+        exe = given if given.startswith("/") else self._which_cached(given)
+        if exe is None:
+            raise ToolMissing(f"{given} is not installed")
+        resolved = [exe, *argv[1:]]
+        check_read_only(resolved, env, self._made)
         limit = self._left(timeout + KILL_GRACE_S + 1)
-        command = self._command(argv, min(timeout, limit), env or {})
+        command = self._command(resolved, min(timeout, limit), env or {})
+        shown = shlex.join(resolved)
         started = time.monotonic()
         stdin = None if input_text is None else input_text.encode("utf-8")
         try:
             status, out, err, stopped = self._exec(command, stdin, limit)
         except GatherError:
-            self.commands.append(CommandRecord(shlex.join(argv), None, _since(started)))
+            self.commands.append(CommandRecord(shown, None, _since(started)))
             raise
         elapsed = _since(started)
-        self.commands.append(CommandRecord(shlex.join(argv), None if stopped else status, elapsed))
-        if stopped or (status == 124 and elapsed >= timeout):
-            raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s")
+        self.commands.append(CommandRecord(shown, None if stopped else status, elapsed))
+        if stopped or status is None or (status == 124 and elapsed >= timeout):
+            raise CommandTimeout(f"{given} did not finish within {timeout:g} s")
         stdout, stderr = _universal_newlines(out), _universal_newlines(err)
         said = _last_line(err)
         if self.target.sudo and status == 1 and said.startswith("sudo:") and not stdout:
-            raise AccessDenied(f"{argv[0]}: sudo -n refused: {said}")
+            raise AccessDenied(f"{given}: sudo -n refused: {said}")
         if status == 127:
-            raise ToolMissing(f"{argv[0]} is not installed")
+            raise ToolMissing(f"{given} is not installed")
         if status == 126:
-            raise AccessDenied(f"{argv[0]}: permission denied")
-        assert status is not None  # noqa: S101 — None only when stopped, handled above
-        if program == "mktemp" and status == 0:
+            raise AccessDenied(f"{exe}: permission denied")
+        if program == "mktemp" and status == 0 and TEMP_MADE.fullmatch(stdout.strip()):
             self._made.add(stdout.strip())
         elif program == "rm" and status == 0:
             self._made.discard(argv[-1])
         result = CommandResult(tuple(argv), status, stdout, stderr)
         if check and status != 0:
             detail = (stderr.strip().splitlines() or ["no message"])[-1]
-            raise CommandFailed(f"{argv[0]} exited {status}: {detail}", status, stderr)
+            raise CommandFailed(f"{given} exited {status}: {detail}", status, stderr)
         return result
+
+    def _which_cached(self, name: str) -> str | None:
+        if name not in self._found:
+            self._found[name] = self.which(name)
+        return self._found[name]
 
     # -- files -----------------------------------------------------------------------------
 
@@ -763,9 +793,10 @@ def _connect_error(  # noqa: PLR0911 — one answer per kind of failure
         return SshConnectError(f"{where}: no answer within {limit:g} s")
     if isinstance(exc, paramiko.SSHException):
         text = str(exc)
-        if "banner" in text:
-            return SshConnectError(f"{where}: no SSH banner within {limit:g} s")
-        if "No existing session" in text or "no agent" in text.lower():
+        # paramiko's "No existing ..." is a handshake that did not end within the timeout.
+        if "banner" in text or text.startswith("No existing"):
+            return SshConnectError(f"{where}: no SSH answer within {limit:g} s")
+        if "No authentication methods" in text:
             return SshConnectError(f"{where}: no key to log in with (no key file, no ssh-agent)")
         return SshConnectError(f"{where}: SSH: {text}")
     if isinstance(exc, OSError):

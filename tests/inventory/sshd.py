@@ -121,23 +121,28 @@ def start_sshd(
     netns: str | None = None,
     host_key: Path | None = None,
     max_startups: int = 100,
-    quiet_rc: bool = True,
+    quiet_rc: bool = False,
 ) -> Sshd:
     """sshd on `host`:`port` letting each user in `users` log in with the given public keys.
 
     `quiet_rc`: bash sources ~/.bashrc for every command sshd runs, and this machine's root
     .bashrc starts pyenv (~130 ms a command, far more than a server's usually costs); sshd then
     runs in a mount namespace of its own where an empty file is bound over /root/.bashrc. The
-    real file is untouched, and the commands medsec runs do not read it (`env -i`)."""
+    real file is untouched and the commands medsec runs do not read it (`env -i`), but that
+    mount shows in what the gatherers see (lsblk, mountinfo): tests comparing with this host's
+    own view leave it off; the benchmark turns it on."""
     need_sshd()
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege-separation folder
     if host_key is None:
         host_key = make_key(folder / "ssh_host_ed25519_key")
     authorized = folder / "authorized"
     authorized.mkdir(exist_ok=True)
+    authorized.chmod(0o755)  # sshd reads them as the user logging in
     for user, keys in users.items():
         (authorized / user).write_text("".join(k.read_text() for k in keys))
+        (authorized / user).chmod(0o644)
     port = port or free_port()
     config = folder / "sshd_config"
     config.write_text(

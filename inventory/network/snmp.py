@@ -431,22 +431,27 @@ class _Peer:
     """Seconds one request may take with every retry: timeout × (retries + 1)."""
 
 
-def _silence(peer_patience: float, target: SnmpTarget) -> str:
+def _silence(peer_patience: float, target: SnmpTarget, *, mid_walk: bool = False) -> str:
     tries = target.retries + 1
+    waited = (
+        f"timeout: no answer after {peer_patience:g} s ({tries} tr{'y' if tries == 1 else 'ies'} "
+        f"of {target.timeout:g} s)"
+    )
+    if mid_walk:
+        return waited  # it answered these credentials before: nothing to guess about them
     why = (
         "a wrong privacy key (the agent drops what it cannot decrypt)"
         if target.credentials.version == "3"
         else "a wrong community (an agent ignores a community it does not know)"
     )
-    return (
-        f"timeout: no answer after {peer_patience:g} s ({tries} tr{'y' if tries == 1 else 'ies'} "
-        f"of {target.timeout:g} s): the device is down or filtered, or {why}"
-    )
+    return f"{waited}: the device is down or filtered, or {why}"
 
 
-def _reply_error(reply: _Reply, target: SnmpTarget, patience: float) -> str:
+def _reply_error(
+    reply: _Reply, target: SnmpTarget, patience: float, *, mid_walk: bool = False
+) -> str:
     if reply.indication == "RequestTimedOut":
-        return _silence(patience, target)
+        return _silence(patience, target, mid_walk=mid_walk)
     if reply.indication in _REPORTS:
         credentials = target.credentials
         return _REPORTS[reply.indication].format(
@@ -745,7 +750,7 @@ class _Run:
                 why = (
                     _status(reply)
                     if reply.answered and reply.error is None
-                    else _reply_error(reply, target, peer.patience)
+                    else _reply_error(reply, target, peer.patience, mid_walk=True)
                 )
                 tables = sorted({c.table for c in active})
                 gathered.table_errors.append(f"{', '.join(tables)} not complete: {why}")

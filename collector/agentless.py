@@ -146,17 +146,17 @@ def collect_host(
         return failed(str(exc))
     except Exception as exc:  # a host's boundary: the other hosts go on
         return failed(f"{spec.label}: {type(exc).__name__}: {exc}")
+    late = f"{spec.label}: did not finish within {host_timeout:g} s"
     try:
         with runner:
             document = host_report(runner, spec.config, registry, catalogs, started=started)
-            if runner.expired:
-                # What ran after the limit is `error` in the report: a partial report would
-                # stand as the host's state, so none is given.
-                return failed(f"{spec.label}: did not finish within {host_timeout:g} s")
-    except ValueError as exc:
-        return failed(f"{spec.label}: {exc}")
     except Exception as exc:  # a host's boundary: the other hosts go on
-        return failed(f"{spec.label}: {type(exc).__name__}: {exc}")
+        said = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        return failed(late if runner.expired else f"{spec.label}: {said}")
+    if runner.expired:
+        # What ran after the limit is `error` in the report: a partial report would stand
+        # as the host's state, so none is given.
+        return failed(late)
     return HostOutcome(spec, document, None, round(time.monotonic() - started, 3))
 
 

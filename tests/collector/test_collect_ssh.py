@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,11 +25,15 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.config import parse_config
 from checks import envelope as env
-from collector.agentless import AGENTLESS_AGENT, store_document
+from checks.catalog import builtin_catalogs
+from checks.registry import builtin_registry
+from collector.agentless import AGENTLESS_AGENT, HostSpec, collect_host, store_document
 from collector.models import Agent
 from collector.store import Store
 from collector.store.ingest import HeldByAgent
+from inventory.runner import SshTarget
 from tests.inventory.sshd import Sshd, make_key, need_sshd, start_sshd
 
 pytestmark = pytest.mark.root
@@ -279,6 +284,36 @@ def test_the_table_names_each_host_and_says_how_many_failed(
     assert f"== root@127.0.0.1:{sshd.port}\nmedsec host report: " in done.stdout
     assert "cannot connect: Connection refused" in done.stdout
     assert done.stdout.endswith("2 host(s): 1 collected, 1 failed\n")
+
+
+def test_a_host_past_its_time_limit_is_an_error_and_gives_no_report(
+    sshd: Sshd, keys: Path, known_hosts: Path, silent_port: int
+) -> None:
+    """A backup source whose server never answers holds the host (psql waits on it); the
+    host's limit ends the collection: an error line in bounded time, no partial report."""
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed (the backup gatherer runs it)")
+    registry = builtin_registry()
+    config = parse_config(
+        {
+            "backups": [
+                {"name": "db", "kind": "postgres", "dsn": f"host=127.0.0.1 port={silent_port}"}
+            ],
+            "backup_timeout_seconds": 60,
+        },
+        "test",
+        registry,
+    )
+    login = SshTarget(
+        sshd.host, "root", port=sshd.port, key_file=str(keys / "root"),
+        known_hosts=str(known_hosts),
+    )  # fmt: skip
+    started = time.monotonic()
+    outcome = collect_host(HostSpec(login, config), registry, builtin_catalogs(), host_timeout=3.0)
+    assert time.monotonic() - started < 6
+    assert outcome.document is None
+    assert outcome.error == f"root@127.0.0.1:{sshd.port}: did not finish within 3 s"
+    assert outcome.exit_code == 1
 
 
 # --------------------------------------------------------------------------- host keys

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +53,6 @@ ZONES = {
     ],
     "borders": [{"zones": ["dmz", "his"], "require": ["firewall"]}],
 }
-
 
 
 # --- real agents ------------------------------------------------------------------------------
@@ -209,6 +208,34 @@ def inventory(targets: Path, *more: str | Path, netns: str | None = None) -> Don
     return medsec("inventory", "snmp", "--targets", targets, *more, netns=netns)
 
 
+def inline_medsec(*args: str | Path) -> Done:
+    """`medsec ...` run in this process (`collector.cli.main`): the same command without an
+    interpreter's start-up, for the tests that need no separate process."""
+    from collector.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse refuses the command line before main runs
+                code = int(exc.code or 0)
+    finally:
+        os.umask(mask)  # main() narrows it for the collector's files
+    done = Done(code, out.getvalue(), err.getvalue())
+    assert "Traceback" not in done.err, done.err
+    for secret in SECRETS:
+        assert secret not in done.out, "a secret reached standard output"
+        assert secret not in done.err, "a secret reached standard error"
+    return done
+
+
+def inline(targets: Path, *more: str | Path) -> Done:
+    return inline_medsec("inventory", "snmp", "--targets", targets, *more)
+
+
 def by_target(document: dict[str, Any], check_id: str) -> dict[str, dict[str, Any]]:
     return {r["target"]: r for r in document["results"] if r["check_id"] == check_id}
 
@@ -292,7 +319,7 @@ def test_json_names_every_device_its_role_and_every_verdict(
 
 def test_csv_is_one_row_per_device(agents: tuple[Agent, Agent], mixed: Path) -> None:
     good, _ = agents
-    done = inventory(mixed, "--format", "csv")
+    done = inline(mixed, "--format", "csv")
     assert done.code == 1
     rows = list(csv.DictReader(io.StringIO(done.out)))
     assert list(rows[0]) == [
@@ -309,7 +336,7 @@ def test_table_is_one_line_per_device_then_per_result(
     agents: tuple[Agent, Agent], mixed: Path
 ) -> None:
     good, _ = agents
-    done = inventory(mixed)
+    done = inline(mixed)
     assert done.code == 1
     lines = done.out.splitlines()
     assert lines[0].startswith("devices (4, ")
@@ -326,7 +353,7 @@ def test_table_is_one_line_per_device_then_per_result(
 def test_nothing_failed_is_exit_zero(agents: tuple[Agent, Agent], tmp_path: Path) -> None:
     good, _ = agents
     targets = targets_file(tmp_path, [v3(good.ports[0], borders=["his<->dmz"])], zones=ZONES)
-    done = inventory(targets, "--format", "json")
+    done = inline(targets, "--format", "json")
     assert done.code == 0, done.out
     statuses = {r["check_id"]: r["status"] for r in json.loads(done.out)["results"]}
     assert statuses == {"net.snmp_secure": "pass", "net.security_devices": "pass"}
@@ -344,7 +371,7 @@ def test_zones_option_overrides_the_targets_file(
             {**ZONES, "borders": [{"zones": ["dmz", "his"], "require": ["firewall", "ips"]}]}
         )
     )
-    done = inventory(targets, "--zones", strict, "--format", "json")
+    done = inline(targets, "--zones", strict, "--format", "json")
     assert done.code == 1
     border = by_target(json.loads(done.out), "net.security_devices")["dmz<->his"]
     assert border["status"] == "fail"
@@ -357,7 +384,7 @@ def test_without_a_zones_file_no_border_is_judged(
     agents: tuple[Agent, Agent], tmp_path: Path
 ) -> None:
     good, _ = agents
-    done = inventory(targets_file(tmp_path, [v3(good.ports[0])]), "--format", "json")
+    done = inline(targets_file(tmp_path, [v3(good.ports[0])]), "--format", "json")
     document = json.loads(done.out)
     assert document["borders"] == []
     border = next(r for r in document["results"] if r["check_id"] == "net.security_devices")
@@ -385,7 +412,7 @@ def test_a_bad_targets_or_zones_file_is_exit_2_in_one_line(
 ) -> None:
     targets = targets_file(tmp_path, [{"address": "127.0.0.1", "port": 9}], zones=ZONES)
     spoil(targets)
-    done = inventory(targets, "--format", "json")
+    done = inline(targets, "--format", "json")
     assert done.code == 2, done
     assert done.out == ""
     assert done.err.startswith("medsec inventory snmp: ")
@@ -395,7 +422,7 @@ def test_a_bad_targets_or_zones_file_is_exit_2_in_one_line(
 
 def test_store_needs_a_config(tmp_path: Path) -> None:
     targets = targets_file(tmp_path, [{"address": "127.0.0.1", "port": 9}])
-    done = inventory(targets, "--store")
+    done = inline(targets, "--store")
     assert (done.code, done.err) == (
         2,
         "medsec inventory snmp: --store needs --config (the collector settings)\n",
@@ -406,9 +433,7 @@ def test_store_needs_a_config(tmp_path: Path) -> None:
 
 
 def collector_config(folder: Path, database: str) -> Path:
-    subprocess.run(
-        [MEDSEC, "init", "--dir", str(folder)], check=True, capture_output=True, timeout=60
-    )
+    assert inline_medsec("init", "--dir", folder).code == 0
     config = folder / "collector.yaml"
     settings = yaml.safe_load(config.read_text(encoding="utf-8"))
     settings["database"] = database
@@ -440,7 +465,7 @@ def test_stored_inventory_counts_in_the_compliance_report(
         store.close()
 
     out = tmp_path / "gbt.json"
-    report = medsec(
+    report = inline_medsec(
         "report", "--standard", "gbt22239-2019-l3", "--format", "json", "--out", out,
         "--config", config,
     )  # fmt: skip
@@ -458,7 +483,7 @@ def test_stored_inventory_counts_in_the_compliance_report(
     assert border["dmz<->his"] == ("zone_pair", "pass")
 
     # The same targets file stored again is the same host: one history per file and collector.
-    again = inventory(mixed, "--format", "csv", "--store", "--config", config)
+    again = inline(mixed, "--format", "csv", "--store", "--config", config)
     assert again.code == 1
     store = Store.open(store_url)
     try:

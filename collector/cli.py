@@ -168,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
     add_lab_parser(sub)
     scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
+    from collector.agentless_cli import add_collect_parser
+    from collector.inventory_cli import add_inventory_parser
+
+    add_inventory_parser(sub, _Parser)
+    add_collect_parser(sub, _Parser)
     return parser
 
 
@@ -697,7 +702,19 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": lambda args: _compliance("report", args),
     "attest": lambda args: _compliance("attest", args),
     "snapshot": lambda args: _compliance("snapshot", args),
+    "inventory": lambda args: _agentless("inventory", args),
+    "collect": lambda args: _agentless("collect", args),
 }
+
+
+def _agentless(command: str, args: argparse.Namespace) -> int:
+    if command == "inventory":
+        from collector import inventory_cli
+
+        return inventory_cli.run(args)
+    from collector import agentless_cli
+
+    return agentless_cli.run(args)
 
 
 def _setup(command: str, args: argparse.Namespace) -> int:

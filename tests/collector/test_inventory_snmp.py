@@ -461,6 +461,15 @@ def test_stored_inventory_counts_in_the_compliance_report(
         assert {r.target: r.status for r in secure}[f"127.0.0.1:{careless.ports[0]}"] == "fail"
         audit = [e.action for e in store.audit_entries(100, 0).items]
         assert any(a.startswith("cli inventory snmp --targets") for a in audit)
+        found = store.get_host(host.id)
+        assert found is not None
+        _, stored_inventory, rows = found
+        assert set(stored_inventory) == {"network_devices", "borders", "snmp"}
+        assert stored_inventory["snmp"]["targets_file"] == str(mixed)
+        assert len(stored_inventory["network_devices"]) == 4
+        kept = json.dumps([stored_inventory, [r.evidence for r in rows]], ensure_ascii=False)
+        for secret in SECRETS:
+            assert secret not in kept
     finally:
         store.close()
 

@@ -551,8 +551,15 @@ class _Run:
             p for plan in plans if plan.target.credentials.user not in shared for p in plan.peers()
         )
         listed = asyncio.gather(*(self._listed(plan) for plan in plans))
-        swept = self._sweep()
-        found, discovered = await asyncio.gather(listed, swept)
+        settings = targets.sweep_settings
+        if settings is not None and settings.credentials.user in _conflicting_users(
+            targets, with_sweep=True
+        ):
+            # The sweep's v3 user has other keys than a listed device's of the same name, and
+            # a sweep configures its peers while running: it waits for the listed devices.
+            found = await listed
+            return (*found, *await self._sweep())
+        found, discovered = await asyncio.gather(listed, self._sweep())
         return (*found, *discovered)
 
     # -- listed devices ------------------------------------------------------------------------
@@ -660,7 +667,13 @@ class _Run:
             await asyncio.wait_for(work, max(budget - elapsed, 0.1))
         except TimeoutError:
             # wait_for cancelled the requests; what came back so far stays.
-            gathered.table_errors.append(f"deadline of {budget:g} s reached")
+            unfinished = sorted({c.table for c in gathered.columns if not c.done})
+            what = f"{', '.join(unfinished)} not complete: " if unfinished else ""
+            gathered.table_errors.append(f"{what}the device's deadline of {budget:g} s passed")
+        except Exception as exc:
+            # The device's boundary: one device's fault (a pysnmp bug, an agent's malformed
+            # answer) must not stop the others.
+            gathered.error = f"SNMP failed: {type(exc).__name__}: {exc}"
         return self._assemble(plan, gathered)
 
     async def _open(self, peer: _Peer, target: SnmpTarget, gathered: _Gathered) -> _Reply:
@@ -890,11 +903,14 @@ def _status(reply: _Reply) -> str:
     return f"error status {names.get(reply.status, reply.status)} at varbind {reply.index}"
 
 
-def _conflicting_users(targets: Targets) -> set[str]:
-    """v3 user names given different keys or protocols by different devices."""
+def _conflicting_users(targets: Targets, *, with_sweep: bool = False) -> set[str]:
+    """v3 user names given different keys or protocols by different devices (and, with
+    `with_sweep`, by the sweep's defaults)."""
     seen: dict[str, set[tuple[Any, ...]]] = {}
-    for target in targets.devices:
-        c = target.credentials
+    credentials = [t.credentials for t in targets.devices]
+    if with_sweep and targets.sweep_settings is not None:
+        credentials.append(targets.sweep_settings.credentials)
+    for c in credentials:
         if c.version == "3" and c.user is not None:
             seen.setdefault(c.user, set()).add(
                 (c.auth_protocol, c.auth_key, c.priv_protocol, c.priv_key)

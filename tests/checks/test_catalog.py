@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from checks.catalog import CatalogError, builtin_catalogs, load_catalog
+from checks.device import device_registry
 from checks.net import network_registry
 from checks.registry import builtin_registry
 from tests.checks.all_cases import ALL_CASES, registries
@@ -14,13 +15,13 @@ from tests.checks.meta import unmapped, without_cases
 
 
 def all_check_ids() -> list[str]:
-    return builtin_registry().ids() + network_registry().ids()
+    return builtin_registry().ids() + network_registry().ids() + device_registry().ids()
 
 
 STANDARDS = Path(__file__).resolve().parents[2] / "checks" / "standards"
 
 
-@pytest.mark.parametrize("registry", registries(), ids=["host", "network"])
+@pytest.mark.parametrize("registry", registries(), ids=["host", "network", "device"])
 def test_every_check_is_mapped_to_a_clause(registry):
     assert unmapped(registry, builtin_catalogs()) == []
 
@@ -29,7 +30,7 @@ def test_every_mapped_check_exists():
     assert sorted(builtin_catalogs().mapped_check_ids() - set(all_check_ids())) == []
 
 
-@pytest.mark.parametrize("registry", registries(), ids=["host", "network"])
+@pytest.mark.parametrize("registry", registries(), ids=["host", "network", "device"])
 def test_every_check_has_pass_and_fail_cases(registry):
     assert without_cases(registry, ALL_CASES) == []
 

@@ -466,10 +466,14 @@ class SshRunner:
 
     def _preflight(self, limit: float) -> None:
         """One command through the whole wrapper (sudo, timeout, env), then SFTP."""
-        status, _, err, stopped = self._exec(
-            self._command(["true"], limit, {}), None, limit + KILL_GRACE_S
-        )
-        self.commands.append(CommandRecord("true", status, 0.0))
+        started = time.monotonic()
+        try:
+            status, _, err, stopped = self._exec(
+                self._command(["true"], limit, {}), None, limit + KILL_GRACE_S
+            )
+        except GatherError as exc:
+            raise SshConnectError(str(exc)) from None
+        self.commands.append(CommandRecord("true", status, _since(started)))
         said = _last_line(err)
         if stopped:
             raise SshConnectError(f"{self.target.where}: a first command got no answer")
@@ -593,7 +597,7 @@ class SshRunner:
                     err += channel.recv_stderr(65536)
                     got = True
                 if len(out) + len(err) > MAX_OUTPUT:
-                    return None, bytes(out), b"printed more than 64 MiB: stopped", True
+                    raise GatherError(f"printed more than {MAX_OUTPUT >> 20} MiB: stopped")
                 if channel.exit_status_ready() and not (
                     channel.recv_ready() or channel.recv_stderr_ready()
                 ):

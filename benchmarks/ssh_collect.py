@@ -37,7 +37,8 @@ from checks.catalog import builtin_catalogs  # noqa: E402
 from checks.registry import builtin_registry  # noqa: E402
 from checks.runner import evaluate  # noqa: E402
 from collector.agentless import HostSpec, collect_host, collect_hosts  # noqa: E402
-from inventory.runner import LocalRunner, SshTarget  # noqa: E402
+from inventory.network.ssh import SshTarget  # noqa: E402
+from inventory.runner import LocalRunner  # noqa: E402
 from tests.inventory.sshd import Sshd, make_key, start_sshd, tool  # noqa: E402
 
 BRIDGE = "msshbr0"

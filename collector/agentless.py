@@ -1,6 +1,7 @@
 """Agentless collection: the agent's gatherers and checks run against a server over SSH
-(`inventory.runner.SshRunner`), giving the same `medsec.report/v1` the agent would, with the same
-host id, plus a `collection` entry in its inventory naming the transport and every command run.
+(`inventory.network.ssh.SshRunner`), giving the same `medsec.report/v1` the agent would, with the
+same host id, plus a `collection` entry in its inventory naming the transport and every command
+run.
 
 Many hosts run at once in threads (paramiko blocks), each bounded by its own time limit; a host
 that cannot be reached, refuses the login or whose key is refused is an error line for that host
@@ -29,7 +30,7 @@ from checks.catalog import Catalogs
 from checks.facts import HardwareFacts
 from checks.registry import Registry
 from checks.runner import evaluate
-from inventory.runner import SshConnectError, SshRunner, SshTarget
+from inventory.network.ssh import SshConnectError, SshRunner, SshTarget
 
 if TYPE_CHECKING:
     import paramiko

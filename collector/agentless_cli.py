@@ -273,7 +273,7 @@ def _load(args: argparse.Namespace) -> _Loaded:
     from checks.catalog import builtin_catalogs
     from checks.registry import builtin_registry
     from collector.agentless import HostSpec
-    from inventory.runner import DEFAULT_KNOWN_HOSTS, SshConnectError, SshTarget, load_key
+    from inventory.network.ssh import DEFAULT_KNOWN_HOSTS, SshConnectError, SshTarget, load_key
 
     _check_numbers(args)
     if args.hosts is not None:

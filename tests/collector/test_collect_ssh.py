@@ -33,7 +33,7 @@ from collector.agentless import AGENTLESS_AGENT, HostSpec, collect_host, store_d
 from collector.models import Agent
 from collector.store import Store
 from collector.store.ingest import HeldByAgent
-from inventory.runner import SshTarget
+from inventory.network.ssh import SshTarget
 from tests.inventory.sshd import Sshd, make_key, need_sshd, start_sshd
 
 pytestmark = pytest.mark.root

@@ -23,21 +23,17 @@ from agent.config import parse_config
 from agent.gather import gather
 from checks.registry import builtin_registry
 from inventory.host.backup.postgres import POSTGRES_QUERY
-from inventory.readonly import RULES, NotReadOnly, check_read_only
+from inventory.network.readonly import RULES, NotReadOnly, check_read_only
+from inventory.network.ssh import HostKeyRefused, SshConnectError, SshRunner, SshTarget, load_key
 from inventory.runner import (
     AccessDenied,
     CommandFailed,
     CommandResult,
     CommandTimeout,
     GatherError,
-    HostKeyRefused,
     LocalRunner,
     SourceMissing,
-    SshConnectError,
-    SshRunner,
-    SshTarget,
     ToolMissing,
-    load_key,
 )
 from tests.inventory.sshd import (
     Sshd,

@@ -26,8 +26,9 @@ from collector.store.rows import Row
 from collector.store.schema import agents, attestations, hosts, reports, snapshots
 from collector.store.values import safe_text, storable, utc
 
-SERVICE_AGENTS = ("medsec-scanner",)
-"""Agents the collector itself uses: never "missing", whatever they stored."""
+SERVICE_AGENTS = ("medsec-scanner", "medsec-snmp", "medsec-agentless")
+"""Agents the collector itself uses (zones scans, SNMP inventories, agentless SSH collection):
+never "missing", whatever they stored, and never a name an operator may enrol."""
 _CHUNK = 900
 """Report keys per IN list: under SQLite's 999 bound parameters."""
 _SELECT_RESULTS = (

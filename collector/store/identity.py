@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from collector.models import Agent, Role, SignatureAlg, User
 from collector.store.engine import Database
 from collector.store.errors import AgentExists, EnrollmentInvalid, NotFound, UserExists
+from collector.store.evidence import SERVICE_AGENTS
 from collector.store.rows import AGENT_COLUMNS, USER_COLUMNS, Row, to_agent, to_user
 from collector.store.schema import agents, enrollment_tokens, users
 from collector.store.values import refuse_nul, storable, utc
@@ -59,6 +60,9 @@ class Identities(Database):
         if ttl <= timedelta(0):
             raise ValueError("the enrolment token's lifetime must be positive")
         refuse_nul("an agent name", name)
+        if name in SERVICE_AGENTS:
+            # An enrolled host named like agentless collection would lose its host to any agent.
+            raise AgentExists(f"agent name {name!r} is reserved for the collector's own evidence")
         now = utc(now)
         token = _new_token("mse_")
         with self._tx(write=True) as conn:

@@ -184,6 +184,15 @@ def test_active_agent_cannot_be_enrolled_again(store: Store) -> None:
         store.create_enrollment("his-db-01", TTL, NOW)
 
 
+@pytest.mark.parametrize("name", ["medsec-scanner", "medsec-snmp", "medsec-agentless"])
+def test_the_collectors_own_identities_cannot_be_enrolled(store: Store, name: str) -> None:
+    # An agent enrolled as `medsec-agentless` would have its hosts taken over by any agent, and
+    # its reports counted as the collector's own: the names are refused before anything exists.
+    with pytest.raises(AgentExists, match="reserved"):
+        store.create_enrollment(name, TTL, NOW)
+    assert store.list_agents() == []
+
+
 def test_a_new_enrolment_token_voids_the_unused_one(store: Store) -> None:
     first = store.create_enrollment("his-db-01", TTL, NOW)
     second = store.create_enrollment("his-db-01", TTL, NOW)

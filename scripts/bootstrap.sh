@@ -23,6 +23,7 @@ DEBS=(
   poppler-utils                                # pdftotext/pdftoppm read the PDF reports in tests
   debootstrap dpkg-dev                         # Ansible test hosts; the offline bundle's apt index
   prometheus faketime                          # promtool checks /metrics; agent clocks far off in fault tests
+  sudo                                         # agentless collection as a non-root user with --sudo
 )
 
 missing=()

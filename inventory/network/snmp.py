@@ -94,6 +94,21 @@ TABLES = {
     "IP-MIB ipAddrTable": (IP_AD_ENT_IF_INDEX, IP_AD_ENT_NET_MASK),
 }
 """What is walked, by the name an `error` uses for it."""
+OPENING_COLUMNS = (
+    TABLES["ENTITY-MIB entPhysicalTable"][0],
+    IF_DESCR,
+    IF_NAME,
+    *TABLES["IP-MIB ipAddrTable"],
+)
+"""The columns whose first row the opening request asks: every column of the narrow tables,
+the first of the wide ENTITY-MIB one (whose other columns are asked only where it has rows)."""
+ENTRIES = {
+    "ENTITY-MIB entPhysicalTable": ENT_PHYSICAL_ENTRY,
+    "IF-MIB ifDescr/ifName": (1, 3, 6, 1, 2, 1, 2, 2, 1),
+    "IP-MIB ipAddrTable": (1, 3, 6, 1, 2, 1, 4, 20, 1),
+}
+"""Each table's entry: the opening's GETNEXT landing anywhere under it means the table has rows
+(even if the first column is one the agent leaves out), so its other columns are walked."""
 
 WELL_KNOWN_COMMUNITIES = (
     "public",
@@ -120,7 +135,7 @@ MAX_ROWS = 2000
 """Rows read per table at most; the error says when a table was cut."""
 VARBINDS_PER_REQUEST = 64
 """A GETBULK asks for about this many values (max-repetitions × columns still walked)."""
-MAX_REPETITIONS = 32
+MAX_REPETITIONS = 16
 REQUESTS_PER_DEADLINE = 4
 """A device's deadline: this many requests, each with every retry timing out."""
 MAX_DEVICE_SECONDS = 120.0
@@ -677,14 +692,18 @@ class _Run:
         return self._assemble(plan, gathered)
 
     async def _open(self, peer: _Peer, target: SnmpTarget, gathered: _Gathered) -> _Reply:
-        """The opening request: system group + the first row of every column."""
+        """The opening request: the system group and the first row of `OPENING_COLUMNS`. A
+        table the answer shows absent is not walked at all: most of a sparse device (or an
+        answering sweep address) is then this one round trip."""
         wire = self.wire
         columns = gathered.columns
         scalars = list(SYSTEM.values())
+        opening = [c for c in columns if c.oid in OPENING_COLUMNS]
+        asked = [*scalars, *(c.oid for c in opening)]
         if target.credentials.version == "1":
-            reply = await self._v1_next(peer, [*scalars, *(c.oid for c in columns)])
+            reply = await self._v1_next(peer, asked)
         else:
-            reply = await wire.bulk(peer, len(scalars), 1, [*scalars, *(c.oid for c in columns)])
+            reply = await wire.bulk(peer, len(scalars), 1, asked)
         if not reply.answered or reply.error is not None:
             gathered.answered = gathered.answered or reply.answered
             gathered.error = _reply_error(reply, target, peer.patience)
@@ -703,7 +722,21 @@ class _Run:
             return fallback
         count = len(scalars)
         self._system(gathered, reply.binds[:count], exact=False)
-        _take(columns, reply.binds[count:])
+        probes = reply.binds[count : count + len(opening)]
+        _take(opening, probes)
+        firsts: dict[str, tuple[_Column, tuple[tuple[int, ...], Any]]] = {}
+        for column, bind in zip(opening, probes, strict=False):
+            firsts.setdefault(column.table, (column, bind))
+        for first, (oid, value) in firsts.values():
+            entry = ENTRIES[first.table]
+            if (
+                value is END_OF_MIB
+                or value.__class__.__name__ == "EndOfMibView"
+                or (oid[: len(entry)] != entry)
+            ):
+                for column in columns:
+                    if column.table == first.table:
+                        column.done = True
         return reply
 
     async def _v1_next(self, peer: _Peer, oids: list[tuple[int, ...]]) -> _Reply:
@@ -784,8 +817,11 @@ class _Run:
     async def _discover_v3(self, plan: _Plan, gathered: _Gathered) -> None:
         if plan.v3 is None:
             return
-        reply = await self.wire.get(plan.v3, [(*SYSTEM["sys_object_id"], 0)])
         target = plan.target
+        if self.wire.knows_engine(target.address, target.port):
+            gathered.v3 = True  # this agent (address and port) answered a discovery already
+            return
+        reply = await self.wire.get(plan.v3, [(*SYSTEM["sys_object_id"], 0)])
         gathered.v3 = reply.answered or self.wire.knows_engine(target.address, target.port)
 
     # -- the facts -----------------------------------------------------------------------------

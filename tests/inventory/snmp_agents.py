@@ -175,11 +175,22 @@ def run_snmpd(
 # --- snmpsim ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Snmpsim:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the simulator has used so far (user + system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def run_snmpsim(
     cache: Path, data: Path = RECORDINGS, *, address: str = "127.0.0.1", port: int | None = None
-) -> Iterator[int]:
-    """snmpsim serving every `.snmprec` of `data` on one UDP port; the port."""
+) -> Iterator[Snmpsim]:
+    """snmpsim serving every `.snmprec` of `data` on one UDP port."""
     need_snmpsim()
     cache.mkdir(parents=True, exist_ok=True)
     port = port or free_udp_port(address)
@@ -199,7 +210,7 @@ def run_snmpsim(
                 stderr = process.stderr.read() if process.stderr else b""
                 raise RuntimeError(f"snmpsim did not start: {stderr.decode(errors='replace')}")
             time.sleep(0.05)
-        yield port
+        yield Snmpsim(port, process.pid)
     finally:
         _stop(process)
 

@@ -28,10 +28,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpRun]:
     if not NAMES:
         pytest.skip(f"the shared SNMP recordings are absent ({RECORDINGS})")
     base = tmp_path_factory.mktemp("snmpsim")
-    with run_snmpsim(base / "cache") as port:
+    with run_snmpsim(base / "cache") as simulator:
         text = "well_known_communities: false\ndefaults: {timeout: 2, retries: 1}\ndevices:\n"
         text += "".join(
-            f"  - {{address: 127.0.0.1, port: {port}, community: '{name}'}}\n" for name in NAMES
+            f"  - {{address: 127.0.0.1, port: {simulator.port}, community: '{name}'}}\n"
+            for name in NAMES
         )
         yield collect_devices(load_targets(write_private(base / "targets.yaml", text)))
 

@@ -284,6 +284,49 @@ def first_answer_only(agent: tuple[str, int], forward: int = 1) -> Iterator[int]
         back.close()
 
 
+@contextmanager
+def slow_link(agent: tuple[str, int], delay: float) -> Iterator[int]:
+    """A UDP relay in front of a real agent that passes everything but holds each answer back
+    `delay` seconds: a device far away or busy, answering every request, slowly. The port."""
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", 0))
+    front.settimeout(0.05)
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.settimeout(0.05)
+    stop = threading.Event()
+    timers: list[threading.Timer] = []
+
+    def answer(data: bytes, client: tuple[str, int]) -> None:
+        with suppress(OSError):
+            front.sendto(data, client)
+
+    def relay() -> None:
+        client: tuple[str, int] | None = None
+        while not stop.is_set():
+            with suppress(TimeoutError, OSError):
+                data, client = front.recvfrom(65535)
+                back.sendto(data, agent)
+            with suppress(TimeoutError, OSError):
+                data = back.recv(65535)
+                if client is not None:
+                    timer = threading.Timer(delay, answer, (data, client))
+                    timer.daemon = True
+                    timers.append(timer)
+                    timer.start()
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        yield int(front.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(2)
+        for timer in timers:
+            timer.cancel()
+        front.close()
+        back.close()
+
+
 def _is_v2c(message: bytes) -> bool:
     """An SNMP message's version field (SEQUENCE, then INTEGER version) is 1 (v2c)."""
     if len(message) < 5 or message[0] != 0x30:

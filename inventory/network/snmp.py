@@ -141,6 +141,11 @@ REQUESTS_PER_DEADLINE = 4
 MAX_DEVICE_SECONDS = 120.0
 SWEEP_BATCH = 256
 """Sweep addresses configured (and probed) at a time."""
+SEND_BUFFER = 4 << 20
+"""Bytes asked for each socket's send buffer (granted as asked only to root: SO_SNDBUFFORCE;
+others get at most the kernel's net.core.wmem_max)."""
+MAX_SEND_WAIT = 10.0
+"""Seconds a request waits at most for its socket to take datagrams again."""
 
 _UNANSWERED = Classification(
     vendor=None, role="other", confidence=0.0, signals=("no SNMP identity read",), rule=None
@@ -297,6 +302,15 @@ class _Wire:
         view.mibBuilder.set_mib_compiler(_NoMibCompiler(), "")
         self.objects: dict[tuple[int, ...], Any] = {}
         self.communities: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.tuned: set[int] = set()
+        from pysnmp.carrier.asyncio.dgram import udp  # type: ignore[import-untyped]
+
+        class KnockTarget(hlapi.UdpTransportTarget):  # type: ignore[misc]
+            """UDP from a second socket (pysnmp keeps one socket per transport domain)."""
+
+            TRANSPORT_DOMAIN = (*udp.DOMAIN_NAME, 1)
+
+        self.knock_target = KnockTarget
         self.auth_protocols = {
             "md5": hlapi.USM_AUTH_HMAC96_MD5,
             "sha": hlapi.USM_AUTH_HMAC96_SHA,
@@ -350,12 +364,45 @@ class _Wire:
         return self.hlapi.UsmUserData(PROBE_USER), self.context
 
     async def peer(
-        self, address: str, port: int, auth: tuple[Any, Any], timeout: float, retries: int
+        self,
+        address: str,
+        port: int,
+        auth: tuple[Any, Any],
+        timeout: float,
+        retries: int,
+        *,
+        knock: bool = False,
     ) -> _Peer:
-        transport = await self.hlapi.UdpTransportTarget.create(
-            (address, port), timeout=timeout, retries=retries
-        )
+        """A configured-to-be peer; `knock`: a sweep's opening request, sent from a socket of
+        its own (see `_drain`)."""
+        kind = self.knock_target if knock else self.hlapi.UdpTransportTarget
+        transport = await kind.create((address, port), timeout=timeout, retries=retries)
         return _Peer(auth[0], auth[1], transport, timeout * (retries + 1))
+
+    async def _drain(self, peer: _Peer) -> None:
+        """Wait until the peer's socket takes datagrams again. A datagram to an on-link
+        address nobody holds waits in the kernel for ARP (about 3 s) and counts against the
+        socket's send buffer meanwhile: a sweep of a directly attached range fills it, and
+        asyncio then holds later requests back while pysnmp's clock for them already runs. So
+        no request is handed over before the socket is writable (its clock starts when it
+        leaves), sweep knocks use a socket of their own, and each socket gets a large buffer
+        where the kernel allows it."""
+        dispatcher = self.engine.transport_dispatcher
+        carrier = (
+            dispatcher.get_transport(peer.transport.TRANSPORT_DOMAIN)
+            if dispatcher is not None
+            else None
+        )
+        datagrams = getattr(carrier, "transport", None)
+        if datagrams is None:
+            return
+        if id(datagrams) not in self.tuned:
+            self.tuned.add(id(datagrams))
+            _enlarge_send_buffer(datagrams.get_extra_info("socket"))
+        waited = 0.0
+        while datagrams.get_write_buffer_size() and waited < MAX_SEND_WAIT:
+            await asyncio.sleep(0.01)
+            waited += 0.01
 
     def configure(self, peers: Iterable[_Peer]) -> None:
         """Write the peers into the engine's tables now, before traffic (see the module doc)."""
@@ -365,7 +412,7 @@ class _Wire:
     def knows_engine(self, address: str, port: int) -> bool:
         """Whether an SNMPv3 engine discovery of this address got its answer (a report with
         the agent's engine ID), even if the request after it timed out."""
-        from pysnmp.carrier.asyncio.dgram import udp  # type: ignore[import-untyped]
+        from pysnmp.carrier.asyncio.dgram import udp
 
         for model in self.engine.message_processing_subsystems.values():
             info = getattr(model, "get_peer_engine_info", None)
@@ -389,7 +436,8 @@ class _Wire:
 
     async def get(self, peer: _Peer, oids: Sequence[tuple[int, ...]]) -> _Reply:
         return await self._send(
-            self.hlapi.get_cmd(
+            peer,
+            lambda: self.hlapi.get_cmd(
                 self.engine, peer.auth, peer.transport, peer.context,
                 *(self._object(o) for o in oids), lookupMib=False,
             ),
@@ -397,7 +445,8 @@ class _Wire:
 
     async def next(self, peer: _Peer, oids: Sequence[tuple[int, ...]]) -> _Reply:
         return await self._send(
-            self.hlapi.next_cmd(
+            peer,
+            lambda: self.hlapi.next_cmd(
                 self.engine, peer.auth, peer.transport, peer.context,
                 *(self._object(o) for o in oids), lookupMib=False,
             ),
@@ -407,17 +456,19 @@ class _Wire:
         self, peer: _Peer, non_repeaters: int, repetitions: int, oids: Sequence[tuple[int, ...]]
     ) -> _Reply:
         return await self._send(
-            self.hlapi.bulk_cmd(
+            peer,
+            lambda: self.hlapi.bulk_cmd(
                 self.engine, peer.auth, peer.transport, peer.context,
                 non_repeaters, repetitions, *(self._object(o) for o in oids), lookupMib=False,
             ),
         )  # fmt: skip
 
-    async def _send(self, request: Any) -> _Reply:
+    async def _send(self, peer: _Peer, request: Callable[[], Any]) -> _Reply:
         from pysnmp.error import PySnmpError  # type: ignore[import-untyped]
 
+        await self._drain(peer)
         try:
-            indication, status, index, binds = await request
+            indication, status, index, binds = await request()
         except (PySnmpError, OSError, ValueError) as exc:
             return _Reply(f"SNMP request failed: {type(exc).__name__}: {exc}", answered=False)
         if indication:
@@ -444,6 +495,19 @@ class _Peer:
     transport: Any
     patience: float
     """Seconds one request may take with every retry: timeout × (retries + 1)."""
+
+
+def _enlarge_send_buffer(sock: Any) -> None:
+    import socket
+
+    if sock is None:
+        return
+    for option in (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SEND_BUFFER)
+        except OSError:
+            continue
+        return
 
 
 def _silence(peer_patience: float, target: SnmpTarget, *, mid_walk: bool = False) -> str:
@@ -639,7 +703,7 @@ class _Run:
         wire = self.wire
         auth = wire.auth(target.credentials)
         quick = await wire.peer(
-            target.address, target.port, auth, min(SWEEP_TIMEOUT, target.timeout), 0
+            target.address, target.port, auth, min(SWEEP_TIMEOUT, target.timeout), 0, knock=True
         )
         main = await wire.peer(target.address, target.port, auth, target.timeout, target.retries)
         v3 = None

@@ -2,7 +2,8 @@
 veth link where nothing else answers (no route out), snmpd on 198.18.200.1:161, and the inventory
 run inside the namespace sweeping 198.18.200.0/28 with the defaults' credentials. Exactly the
 agent comes back, as a swept device on which no well-known community was tried; the other
-addresses are counted, not listed."""
+addresses are counted, not listed. A larger directly attached range at a high concurrency (every
+absent address holds its datagram in the kernel while ARP fails) still reads the agent whole."""
 
 from __future__ import annotations
 
@@ -70,3 +71,32 @@ def test_a_sweep_finds_exactly_the_agent(tmp_path: Path) -> None:
     assert device["community_guessable"] is False
     assert run["seconds"] < 10
     assert agent.community not in done.stdout + done.stderr
+
+
+def test_a_wide_on_link_sweep_still_reads_the_agent_whole(tmp_path: Path) -> None:
+    with (
+        namespace("198.18.200.1/22") as ns,
+        run_snmpd(tmp_path / "snmpd", address="198.18.200.1", port=161, netns=ns) as agent,
+    ):
+        write_private(tmp_path / "community", agent.community + "\n")
+        targets = write_private(
+            tmp_path / "targets.yaml",
+            "concurrency: 256\n"
+            "defaults: {community_file: community, timeout: 1, retries: 0}\n"
+            "sweep: [198.18.200.0/22]\n",
+        )
+        done = subprocess.run(
+            [IP, "netns", "exec", ns, sys.executable, "-c", COLLECT, str(targets)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[2],
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["addresses_swept"] == 1022
+    (device,) = run["devices"]
+    assert device["address"] == "198.18.200.1"
+    assert device["error"] is None  # no walk starved behind the knocks waiting for ARP
+    assert "198.18.200.1/22" in device["addresses"]

@@ -9,14 +9,19 @@ part keeps what it gave and says what is missing.
 
 How a device is asked, and why:
 - one opening request carries the system group (as GETNEXT of each object, i.e. the
-  non-repeaters of a GETBULK) and the first row of every table column read (the repeaters): a
-  sparse device, or an address of a sweep, costs one round trip. Only the columns whose rows go
-  on are then walked, all in the same GETBULK requests (SNMPv1: GETNEXT), each column stopping
-  where it leaves its table, at most `MAX_ROWS` rows per table.
+  non-repeaters of a GETBULK) and the first row of each table (the repeaters,
+  `OPENING_COLUMNS`): a sparse device, or an address of a sweep, costs one round trip. Only the
+  tables the answer shows present are then walked, all their columns in the same GETBULK
+  requests (SNMPv1: GETNEXT), each column stopping where it leaves its table, at most
+  `MAX_ROWS` rows per table.
 - pysnmp writes each peer (address × credentials × timeout) into its engine's SNMP-TARGET-MIB
   and community tables, and rebuilds its lookup maps on the next incoming message whenever
   those tables changed. So every peer is configured before traffic starts (sweep addresses in
-  batches): configured on the fly, each answer would rebuild maps as large as the run.
+  batches): configured on the fly, each answer would rebuild maps as large as the run. The
+  communities share one row per address (`_Wire`).
+- a swept address nobody holds on a directly attached network keeps its datagram in the kernel
+  while ARP fails; sweep knocks therefore leave from a socket of their own, and no request is
+  handed to a socket that cannot take it (`_Wire._drain`).
 - the well-known communities are tried only on devices listed in the targets file (never on
   swept addresses: guessing credentials is for devices the operator named), each once with a
   short timeout; whether a device speaks SNMPv3 is asked with an engine discovery under a user

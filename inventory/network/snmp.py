@@ -328,9 +328,13 @@ class _Wire:
             "des": hlapi.USM_PRIV_CBC56_DES,
             "3des": hlapi.USM_PRIV_CBC168_3DES,
             "aes": hlapi.USM_PRIV_CFB128_AES,
-            "aes192": hlapi.USM_PRIV_CFB192_AES,
-            "aes256": hlapi.USM_PRIV_CFB256_AES,
+            "aes192": hlapi.USM_PRIV_CFB192_AES_BLUMENTHAL,
+            "aes256": hlapi.USM_PRIV_CFB256_AES_BLUMENTHAL,
+            "aes192c": hlapi.USM_PRIV_CFB192_AES,
+            "aes256c": hlapi.USM_PRIV_CFB256_AES,
         }
+        """`targets.PRIV_PROTOCOLS`: pysnmp's plain AES-192/256 constants stretch keys the
+        Cisco (Reeder) way, net-snmp's AES-192/256 the Blumenthal way."""
 
     def community(self, text: str, version: str) -> tuple[Any, Any]:
         """(auth, context) for a community: see the class doc."""
@@ -909,7 +913,7 @@ class _Run:
             version=credentials.version,
             security_level=credentials.security_level,
             auth_protocol=credentials.auth_protocol,
-            priv_protocol=credentials.priv_protocol,
+            priv_protocol=credentials.cipher,
             community_guessable=(
                 guessable(credentials.community.reveal())
                 if credentials.community is not None

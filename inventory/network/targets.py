@@ -50,7 +50,10 @@ MAX_CONCURRENCY = 1024
 SECRET_FILE_LIMIT = 4096
 """Bytes read from a secret file: a community or a key is one short line."""
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
-PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256")
+PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
+"""As net-snmp names them: `aes192`/`aes256` stretch a short (MD5, SHA-1) key the way
+net-snmp and most agents built on it do (draft-blumenthal-aes-usm); `aes192c`/`aes256c` the
+way Cisco does (draft-reeder). With a SHA-2 auth key both give the same key."""
 MIN_V3_KEY = 8
 """RFC 3414 (11.2): a USM password shorter than 8 characters is refused by agents."""
 
@@ -274,7 +277,15 @@ class Credentials:
     auth_protocol: str | None = None
     auth_key: Secret | None = None
     priv_protocol: str | None = None
+    """One of `PRIV_PROTOCOLS`."""
     priv_key: Secret | None = None
+
+    @property
+    def cipher(self) -> str | None:
+        """The privacy cipher whatever the key stretching: `aes256c` is `aes256`."""
+        if self.priv_protocol in ("aes192c", "aes256c"):
+            return self.priv_protocol[:-1]
+        return self.priv_protocol
 
     @property
     def security_level(self) -> SecurityLevel | None:

@@ -86,7 +86,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass(frozen=True)
 class Snmpd:
-    """A running snmpd and what it was configured with (the test's own secrets)."""
+    """A running snmpd and what it was configured with (the test's own secrets). Its users:
+    `user` (SHA, AES-128) and `user`256 (SHA, AES-256), both with the same keys."""
 
     address: str
     port: int
@@ -118,6 +119,9 @@ def snmpd_conf(agent: Snmpd) -> str:
             *(["rocommunity public default"] if agent.public else []),
             f"createUser {agent.user} SHA {agent.auth_key} AES {agent.priv_key}",
             f"rouser {agent.user} priv",
+            # AES-256 with a SHA-1 key: net-snmp stretches the key the Blumenthal way.
+            f"createUser {agent.user}256 SHA {agent.auth_key} AES-256 {agent.priv_key}",
+            f"rouser {agent.user}256 priv",
             "",
         ]
     )

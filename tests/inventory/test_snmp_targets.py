@@ -97,6 +97,18 @@ devices:
     assert signed.credentials.auth_protocol == "sha256"
 
 
+def test_cisco_key_stretching_is_named_apart_but_is_the_same_cipher(folder: Path) -> None:
+    text = """\
+devices:
+  - {address: 10.0.0.1, version: 3, user: u, auth: {protocol: sha, key: abcdefgh12},
+     priv: {protocol: AES256C, key: abcdefgh12}}
+"""
+    (device,) = load_targets(write_private(folder / "targets.yaml", text)).devices
+    assert device.credentials.priv_protocol == "aes256c"
+    assert device.credentials.cipher == "aes256"
+    assert device.credentials.security_level == "authPriv"
+
+
 def test_a_device_giving_part_of_its_credentials_takes_none_from_defaults(folder: Path) -> None:
     text = """\
 defaults: {version: 3, user: medsec, auth: {protocol: sha, key_file: a},

@@ -226,7 +226,8 @@ def snmp_secure(
                 target=name,
             )
             continue
-        if device.error is not None:
+        if device.error is not None and not device.sys_object_id:
+            # A partial answer (identity read, a walk cut short) still shows how it is reached.
             yield errored(
                 Msg(
                     f"{name}: cannot judge: the device did not answer: {device.error}",

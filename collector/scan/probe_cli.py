@@ -421,8 +421,10 @@ def op_snmp(request: dict[str, Any]) -> dict[str, Any]:
             "des": hlapi.USM_PRIV_CBC56_DES,
             "3des": hlapi.USM_PRIV_CBC168_3DES,
             "aes": hlapi.USM_PRIV_CFB128_AES,
-            "aes192": hlapi.USM_PRIV_CFB192_AES,
-            "aes256": hlapi.USM_PRIV_CFB256_AES,
+            # net-snmp stretches a short key for AES-192/256 (Blumenthal): pysnmp's plain
+            # constants derive it Cisco's way and never talk to a net-snmp agent with SHA-1.
+            "aes192": hlapi.USM_PRIV_CFB192_AES_BLUMENTHAL,
+            "aes256": hlapi.USM_PRIV_CFB256_AES_BLUMENTHAL,
         }[request["priv_protocol"]]
         credentials: Any = hlapi.UsmUserData(
             request["user"],

@@ -172,13 +172,21 @@ def test_a_well_known_community_that_answers_fails_whatever_else() -> None:
 
 
 def test_a_device_that_did_not_answer_is_an_error_saying_why() -> None:
-    result = snmp(V3_GOOD, error="timeout after 2 s (1 retry)")
+    result = snmp(V3_GOOD, error="timeout after 2 s (1 retry)", sys_object_id="", sys_descr="")
     assert result.status is Status.ERROR
     assert result.message == (
         "198.18.4.1:161: cannot judge: the device did not answer: timeout after 2 s (1 retry)"
     )
     assert result.message_zh is not None
     assert "设备无应答" in result.message_zh
+
+
+@pytest.mark.parametrize("access", [V3_GOOD, replace(V3_GOOD, answered_well_known=("public",))])
+def test_a_partial_answer_is_judged_on_how_the_device_is_reached(access: SnmpAccess) -> None:
+    # The identity came back and only a table walk was cut short: the access facts stand.
+    partial = snmp(access, error="partial answer: ENTITY-MIB walk timed out after 8 s")
+    whole = snmp(access)
+    assert (partial.status, partial.message) == (whole.status, whole.message)
 
 
 def test_v2c_with_a_strong_community_where_v3_is_unavailable_passes_saying_why() -> None:
@@ -250,7 +258,7 @@ def test_one_result_per_device() -> None:
         (
             device("198.18.4.1", V3_GOOD),
             device("198.18.4.2", replace(V2C_GOOD, community_guessable=True)),
-            device("198.18.4.3", V3_GOOD, error="no answer"),
+            device("198.18.4.3", V3_GOOD, error="no answer", sys_object_id=""),
         )
     )
     results = run("net.snmp_secure", facts)

@@ -40,6 +40,7 @@ from collector.store.identity import Identities
 from collector.store.ingest import Ingest, IngestJob, IngestStatements
 from collector.store.reads import Reads
 from collector.store.scans import Scans
+from collector.store.versions import Versions
 
 __all__ = [
     "AgentExists",
@@ -67,7 +68,7 @@ parsed report not matching its bytes); anything else is a bug and fails the whol
 _Job = IngestJob | AuditJob
 
 
-class Store(Identities, Ingest, Reads, Evidence, Scans, AuditLog):
+class Store(Identities, Ingest, Reads, Evidence, Scans, Versions, AuditLog):
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(

@@ -216,5 +216,5 @@ def _pretty(value: Any) -> str:
         try:
             value = json.loads(value)
         except ValueError:
-            return value
+            return str(value)
     return str(json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True))

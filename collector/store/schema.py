@@ -95,7 +95,33 @@ users = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("token_hash", Hash, nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The dashboard (`web_auth`): an Argon2id hash (None: no dashboard password yet), the
+    # language the user chose, and the failed logins since the last success or lockout.
+    sa.Column("password_hash", sa.Text),
+    sa.Column("locale", sa.String(2), nullable=False, server_default="zh"),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime),
 )
+
+web_logins = sa.Table(
+    "web_logins",
+    metadata,
+    # SHA-256 of the cookie's random value: the value itself is never stored.
+    sa.Column("id", Hash, primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+"""Dashboard logins, server-side: a row per signed-in browser, gone at logout, at expiry (idle or
+absolute), and with its user (password change, removal)."""
 
 reports = sa.Table(
     "reports",

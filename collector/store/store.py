@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from collector.models import AuditKey
 from collector.store import batch
 from collector.store.audit import AuditJob, AuditLog, AuditNote
+from collector.store.dashboard import Dashboard
 from collector.store.engine import connect
 from collector.store.errors import (
     AgentExists,
@@ -41,6 +42,7 @@ from collector.store.ingest import Ingest, IngestJob, IngestStatements
 from collector.store.reads import Reads
 from collector.store.scans import Scans
 from collector.store.versions import Versions
+from collector.store.web_auth import WebAuth
 
 __all__ = [
     "AgentExists",
@@ -68,7 +70,7 @@ parsed report not matching its bytes); anything else is a bug and fails the whol
 _Job = IngestJob | AuditJob
 
 
-class Store(Identities, Ingest, Reads, Evidence, Scans, Versions, AuditLog):
+class Store(Identities, Ingest, Reads, Evidence, Scans, Versions, WebAuth, Dashboard, AuditLog):
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(

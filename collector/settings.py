@@ -189,6 +189,33 @@ class ScanSettings(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("timeout_seconds: must be between 10 and 86400")
 
 
+class DashboardSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    session_minutes: int = 480
+    """A dashboard login ends this long after it began, however busy (a working day)."""
+    idle_minutes: int = 30
+    """A dashboard login unused this long ends (exact to a minute)."""
+    max_failures: int = 5
+    """Wrong passwords in a row that lock a user's dashboard login."""
+    lockout_minutes: int = 15
+    """How long a locked user is refused, even with the right password."""
+    failure_delay_ms: int = 500
+    """How long a failed login waits before it is answered."""
+
+    def __post_init__(self) -> None:
+        bounds = {
+            "session_minutes": (5, 10_080, "5 and 10080 (a week)"),
+            "idle_minutes": (1, 1440, "1 and 1440 (a day)"),
+            "max_failures": (1, 100, "1 and 100"),
+            "lockout_minutes": (1, 1440, "1 and 1440 (a day)"),
+            "failure_delay_ms": (0, 10_000, "0 and 10000"),
+        }
+        for key, (low, high, say) in bounds.items():
+            if not low <= getattr(self, key) <= high:
+                raise ValueError(f"{key}: must be between {say}")
+        if self.idle_minutes > self.session_minutes:
+            raise ValueError("idle_minutes: must not exceed session_minutes")
+
+
 class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     tls: TlsSettings
     database: str
@@ -203,6 +230,7 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     scans: ScanSettings = msgspec.field(default_factory=ScanSettings)
     snapshots: SnapshotSettings = msgspec.field(default_factory=SnapshotSettings)
+    dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
 
     def __post_init__(self) -> None:
         try:
@@ -462,4 +490,12 @@ def render_settings(settings: CollectorSettings) -> str:
         "scans:\n"
         f"  zones: {zones}\n"
         f"  timeout_seconds: {settings.scans.timeout_seconds}\n"
+        "# The web dashboard: a login ends after session_minutes, or idle_minutes unused;\n"
+        "# max_failures wrong passwords lock the user for lockout_minutes; each failure waits.\n"
+        "dashboard:\n"
+        f"  session_minutes: {settings.dashboard.session_minutes}\n"
+        f"  idle_minutes: {settings.dashboard.idle_minutes}\n"
+        f"  max_failures: {settings.dashboard.max_failures}\n"
+        f"  lockout_minutes: {settings.dashboard.lockout_minutes}\n"
+        f"  failure_delay_ms: {settings.dashboard.failure_delay_ms}\n"
     )

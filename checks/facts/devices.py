@@ -9,24 +9,8 @@ never a missing device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-ROLES = (
-    "firewall",
-    "ips",
-    "waf",
-    "router",
-    "switch",
-    "wireless",
-    "server",
-    "power",
-    "printer",
-    "storage",
-    "other",
-)
-"""Every role a device is classified as. Security gateways (NGFW, UTM, secure web or mail
-gateway, SSL VPN) are `firewall`; security appliances that are not gateways (sandbox,
-authentication server, DDoS analyser) are `other`, unless an IPS (`ips`) or a WAF (`waf`)."""
 Role = Literal[
     "firewall",
     "ips",
@@ -40,6 +24,10 @@ Role = Literal[
     "storage",
     "other",
 ]
+ROLES: tuple[Role, ...] = get_args(Role)
+"""Every role a device is classified as. Security gateways (NGFW, UTM, secure web or mail
+gateway, SSL VPN) are `firewall`; security appliances that are not gateways (sandbox,
+authentication server, DDoS analyser) are `other`, unless an IPS (`ips`) or a WAF (`waf`)."""
 SnmpVersion = Literal["1", "2c", "3"]
 SecurityLevel = Literal["noAuthNoPriv", "authNoPriv", "authPriv"]
 DeviceSource = Literal["target", "sweep"]

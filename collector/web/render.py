@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 import msgspec
@@ -79,13 +79,15 @@ def render(
     """`template` rendered for `user` (None: signed out, as on the login page) with `values`.
 
     Every template sees `t(zh, en)`, `lang`, `user`, `csrf` (the login's token, for forms),
-    `path` (the page's own path with its query), `url(path, **query)`, and `switch_lang` (this
+    `path` (the page's own path with its query), `request_path` (without), `url(path,
+    **query)`, and `switch_lang` (this
     page in the other language, for signed-out pages: `?lang=`). A signed-out page may pass
     `lang` and `csrf` itself."""
     lang: Locale = values.pop("lang", None) or (user.locale if user is not None else "zh")
     if lang not in ("zh", "en"):
         lang = "zh"
     csrf = values.pop("csrf", None) or (user.csrf if user is not None else "")
+    here = quote(request.url.path)  # the path as the server decoded it, made a URL again
     query = request.url.query
     other = {k: v for k, v in request.query_params.items() if k != "lang"}
     page = (
@@ -96,8 +98,9 @@ def render(
             lang=lang,
             user=user,
             csrf=csrf,
-            path=request.url.path + (f"?{query}" if query else ""),
-            switch_lang=url(request.url.path, **other, lang="zh" if lang == "en" else "en"),
+            path=here + (f"?{query}" if query else ""),
+            request_path=here,
+            switch_lang=url(here, **other, lang="zh" if lang == "en" else "en"),
             **values,
         )
     )

@@ -201,6 +201,8 @@ async def form_fields(request: Request) -> dict[str, str]:
         return known
     user: WebUser | None = getattr(request.state, _STATE_USER, None)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not media and not await request.body():  # a POST with no body: a form with no fields
+        media = _FORM_MEDIA
     if media != _FORM_MEDIA:
         raise PageRefused(
             415,

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
 
-    users = sub.add_parser("users", help="API users").add_subparsers(
+    users = sub.add_parser("users", help="API and dashboard users").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
     add = users.add_parser("add", help="add a user; prints their API token (last line)")
@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     remove = users.add_parser("remove", help="remove a user (their token stops working)")
     remove.add_argument("name")
     _config_arg(remove)
+    from collector.web.cli import add_passwd_parser
+
+    add_passwd_parser(users, _config_arg)
 
     agents = sub.add_parser("agents", help="agents").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -168,12 +171,17 @@ def _parser() -> argparse.ArgumentParser:
     add_lab_parser(sub)
     scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
+    _agentless_parsers(sub)
+    return parser
+
+
+def _agentless_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`inventory snmp` and `collect ssh`: what has no agent."""
     from collector.agentless_cli import add_collect_parser
     from collector.inventory_cli import add_inventory_parser
 
     add_inventory_parser(sub, _Parser)
     add_collect_parser(sub, _Parser)
-    return parser
 
 
 # --------------------------------------------------------------------------- helpers
@@ -503,6 +511,10 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
+    if args.action == "passwd":
+        from collector.web.cli import passwd_command
+
+        return passwd_command(args)
     from collector.models import Role
     from collector.store import NotFound, UserExists
 

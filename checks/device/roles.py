@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
@@ -381,9 +381,10 @@ def _enterprise(source: str, where: str, raw: object) -> int:
 
 
 def _role(where: str, raw: object) -> Role:
-    if raw not in ROLES:
-        raise RulesError(f"{where}: unknown role {raw!r} (one of {', '.join(ROLES)})")
-    return cast(Role, raw)
+    for role in ROLES:
+        if raw == role:
+            return role
+    raise RulesError(f"{where}: unknown role {raw!r} (one of {', '.join(ROLES)})")
 
 
 def _confidence(where: str, raw: object) -> float:

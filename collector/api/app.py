@@ -71,6 +71,10 @@ def create_app(
     app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))
     app.include_router(service.router(store, auth, metrics, health, clock))
+    from collector.web import mount
+    from collector.web.context import WebContext
+
+    mount(app, WebContext(settings, store, catalogs, clock, launcher))
     max_report = settings.limits.max_report_bytes
     # Added last = outermost: the audit sees every answer, the body limit's 413 included.
     app.add_middleware(

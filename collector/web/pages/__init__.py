@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from collector.compliance.model import Compliance
 from collector.web.cache import ComplianceCache
 from collector.web.context import WebContext
 
+T = TypeVar("T")
 _KEPT = 4
 """Contexts remembered at once (one per app; tests make a few)."""
 
@@ -40,12 +42,31 @@ class Shared:
         self.ctx = ctx
         self.cache = ComplianceCache(ctx)
         self.changes = SnapshotChanges()
+        self._derived: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._derived_lock = threading.Lock()
 
     def compliance(self, standard: str) -> Aggregation:
         """The newest aggregation of `standard` over every host; `ComplianceError` for an
         unknown standard or unreadable zones files."""
         cached = self.cache.get(standard)
         return Aggregation(cached.compliance, cached.made_at, self.cache.refreshing())
+
+    def derived(self, name: str, sources: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """`make()`, made again only when one of `sources` (aggregations: the cache hands out
+        the same object until the evidence changes) is not the object it was made from."""
+        with self._derived_lock:
+            held = self._derived.get(name)
+            if (
+                held is not None
+                and len(held[0]) == len(sources)
+                and all(a is b for a, b in zip(held[0], sources, strict=True))
+            ):
+                found: T = held[1]
+                return found
+        made = make()
+        with self._derived_lock:
+            self._derived[name] = (sources, made)
+        return made
 
 
 _shared: OrderedDict[int, Shared] = OrderedDict()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -113,6 +113,15 @@ def router(ctx: WebContext) -> APIRouter:
     zones = Zones(ctx.settings)
     checks = host_checks()
     clauses = clause_index(ctx.catalogs)
+    sites: list[Any] = [None, []]
+    """(evidence version, the sites hosts report): read again when new evidence arrived."""
+
+    def known_sites() -> list[str]:
+        version = ctx.store.evidence_version()
+        if sites[0] != version:
+            sites[:] = [version, ctx.store.host_sites()]
+        found: list[str] = sites[1]
+        return found
 
     @routes.get("/hosts", response_class=HTMLResponse)
     def hosts_page(request: Request, user: Auditor) -> HTMLResponse:
@@ -157,7 +166,7 @@ def router(ctx: WebContext) -> APIRouter:
             pages=pages,
             sort=sort,
             filters=filters,
-            sites=ctx.store.host_sites(),
+            sites=known_sites(),
             zones=sorted(zone_names.names),
             zones_problem=zones_problem,
             statuses=HOST_STATUSES,

@@ -8,8 +8,8 @@ evidence changes; the page says when it was made); the rest is a few small store
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +19,6 @@ from collector.compliance.aggregate import ScopeError
 from collector.compliance.model import STATUSES, ClauseVerdict, Compliance, HostEntry
 from collector.compliance.service import STANDARDS, ComplianceError
 from collector.models import Role
-from collector.store.dashboard import HostQuery
 from collector.web import charts
 from collector.web.auth import page_user
 from collector.web.context import WebContext, WebUser
@@ -92,14 +91,9 @@ def router(ctx: WebContext) -> APIRouter:
         ]
         first = next(iter(made.values()))
         clauses = _clauses(made, chosen_standard, chosen_family, chosen_status)
+        documents = tuple(a.compliance for a in made.values())
+        worst = source.derived("worst-hosts", documents, lambda: worst_hosts(documents))
         now = ctx.clock()
-        stale_before = now - timedelta(minutes=ctx.settings.reports.stale_after_minutes)
-        worst = ctx.store.dashboard_hosts(
-            HostQuery(status="fail", sort="-fail"),
-            stale_before=stale_before,
-            limit=WORST_HOSTS,
-            offset=0,
-        )
         stale: list[HostEntry] = [
             h for h in first.compliance.hosts if h.stale and not h.id.startswith("scan:")
         ]
@@ -116,7 +110,8 @@ def router(ctx: WebContext) -> APIRouter:
             clauses=clauses,
             chosen=(chosen_standard, chosen_family, chosen_status),
             default_statuses=DEFAULT_STATUSES,
-            worst=worst,
+            worst=worst[:WORST_HOSTS],
+            worst_total=len(worst),
             stale=stale[:STALE_LISTED],
             stale_total=len(stale),
             missing=first.compliance.missing,
@@ -127,6 +122,38 @@ def router(ctx: WebContext) -> APIRouter:
         )
 
     return routes
+
+
+@dataclass(frozen=True)
+class WorstHost:
+    id: str
+    name: str
+    failing: int
+    """Clauses (of both standards) the host fails."""
+    errors: int
+    """Clauses it could not be judged on (stale, a fact not gathered)."""
+
+
+def worst_hosts(documents: tuple[Compliance, ...]) -> list[WorstHost]:
+    """Hosts failing at least one clause, most failed clauses first (then most in error, then
+    by name): made once per aggregation, not per page."""
+    failing: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    names: dict[str, str] = {}
+    for document in documents:
+        for clause in document.clauses:
+            for obj in clause.objects:
+                if obj.kind != "host":
+                    continue
+                if obj.status == "fail":
+                    failing[obj.id] += 1
+                    names[obj.id] = obj.name
+                elif obj.status == "error":
+                    errors[obj.id] += 1
+    return sorted(
+        (WorstHost(i, names[i], failing[i], errors[i]) for i in failing),
+        key=lambda h: (-h.failing, -h.errors, h.name, h.id),
+    )
 
 
 def _standard_view(ctx: WebContext, key: str, made: Aggregation, lang: str) -> StandardView:

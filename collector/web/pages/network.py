@@ -173,7 +173,7 @@ def network_view(ctx: WebContext) -> NetworkView:
             swept.append((targets, host.generated_at))
             devices.extend(_devices(listed, found, targets))
     page = store.list_scans(SCANS_SHOWN, 0, ctx.clock())
-    scans.sort(key=lambda s: (s.name, s.zones_file))
+    scans.sort(key=lambda s: (s.name not in settings.scans.zones, s.name, s.zones_file))
     return NetworkView(
         scans=tuple(scans),
         roles=_by_role(devices),

@@ -14,6 +14,7 @@ from typing import IO, Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from collector.compliance.aggregate import ScopeError
@@ -102,6 +103,7 @@ def report_file(ctx: WebContext, standard: str, fmt: str, lang: str) -> Response
             _chunks(spool),
             media_type=REPORT_TYPES[fmt],
             headers=headers,
+            background=BackgroundTask(spool.close),  # also when the client went away early
         )
     from collector.compliance.render import render as render_report
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import re
 import threading
 import time
@@ -30,10 +31,15 @@ from starlette.routing import NoMatchFound
 
 from checks.catalog import builtin_catalogs
 from checks.envelope import generate_private_key, public_key_pem
+from checks.net import network_registry
 from checks.report import parse_report
+from checks.runner import evaluate
 from collector.api import create_app
+from collector.compliance.model import Scope
+from collector.compliance.snapshot_cli import store_snapshot
 from collector.models import Agent, Role
-from collector.scans import ScanLauncher
+from collector.scan.cli import results_to_report
+from collector.scans import ScanLauncher, store_scan_report
 from collector.settings import (
     CollectorSettings,
     DashboardSettings,
@@ -45,6 +51,7 @@ from collector.store import Store
 from collector.tls import uvicorn_config
 from collector.web import mount
 from collector.web.context import WebContext
+from tests.checks.cases_net import DB_LEAK
 from tests.collector.fixtures_api import (
     Clock,
     Server,
@@ -405,6 +412,47 @@ def _fill(web: Web, template: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "when": when,
         }
     return truth
+
+
+def test_overview_ztna_scans_and_the_change_since_the_newest_snapshot(
+    web: Web, template: dict[str, Any], zones_file: Path
+) -> None:
+    now = web.clock()
+    agent = enrolled(web.store, "agent-ward-2", now)
+    shaped = host_template(template, site="dc1", addresses=("198.18.2.11",))
+    store_host(web.store, agent, shaped, "his-db-02", now - timedelta(minutes=5))
+    # A zones scan, stored as the scanner stores it (recorded facts, the real network checks).
+    scan = results_to_report(
+        DB_LEAK,
+        evaluate(network_registry(), DB_LEAK),
+        builtin_catalogs(),
+        zones_file=str(zones_file),
+        scanner="collector-01",
+        now=now,
+    )
+    store_scan_report(web.store, json.dumps(scan).encode("utf-8"), now)
+    # The snapshot, then the host passes every check: the trusted-boot clause now passes.
+    snapshot = store_snapshot(web.store, web.server.settings, Scope(), "auditor-1", now)
+    passing = {r["check_id"]: "pass" for r in template["results"]}
+    store_host(web.store, agent, shaped, "his-db-02", now, statuses=passing)
+    browser = web.browser()
+
+    page = browser.get("/")
+    assert page.status_code == 200, page.text
+    ztna = page_text(page).split("ZTNA", 1)[1]
+    assert "his-web" in ztna
+    assert "100%" in ztna
+    changes = page.text.split('id="changes"', 1)[1]
+    assert snapshot.id[:8] in changes
+    row = re.search(r"8\.1\.4\.6</a></td>(.*?)</tr>", changes, re.S)
+    assert row is not None, changes[:3000]
+    assert re.findall(r'badge st-(\w+)"', row.group(1)) == ["fail", "pass"]
+    # The clause page: every object listed with its status, filtered by status on request.
+    clause = browser.get("/clauses/gbt22239-2019-l3/8.1.4.6")
+    assert "his-db-02" in page_text(clause)
+    assert "his-db-02" not in page_text(
+        browser.get("/clauses/gbt22239-2019-l3/8.1.4.6", params={"status": "fail"})
+    )
 
 
 def test_hosts_filters_search_sort_and_pages_agree_with_the_store(

@@ -46,19 +46,38 @@ def _context(store: Store, clock: Clock, folder: Path) -> WebContext:
     )
 
 
-class Counting:
-    """The real aggregation, counted; optionally slow or failing (the test says which)."""
+class Timer:
+    """The cache's measure of how long aggregations take: still unless a test moves it, so an
+    aggregation takes no time and may be made again at once unless the test says otherwise."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Counting:
+    """The real aggregation, counted; optionally slow (for real, or on the test's `Timer`) or
+    failing (the test says which)."""
+
+    def __init__(self, delay_s: float = 0.0, timer: Timer | None = None, took: float = 0) -> None:
         self.calls = 0
         self.delay_s = delay_s
         self.failing = False
+        self._timer = timer
+        self._took = took
         self._lock = threading.Lock()
 
     def __call__(self, ctx: WebContext, scope: Scope, now: datetime) -> dict[str, Compliance]:
         with self._lock:
             self.calls += 1
         time.sleep(self.delay_s)
+        if self._timer is not None:
+            self._timer.advance(self._took)
         if self.failing:
             raise ComplianceError("scans.zones.lab: cannot read lab.yaml")
         return cache_module.aggregate(ctx, scope, now)
@@ -67,6 +86,11 @@ class Counting:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def timer() -> Timer:
+    return Timer()
 
 
 @pytest.fixture
@@ -80,11 +104,11 @@ def _host_status(doc: Compliance, hostname: str) -> set[str]:
 
 
 def test_a_new_report_shows_after_one_background_aggregation(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock())
-    cache = ComplianceCache(ctx)
+    cache = ComplianceCache(ctx, timer=timer)
 
     first, made_at = cache.get(GBT)
     assert first.summary.hosts == 1
@@ -106,12 +130,12 @@ def test_a_new_report_shows_after_one_background_aggregation(
 
 
 def test_callers_arriving_together_share_one_aggregation(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock())
     counting = Counting(delay_s=0.5)  # long enough for every caller to arrive while it runs
-    cache = ComplianceCache(ctx, aggregate=counting)
+    cache = ComplianceCache(ctx, aggregate=counting, timer=timer)
     callers = 8
     start = threading.Barrier(callers)
     got: list[Compliance] = []
@@ -134,11 +158,11 @@ def test_callers_arriving_together_share_one_aggregation(
 
 
 def test_an_attestation_decides_a_manual_clause(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock())
-    cache = ComplianceCache(ctx)
+    cache = ComplianceCache(ctx, timer=timer)
     before = {c.id: c.status for c in cache.get(MNDS).compliance.clauses}
     assert before["4.1"] == "manual"
 
@@ -152,11 +176,11 @@ def test_an_attestation_decides_a_manual_clause(
 
 
 def test_time_alone_makes_a_silent_host_stale(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock())
-    cache = ComplianceCache(ctx)
+    cache = ComplianceCache(ctx, timer=timer)
     assert "fail" in _host_status(cache.get(GBT).compliance, "his-db-01")
     assert cache.get(GBT).compliance.summary.stale_hosts == 0
 
@@ -170,12 +194,12 @@ def test_time_alone_makes_a_silent_host_stale(
 
 
 def test_a_failed_refresh_keeps_the_older_aggregation_and_waits_before_trying_again(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock())
     counting = Counting()
-    cache = ComplianceCache(ctx, aggregate=counting)
+    cache = ComplianceCache(ctx, aggregate=counting, timer=timer)
     shown = cache.get(GBT).compliance
 
     store_report(ctx.store, agent, agent_template, "his-db-02", clock())
@@ -193,12 +217,12 @@ def test_a_failed_refresh_keeps_the_older_aggregation_and_waits_before_trying_ag
 
 
 def test_a_first_aggregation_that_fails_fails_every_caller_and_runs_again_later(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock(), site="dc1")
     counting = Counting()
-    cache = ComplianceCache(ctx, aggregate=counting)
+    cache = ComplianceCache(ctx, aggregate=counting, timer=timer)
     for _ in range(2):
         with pytest.raises(ScopeError):
             cache.get(GBT, Scope(site="nowhere"))
@@ -209,12 +233,12 @@ def test_a_first_aggregation_that_fails_fails_every_caller_and_runs_again_later(
 
 
 def test_scopes_kept_are_bounded(
-    ctx: WebContext, clock: Clock, agent_template: dict[str, Any]
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
 ) -> None:
     agent = enrolled(ctx.store, "agent-a", clock())
     store_report(ctx.store, agent, agent_template, "his-db-01", clock(), site="dc1")
     store_report(ctx.store, agent, agent_template, "pacs-01", clock(), site="dc2")
-    cache = ComplianceCache(ctx, scopes=2)
+    cache = ComplianceCache(ctx, scopes=2, timer=timer)
     assert cache.get(GBT).compliance.summary.hosts == 2
     assert cache.get(GBT, Scope(site="dc1")).compliance.summary.hosts == 1
     cache.get(GBT)  # the unfiltered one stays the most recently used
@@ -224,3 +248,28 @@ def test_scopes_kept_are_bounded(
     assert cache.computations == 3
     cache.get(GBT, Scope(site="dc1"))
     assert cache.computations == 4, "the least recently used scope was dropped"
+
+
+def test_a_long_aggregation_rests_before_it_is_made_again(
+    ctx: WebContext, clock: Clock, agent_template: dict[str, Any], timer: Timer
+) -> None:
+    """Reports arrive all the time at scale: a 4 s aggregation (on the cache's timer) is made
+    again no sooner than 36 s after it ended (a tenth of the time), whatever changed since."""
+    agent = enrolled(ctx.store, "agent-a", clock())
+    store_report(ctx.store, agent, agent_template, "his-db-01", clock())
+    counting = Counting(timer=timer, took=4.0)
+    cache = ComplianceCache(ctx, aggregate=counting, timer=timer)
+    first = cache.get(GBT).compliance
+
+    store_report(ctx.store, agent, agent_template, "his-db-02", clock())
+    timer.advance(35)
+    assert cache.get(GBT).compliance is first
+    assert not cache.refreshing()
+    assert cache.settle(SETTLE_S)
+    assert counting.calls == 1
+
+    timer.advance(1)
+    assert cache.get(GBT).compliance is first
+    assert cache.settle(SETTLE_S)
+    assert counting.calls == 2
+    assert cache.get(GBT).compliance.summary.hosts == 2

@@ -558,6 +558,46 @@ def test_html_from_a_host_is_escaped_everywhere(web: Web, template: dict[str, An
     assert "bad &lt;script&gt;" in pages[3].text  # the message
 
 
+def test_a_host_page_shows_what_its_agent_could_not_gather(
+    web: Web, template: dict[str, Any]
+) -> None:
+    """An inventory from another agent version, or with facts that could not be gathered, is
+    shown for what it holds: each missing part says why, and the page never fails."""
+    now = web.clock()
+    doc = host_template(template)
+    inventory = doc["inventory"]
+    inventory["tpm"] = {"unavailable": "tpm2-pytss is not installed"}
+    inventory["hardware"]["disks"] = {"unavailable": "/sys/block is not readable"}
+    inventory["hardware"]["cpu"] = "not a mapping"
+    inventory["disk"] = ["not", "a", "mapping"]
+    inventory["backups"]["sources"] = [
+        {"source": {"name": "pg-wal", "kind": "postgres", "rpo_minutes": 5},
+         "reading": {"unavailable": "psql: connection refused"}},
+        {"source": {"name": "restic-nas", "kind": "restic", "site": "dc2"},
+         "reading": {"newest": "2026-01-01T00:00:00Z", "age_seconds": 600.0,
+                     "detail": {"snapshot_count": 3}}},
+    ]  # fmt: skip
+    del inventory["logs"]
+    del inventory["wipe"]
+    host_id = store_host(web.store, enrolled(web.store, "agent-old", now), doc, "lis-app-03", now)
+    browser = web.browser()
+    page = browser.get(f"/hosts/{quote(host_id)}")
+    assert page.status_code == 200, page.text
+    text = page_text(page)
+    assert "未能采集：tpm2-pytss is not installed" in text
+    assert "未能采集：/sys/block is not readable" in text
+    assert "格式不符（disk）" in text
+    assert "报告中没有此项（logs）" in text
+    assert "报告中没有此项（wipe）" in text
+    backups = page.text.split('id="backups"', 1)[1].split("</section>", 1)[0]
+    assert "psql: connection refused" in html.unescape(backups)
+    assert "10 分钟" in page_text(httpx.Response(200, text=backups))  # 600 s old, RPO 15 min
+    assert "st-pass" in backups  # within its RPO
+    # A search reads every host's disk serials: a disk list that is not a list is no match.
+    assert host_names(browser.get("/hosts", params={"q": "LIS-app"})) == ["lis-app-03"]
+    assert host_names(browser.get("/hosts", params={"q": "sys/block"})) == []
+
+
 def test_chinese_by_default_english_by_the_switch(web: Web, template: dict[str, Any]) -> None:
     now = web.clock()
     store_host(

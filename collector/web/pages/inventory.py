@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_RPO_MINUTES = 15
 """`backup.rpo`'s default, for a source whose own RPO and result say nothing."""
@@ -44,6 +44,13 @@ def items(value: Any) -> list[Mapping[str, Any]]:
     return [v for v in value if isinstance(v, Mapping)]
 
 
+class Why(NamedTuple):
+    """Why something is not shown, in both languages."""
+
+    zh: str
+    en: str
+
+
 @dataclass(frozen=True)
 class Volume:
     device: str
@@ -54,7 +61,7 @@ class Volume:
     effective_bits: Any
     algorithm: str | None
     mode: str | None
-    cipher_problem: str | None
+    cipher_problem: Why | None
     keyslots: Any
     pbkdf: str
     tpm: str
@@ -75,7 +82,7 @@ class DiskRow:
     volumes: list[Volume]
     erase: list[str]
     """Erase methods the firmware offers."""
-    erase_notes: list[str]
+    erase_notes: list[Why]
     """Why a method cannot run now (frozen, locked) or why it was not read."""
 
 
@@ -111,30 +118,30 @@ class LogRow:
 @dataclass
 class HostView:
     hardware: Mapping[str, Any] | None = None
-    hardware_missing: str | None = None
+    hardware_missing: Why | None = None
     os: str | None = None
     cpu: str | None = None
     memory: Any = None
     dmi: Mapping[str, Any] | None = None
-    dmi_missing: str | None = None
+    dmi_missing: Why | None = None
     secure_boot: Any = None
     nics: list[Mapping[str, Any]] = field(default_factory=list)
     tpm: Mapping[str, Any] | None = None
-    tpm_missing: str | None = None
+    tpm_missing: Why | None = None
     disks: list[DiskRow] = field(default_factory=list)
-    disks_missing: str | None = None
+    disks_missing: Why | None = None
     volumes: list[Volume] = field(default_factory=list)
     """Every encrypted volume, also those on no disk found."""
     mounts: list[Mapping[str, Any]] = field(default_factory=list)
     swaps: list[Mapping[str, Any]] = field(default_factory=list)
-    disk_missing: str | None = None
+    disk_missing: Why | None = None
     backups: list[BackupRow] = field(default_factory=list)
-    backups_missing: str | None = None
+    backups_missing: Why | None = None
     backup_site: str | None = None
     wipe_tools: list[Mapping[str, Any]] = field(default_factory=list)
-    wipe_missing: str | None = None
+    wipe_missing: Why | None = None
     logs: list[LogRow] = field(default_factory=list)
-    logs_missing: str | None = None
+    logs_missing: Why | None = None
     logs_observed: str | None = None
 
 
@@ -153,10 +160,17 @@ def host_view(inventory: Mapping[str, Any], results: Iterable[Any]) -> HostView:
     return view
 
 
-def _missing(value: Any, what: str) -> str | None:
+def _missing(value: Any, what: str) -> Why | None:
+    """Why a part of the inventory is not shown: not gathered (the agent's reason), absent, or
+    not what the part should be; None when it is there."""
     if value is None:
-        return f"not in the inventory ({what})"
-    return unavailable(value) or (None if isinstance(value, Mapping) else f"malformed {what}")
+        return Why(f"报告中没有此项（{what}）", f"not in the report ({what})")
+    reason = unavailable(value)
+    if reason is not None:
+        return Why(f"未能采集：{reason}", f"not gathered: {reason}")
+    if not isinstance(value, Mapping):
+        return Why(f"格式不符（{what}）", f"malformed ({what})")
+    return None
 
 
 def _hardware(view: HostView, hardware: Any) -> None:
@@ -188,10 +202,13 @@ def _tpm(view: HostView, tpm: Any) -> None:
         view.tpm = tpm
 
 
-def _cipher(value: Any) -> tuple[Mapping[str, Any] | None, str | None]:
+def _cipher(value: Any) -> tuple[Mapping[str, Any] | None, Why | None]:
     if isinstance(value, Mapping) and not unavailable(value):
         return value, None
-    return None, unavailable(value) or "not read"
+    reason = unavailable(value)
+    if reason is None:
+        return None, Why("未读取", "not read")
+    return None, Why(f"无法读取：{reason}", f"not read: {reason}")
 
 
 def _volume(raw: Mapping[str, Any]) -> Volume:
@@ -202,7 +219,8 @@ def _volume(raw: Mapping[str, Any]) -> Volume:
         known = [c for c in (_cipher(s.get("cipher"))[0] for s in segments) if c is not None]
         if known:
             cipher = min(known, key=lambda c: c.get("effective_bits") or 0)
-            problem = f"{len(segments)} segments; the weakest shown"
+            n = len(segments)
+            problem = Why(f"{n} 个数据段，显示最弱者", f"{n} segments; the weakest shown")
     keys = raw.get("keys")
     tpm = ""
     if isinstance(keys, Mapping):
@@ -269,12 +287,14 @@ def _disks(
     hardware: Any,
     disk: Any,
     volumes: list[Volume],
-    erase: dict[str, tuple[list[str], list[str]]],
+    erase: dict[str, tuple[list[str], list[Why]]],
 ) -> None:
     listed = get(hardware, "disks")
-    view.disks_missing = unavailable(listed) or (
-        None if isinstance(listed, list) else "not in the inventory"
-    )
+    reason = unavailable(listed)
+    if reason is not None:
+        view.disks_missing = Why(f"未能采集：{reason}", f"not gathered: {reason}")
+    elif not isinstance(listed, list):
+        view.disks_missing = Why("报告中没有磁盘清单", "no disk list in the report")
     under = _disk_of(items(get(disk, "block_devices")))
     for raw in items(listed):
         name = str(raw.get("name") or "?")
@@ -318,34 +338,40 @@ _ERASE: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 """Per firmware probe: the flag that says a method is offered, and the method's name."""
-_ATA_STATES = ("frozen", "locked", "count_expired")
+_ATA_STATES = {
+    "frozen": Why("ATA 安全已冻结（需重新上电）", "ATA security frozen (needs a power cycle)"),
+    "locked": Why("ATA 安全已锁定", "ATA security locked"),
+    "count_expired": Why("ATA 密码尝试次数已用尽", "ATA password attempts exhausted"),
+}
 """ATA security states under which SECURITY ERASE is refused until a power cycle."""
 
 
-def _wipe(view: HostView, wipe: Any) -> dict[str, tuple[list[str], list[str]]]:
+def _wipe(view: HostView, wipe: Any) -> dict[str, tuple[list[str], list[Why]]]:
     """Per disk name: (the erase methods its firmware offers, notes)."""
     view.wipe_missing = _missing(wipe, "wipe")
     if view.wipe_missing:
         return {}
     view.wipe_tools = items(get(wipe, "tools"))
-    found: dict[str, tuple[list[str], list[str]]] = {}
+    found: dict[str, tuple[list[str], list[Why]]] = {}
     for disk in items(get(wipe, "disks")):
         methods: list[str] = []
-        notes: list[str] = []
+        notes: list[Why] = []
         for probe, offered in _ERASE.items():
             answer = disk.get(probe)
             reason = unavailable(answer)
             if reason:
-                notes.append(f"{probe}: {reason}")
+                notes.append(Why(f"{probe}：{reason}", f"{probe}: {reason}"))
             elif isinstance(answer, Mapping):
                 methods += [word for flag, word in offered if answer.get(flag)]
         ata = disk.get("ata")
         if isinstance(ata, Mapping):
-            notes += [f"ATA security {k.replace('_', ' ')}" for k in _ATA_STATES if ata.get(k)]
+            notes += [why for key, why in _ATA_STATES.items() if ata.get(key)]
         if disk.get("medium") == "virtual":
-            notes.append("virtual disk: erasure is the hypervisor's")
+            notes.append(
+                Why("虚拟磁盘：擦除由虚拟化平台负责", "virtual disk: erasure is the hypervisor's")
+            )
         if disk.get("removable"):
-            notes.append("removable: not probed")
+            notes.append(Why("可移动介质：未探测", "removable: not probed"))
         found[str(disk.get("name"))] = (methods, notes)
     return found
 

@@ -13,7 +13,10 @@ from inventory.network.targets import load_targets
 from tests.checks.snmprec import read_snmprec
 from tests.inventory.snmp_agents import RECORDINGS, run_snmpsim, slow_link, write_private
 
-DELAY = 0.4
+DELAY = 1.3
+TIMEOUT = 1.5
+"""Each answer is held back DELAY of the TIMEOUT a request waits: in time with room for a busy
+machine, but too slow for the whole walk to fit in the deadline."""
 
 
 def test_a_slow_device_is_cut_at_its_deadline_with_what_it_gave(tmp_path: Path) -> None:
@@ -29,15 +32,15 @@ def test_a_slow_device_is_cut_at_its_deadline_with_what_it_gave(tmp_path: Path) 
         targets = write_private(
             tmp_path / "targets.yaml",
             "well_known_communities: false\n"
-            "defaults: {timeout: 0.5, retries: 0}\n"
+            f"defaults: {{timeout: {TIMEOUT}, retries: 0}}\n"
             "devices:\n"
             f"  - {{address: 127.0.0.1, port: {slow}, community: edgeswitch}}\n"
             f"  - {{address: 127.0.0.1, port: {simulator.port}, community: edgeswitch}}\n",
         )
         run = collect_devices(load_targets(targets))
     slow_device, direct = run.devices
-    deadline = 0.5 * REQUESTS_PER_DEADLINE
-    # Each answer comes in time (0.4 s of 0.5), but the walk needs more answers than fit.
+    deadline = TIMEOUT * REQUESTS_PER_DEADLINE
+    # Each answer comes in time (1.3 s of 1.5), but the walk needs more answers than fit.
     assert slow_device.sys_object_id == records["1.3.6.1.2.1.1.2.0"]
     assert slow_device.error == (
         "partial answer: ENTITY-MIB entPhysicalTable not complete: the device's deadline of "

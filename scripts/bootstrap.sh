@@ -24,6 +24,7 @@ DEBS=(
   debootstrap dpkg-dev                         # Ansible test hosts; the offline bundle's apt index
   prometheus faketime                          # promtool checks /metrics; agent clocks far off in fault tests
   sudo                                         # agentless collection as a non-root user with --sudo
+  chromium                                     # the dashboard tests' browser (driven by Playwright)
 )
 
 missing=()

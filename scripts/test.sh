@@ -14,4 +14,6 @@ HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .ve
   --profile production ansible/
 HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .venv/bin/ansible-playbook --syntax-check \
   -i ansible/inventory/example.yml ansible/site.yml >/dev/null
-.venv/bin/pytest "$@"
+# Two workers: many tests wait on real daemons, so the cores are shared better. Tests that touch
+# the machine's network (namespaces, the lab, Ansible hosts) stay together on one worker.
+.venv/bin/pytest -n "${MEDSEC_TEST_WORKERS:-2}" --dist loadgroup "$@"

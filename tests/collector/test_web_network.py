@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -222,6 +223,11 @@ def test_the_matrix_shows_the_policy_verdict_of_every_zone_pair(web: Server) -> 
     # Coloured as such: the stylesheet gives each verdict its own background.
     assert re.search(r"\.mx-violation \{ background: var\(--fail\)", text)
     assert re.search(r"\.mx-allowed \{ background: var\(--pass\)", text)
+    # Past `reports.scan_stale_after_minutes` the scan is marked stale, as the reports count it.
+    assert 'class="badge stale"' not in text
+    web.clock.advance(timedelta(minutes=web.settings.reports.scan_stale_after_minutes + 1))
+    later = browser(web, Role.AUDITOR).get("/network")  # the earlier login has ended by then
+    assert 'class="badge stale"' in later.text
 
 
 def test_waf_ztna_and_devices_by_role(web: Server) -> None:

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -99,6 +99,8 @@ class ZonesScan:
     waf: tuple[Finding, ...]
     ztna: tuple[Finding, ...]
     seconds: float | None
+    stale: bool
+    """Older than `reports.scan_stale_after_minutes`: the compliance reports count it `error`."""
 
     def cell(self, source: str, target: str) -> Cell:
         return self.cells.get((source, target), Cell("unknown"))
@@ -156,6 +158,7 @@ def network_view(ctx: WebContext) -> NetworkView:
     inventories = dict(store.host_inventories([h.host_id for h in scan_hosts]))
     results = _results(store, scan_hosts)
     names = {_normal(path): name for name, path in settings.scans.zones.items()}
+    stale_before = ctx.clock() - timedelta(minutes=settings.reports.scan_stale_after_minutes)
     scans: list[ZonesScan] = []
     devices: list[Device] = []
     swept: list[tuple[str, datetime]] = []
@@ -164,7 +167,7 @@ def network_view(ctx: WebContext) -> NetworkView:
         found = results.get(host.report_pk, [])
         network = inventory.get("network")
         if isinstance(network, dict):
-            scans.append(_zones_scan(host, network, found, names))
+            scans.append(_zones_scan(host, network, found, names, stale_before))
         listed = inventory.get("network_devices")
         if isinstance(listed, list):
             snmp = inventory.get("snmp")
@@ -219,6 +222,7 @@ def _zones_scan(
     network: Mapping[str, Any],
     found: list[tuple[str, Finding]],
     names: Mapping[str, str],
+    stale_before: datetime,
 ) -> ZonesScan:
     zones_file = str(network.get("zones_file") or "")
     zones = tuple(
@@ -262,6 +266,7 @@ def _zones_scan(
         waf=tuple(_of(found, "net.waf")),
         ztna=tuple(_of(found, "net.ztna_coverage")),
         seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        stale=host.generated_at < stale_before,
     )
 
 

@@ -355,9 +355,11 @@ class Dashboard(Database):
         )
 
     def newest_scan_results(self, check_ids: Sequence[str]) -> ScanResults | None:
-        """The results of `check_ids` in the newest scan report that has any (None: none)."""
+        """The results of `check_ids` in the newest scan report that has any (None: none).
+        Scans are few: each one's newest report is asked in turn, newest first, by its key."""
+        wanted = list(check_ids)
         with self._tx(write=False, snapshot=True) as conn:
-            row = conn.execute(
+            scans = conn.execute(
                 sa.select(
                     hosts.c.id,
                     hosts.c.hostname,
@@ -366,26 +368,20 @@ class Dashboard(Database):
                     reports.c.generated_at,
                 )
                 .select_from(hosts.join(reports, reports.c.pk == hosts.c.last_report_pk))
-                .where(
-                    hosts.c.id.startswith(SCAN_HOST_PREFIX, autoescape=True),
-                    sa.exists().where(
-                        results.c.report_pk == hosts.c.last_report_pk,
-                        results.c.check_id.in_(list(check_ids)),
+                .where(hosts.c.id.startswith(SCAN_HOST_PREFIX, autoescape=True))
+                .order_by(reports.c.generated_at.desc(), hosts.c.id)
+            ).all()
+            for row in scans:
+                found = _results(
+                    conn,
+                    sa.and_(
+                        results.c.report_pk == row.last_report_pk,
+                        results.c.check_id.in_(wanted),
                     ),
                 )
-                .order_by(reports.c.generated_at.desc(), hosts.c.id)
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            found = _results(
-                conn,
-                sa.and_(
-                    results.c.report_pk == row.last_report_pk,
-                    results.c.check_id.in_(list(check_ids)),
-                ),
-            )
-        return ScanResults(row.id, row.hostname, row.report_id, row.generated_at, found)
+                if found:
+                    return ScanResults(row.id, row.hostname, row.report_id, row.generated_at, found)
+        return None
 
     def host_sites(self) -> list[str]:
         """The sites hosts report, sorted."""

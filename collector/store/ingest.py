@@ -112,7 +112,9 @@ class IngestStatements:
                         agents.c.id == hosts.c.agent_id,
                         sa.or_(
                             agents.c.revoked_at.is_not(None),
-                            agents.c.name.in_(sorted(anchors.YIELDING_AGENTS)),
+                            # Literal comparisons, not an expanding IN: this statement runs
+                            # as an executemany for the whole batch, which refuses those.
+                            *(agents.c.name == name for name in sorted(anchors.YIELDING_AGENTS)),
                         ),
                     ),
                 ),

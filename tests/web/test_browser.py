@@ -34,6 +34,9 @@ from tests.web.served import (
     User,
 )
 
+pytestmark = pytest.mark.xdist_group("host-wide")
+"""With the lab's tests, on one worker: the `collector` fixture builds the lab where it can (asked
+for at run time, so tests/conftest.py's grouping cannot see it in the fixture list)."""
 SIZES = ((1366, 768), (1920, 1080))
 GBT = "gbt22239-2019-l3"
 LAYOUT = """() => {

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from checks import envelope as env
 from collector.api.middleware import UNAUDITED_PATHS
@@ -54,6 +56,10 @@ class Who(enum.Enum):
     AUDITOR = Role.AUDITOR.value
     OPERATOR = Role.OPERATOR.value
     ADMIN = Role.ADMIN.value
+    PAGE = "dashboard page"
+    """Takes the dashboard's login cookie only: to every bearer caller (all callers here) it is
+    signed out, so a GET is sent to the login page (303) and a POST refused (401), as HTML. Who
+    may use a page once signed in is tested with real logins in tests/collector/test_web_*.py."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,24 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/agents/{name}/revoke"): Row(Who.ADMIN, 200),
     ("GET", "/api/v1/users"): Row(Who.ADMIN, 200),
     ("GET", "/metrics"): Row(Who.AUDITOR, 200),
+    # The dashboard. Signing in is public; a POST without the form's pre-login cookie is refused
+    # before any password is looked at.
+    ("GET", "/login"): Row(Who.PUBLIC, 200),
+    ("POST", "/login"): Row(Who.PUBLIC, 403),
+    ("GET", "/static/{file}"): Row(Who.PUBLIC, 200),
+    ("POST", "/logout"): Row(Who.PAGE, 303),  # any role
+    ("POST", "/ui/locale"): Row(Who.PAGE, 303),  # any role
+    ("GET", "/"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/clauses/{standard}/{clause_id}"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/hosts"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/hosts/{host_id}"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/network"): Row(Who.PAGE, 200),  # auditor
+    ("POST", "/scans"): Row(Who.PAGE, 303),  # operator
+    ("GET", "/scans/{scan_id}"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/snapshots"): Row(Who.PAGE, 200),  # auditor
+    ("POST", "/snapshots"): Row(Who.PAGE, 303),  # auditor
+    ("GET", "/snapshots/{snapshot_id}/download"): Row(Who.PAGE, 200),  # auditor
+    ("GET", "/reports/{file_name}"): Row(Who.PAGE, 200),  # auditor
 }
 
 
@@ -119,10 +143,14 @@ AGENTS = {
 }
 
 
-def expected(row: Row, caller: Caller) -> tuple[int, str | None]:  # noqa: PLR0911 — the rules
+def expected(  # noqa: PLR0911 — the rules
+    row: Row, caller: Caller, method: str = "GET"
+) -> tuple[int, str | None]:
     """The answer `caller` gets from a route of `row`: (status, error code or None)."""
     if row.who is Who.PUBLIC:
         return row.success, row.code
+    if row.who is Who.PAGE:
+        return (303 if method == "GET" else 401), None
     if caller in (Caller.NONE, Caller.GARBAGE, Caller.REMOVED_USER):
         return 401, "unauthenticated"
     if caller is Caller.REVOKED_AGENT:
@@ -151,6 +179,10 @@ def route_table(app: FastAPI) -> set[tuple[str, str]]:
         routes = list(iter_route_contexts(app.routes))
     table: set[tuple[str, str]] = set()
     for route in routes:
+        mounted = getattr(route, "route", route)
+        if isinstance(mounted, Mount) and isinstance(mounted.app, StaticFiles):
+            table.add(("GET", f"{mounted.path}/{{file}}"))  # the dashboard's own CSS
+            continue
         methods, path = getattr(route, "methods", None), getattr(route, "path", None)
         assert methods, f"a route the matrix cannot test: {route!r}"
         assert path, f"a route the matrix cannot test: {route!r}"
@@ -258,6 +290,10 @@ def request_for(world: World, method: str, path: str, caller: Caller) -> dict[st
         scan_id=world.scan_id,
         snapshot_id=world.snapshot_id,
         name="matrix-target",
+        standard="gbt22239-2019-l3",
+        clause_id="8.1.4.6",
+        file_name="mnds.json",
+        file="medsec.css",
     )
     request: dict[str, Any] = {"method": method, "url": url}
     if (method, path) == ("POST", "/api/v1/enroll"):
@@ -292,19 +328,21 @@ def audit_total(store: Store) -> int:
     return store.audit_entries(1, 0).total
 
 
-def check_cell(
+def check_cell(  # noqa: PLR0911 — one return per way a cell can be wrong
     world: World, clients: dict[Caller, httpx.Client], key: tuple[str, str], caller: Caller
 ) -> str | None:
     """One cell of the matrix; what is wrong with it, or None."""
     method, path = key
     store = world.server.store
-    status, code = expected(MATRIX[key], caller)
+    status, code = expected(MATRIX[key], caller, method)
     request = request_for(world, method, path, caller)
     before = audit_total(store)
     answer = clients[caller].request(**request)
     cell = f"{method} {path} as {caller.value}"
     if answer.status_code != status:
         return f"{cell}: {answer.status_code} (expected {status}) {answer.text[:200]}"
+    if status == 303 and not answer.headers.get("location", "").startswith("/login?next="):
+        return f"{cell}: sent to {answer.headers.get('location')!r}, not the login page"
     if code is not None:
         if not answer.headers.get("content-type", "").startswith("application/json"):
             return f"{cell}: {status} without the JSON error body"
@@ -334,7 +372,7 @@ def audited_caller(
     enrolment names the agent it made), "-" while it is not."""
     if key == ("POST", "/api/v1/enroll"):
         return request["json"]["name"], "agent"
-    if MATRIX[key].who is Who.PUBLIC or code == "unauthenticated":
+    if MATRIX[key].who in (Who.PUBLIC, Who.PAGE) or code == "unauthenticated":
         return "-", "-"
     if caller in AGENTS:
         return world.names[caller], "agent"

@@ -678,3 +678,39 @@ def test_a_zone_filter_places_devices_by_their_address() -> None:
     )
     doc = _aggregate([SCAN, SNMP], ROWS, scope=Scope(zone="mgmt"), zones=zones)
     assert [o.id for o in _clause(doc, "8.1.4.2 b").objects] == ["198.18.4.1:161"]
+
+
+@pytest.mark.root
+def test_a_sweep_of_the_lab_mgmt_zone_finds_the_border_device_alone(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Every address of the mgmt zone asked with the defaults' v2c community, from inside the
+    zone: the router's agent answers and nothing else does. It speaks SNMPv3, so reading it over
+    v2c fails its check (without any well-known community tried: never on swept devices)."""
+    secrets = json.loads(lab.snmp_file.read_text(encoding="utf-8"))
+    zones = yaml.safe_load(lab.zones_file.read_text(encoding="utf-8"))["zones"]
+    [mgmt] = [zone["cidrs"][0] for zone in zones if zone["name"] == "mgmt"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    write_secret(tmp_path / "community", secrets["v2c"]["community"])
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"version": "2c", "community_file": "community", "timeout": 1},
+                "sweep": [mgmt],
+            }
+        ),
+        encoding="utf-8",
+    )
+    targets.chmod(0o600)
+    done = inventory(targets, "--format", "json", netns=lab.netns("mgmt"))
+    document = json.loads(done.out)
+    [router] = document["devices"]
+    assert (router["address"], router["source"]) == (secrets["address"], "sweep")
+    assert router["sys_object_id"] == secrets["sys_object_id"]
+    assert router["role"] == "firewall"
+    [secure] = by_target(document, "net.snmp_secure").values()
+    assert secure["status"] == "fail", secure["message"]
+    assert "speaks SNMPv3" in secure["message"]
+    assert secure["evidence"]["well_known_tried"] == []
+    assert secrets["v2c"]["community"] not in done.out + done.err

@@ -39,21 +39,34 @@ pytestmark = pytest.mark.xdist_group("host-wide")
 for at run time, so tests/conftest.py's grouping cannot see it in the fixture list)."""
 SIZES = ((1366, 768), (1920, 1080))
 GBT = "gbt22239-2019-l3"
-LAYOUT = """() => {
+LAYOUT = r"""() => {
   const problems = [];
   const doc = document.scrollingElement;
+  const ruler = document.createElement('canvas').getContext('2d');
   for (const cell of document.querySelectorAll('td, th')) {
     if (cell.offsetParent === null) continue;  // not shown (a closed <details>, display: none)
-    if (cell.scrollWidth > cell.clientWidth + 1 &&
-        getComputedStyle(cell).textOverflow !== 'ellipsis') {
+    const style = getComputedStyle(cell);
+    if (cell.scrollWidth > cell.clientWidth + 1 && style.textOverflow !== 'ellipsis') {
       problems.push(`cell <${cell.tagName.toLowerCase()}> ${cell.scrollWidth}px in ` +
                     `${cell.clientWidth}px: ${cell.innerText.trim().slice(0, 60)}`);
+    }
+    if (cell.tagName === 'TH') {
+      const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+      const room = cell.clientWidth - padding;
+      ruler.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+      for (const word of cell.innerText.split(/\s+/)) {
+        if (/^[\x21-\x7e]+$/.test(word) && ruler.measureText(word).width > room + 1) {
+          problems.push(`heading word broken: "${word}" in ${Math.round(room)}px`);
+        }
+      }
     }
   }
   return {scrollWidth: doc.scrollWidth, innerWidth: window.innerWidth, cells: problems};
 }"""
-"""What a person would see as broken: the page wider than the window, or a table cell whose
-content runs past its edge (clipped with an ellipsis is fine: the full text is its title)."""
+"""What a person would see as broken: the page wider than the window, a table cell whose content
+runs past its edge (clipped with an ellipsis is fine: the full text is its title), or a column
+heading with a word broken in two because its column is too narrow (Latin words only: Chinese
+wraps between any two characters, and long values in data cells, hashes and paths, may break)."""
 
 Opener = Callable[..., Page]
 

@@ -363,4 +363,4 @@ def test_every_page_lays_out_at_both_sizes_in_both_languages(
             signed_out.goto(f"/login?lang={locale}")
             check(signed_out, f"{locale}-{width}x{height}-login")
     assert shots == 2 * len(SIZES) * (len(pages) + 1)
-    assert not problems, "\n".join(problems)
+    assert not problems, f"screenshots in {artefacts}:\n" + "\n".join(problems)

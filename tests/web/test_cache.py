@@ -118,10 +118,14 @@ def test_a_new_report_shows_after_one_background_aggregation(
     assert cache.get(MNDS).compliance.standard == MNDS
     assert cache.computations == 1, "both standards come from one aggregation"
 
+    held = [(c.id, c.status, len(c.objects), len(c.evidence)) for c in first.clauses]
     store_report(ctx.store, agent, agent_template, "his-db-02", clock())
     shown = cache.get(GBT)
     assert shown.compliance is first, "the page got the older aggregation without waiting"
     assert cache.settle(SETTLE_S)
+    assert [(c.id, c.status, len(c.objects), len(c.evidence)) for c in first.clauses] == held, (
+        "a page still rendering the older aggregation keeps all of it once it is let go"
+    )
     fresh = cache.get(GBT).compliance
     assert fresh.summary.hosts == 2
     assert {h.hostname for h in fresh.hosts} == {"his-db-01", "his-db-02"}

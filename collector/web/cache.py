@@ -18,7 +18,10 @@ once and a province's collector spends at most a tenth of a core on it.
 
 Memory: one entry per scope (all standards of that scope, aggregated over one read of the
 store), at most `scopes` of them, the least recently used dropped first; while an entry is made
-again, its older aggregation stays until the new one replaces it.
+again, its older aggregation stays until the new one replaces it, then is let go a slice at a
+time (`release`). At 10,000 hosts × 40 results one aggregation of both standards holds about a
+million records: the collector's RSS is ~0.45 GB after the first and levels off at 0.8–1.1 GB
+once it has been made again (Python keeps the freed memory for the next; benchmarks/dashboard.py).
 """
 
 from __future__ import annotations

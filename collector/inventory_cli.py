@@ -209,10 +209,9 @@ def _inventory(
     err: IO[str],
 ) -> int:
     """Ask the devices, evaluate, print, store if asked; the exit code."""
-    from inventory.network.snmp import collect_devices
-
     from checks.device import device_registry
     from checks.runner import evaluate
+    from inventory.network.snmp import collect_devices
 
     zones_file = prepared.zones_file
     swept = collect_devices(prepared.targets)

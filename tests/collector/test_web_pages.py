@@ -537,6 +537,21 @@ def test_unknown_pages_are_404_and_bad_filters_400(web: Web, template: dict[str,
     assert browser.get("/clauses/mnds/4.1", params={"page": "-1"}).status_code == 400
 
 
+def test_a_browser_asking_for_a_path_nothing_serves_gets_the_404_page(web: Web) -> None:
+    """A browser (it asks for HTML) gets the dashboard's page; an API client, or any path under
+    /api/, still gets the JSON error body the API's clients parse."""
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    client = web.server.client()
+    page = client.get("/scans/a/b", headers=html)
+    assert page.status_code == 404
+    assert "text/html" in page.headers["content-type"]
+    assert "找不到" in page.text
+    for path, headers in (("/scans/a/b", {}), ("/api/v1/nothing", html)):
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == 404, path
+        assert answer.json()["error"] == "not_found", path
+
+
 def test_html_from_a_host_is_escaped_everywhere(web: Web, template: dict[str, Any]) -> None:
     now = web.clock()
     agent = enrolled(web.store, "agent-x", now)

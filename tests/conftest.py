@@ -4,39 +4,22 @@ real thing"). Each skips, with the reason, only when its program is not installe
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 
 import pytest
 
+from collector.lab import Lab, LabUnavailable
+from tests.collector.lab_build import (
+    assert_nothing_left,
+    cannot_build,
+    lab_folder,
+    namespace_ids,
+    root_links,
+)
 from tests.swtpm import provision_ek_certificate, start_swtpm, swtpm_binary
-
-_HOST_WIDE = ("netns", "unshare")
-"""What marks a test module as changing the machine's network: namespaces, a lab. Under
-`pytest -n` (pytest-xdist, `--dist loadgroup`) such modules run on one worker, one after another,
-as they always did, and the Ansible hosts (debootstrapped roots in namespaces of their own, on
-subnets no other test uses) on another; everything else shares the cores."""
-
-
-@cache
-def _group(path: Path) -> str | None:
-    if "/tests/ansible/" in str(path):
-        return "ansible-hosts"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    return "host-wide" if any(word in text for word in _HOST_WIDE) else None
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = _group(item.path)
-        if group is None and "lab" in getattr(item, "fixturenames", ()):
-            group = "host-wide"
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _need_swtpm() -> None:
@@ -69,3 +52,29 @@ def swtpm_fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield tpm.tcti
     finally:
         tpm.stop()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """A running lab with its own namespace prefix (a developer's running lab is left alone),
+    built once for the session: building takes root and seconds. Tests may switch faults but
+    must switch them back. Skips with the reason where no lab can be built; at the end it is
+    torn down and checked to have left nothing behind."""
+    reason = cannot_build()
+    if reason:
+        pytest.skip(reason)
+    the_lab = Lab(lab_folder(), f"t{os.getpid() % 100000}-")
+    links = root_links()
+    started = time.monotonic()
+    try:
+        the_lab.up()
+    except LabUnavailable as exc:
+        shutil.rmtree(the_lab.directory, ignore_errors=True)
+        pytest.skip(f"the lab cannot be built here: {exc}")
+    print(f"lab up in {time.monotonic() - started:.2f} s")
+    ids = namespace_ids(the_lab)
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+    assert_nothing_left(the_lab, ids, links)

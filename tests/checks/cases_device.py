@@ -80,7 +80,18 @@ CASES: dict[str, list[tuple[str, DeviceFacts, Status, str]]] = {
         ),
         (
             "no answer",
-            replace(CLEAN, devices=(replace(ROUTER_NS, error="timeout after 2 s"),)),
+            replace(
+                CLEAN,
+                devices=(
+                    replace(
+                        ROUTER_NS,
+                        error="timeout after 2 s",
+                        sys_object_id="",
+                        sys_descr="",
+                        sys_name="",
+                    ),
+                ),
+            ),
             Status.ERROR,
             "cannot judge: the device did not answer: timeout after 2 s",
         ),

@@ -6,10 +6,7 @@ the one hospital-in-a-box lab the lab and scanner tests share, built once for th
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +14,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from collector.lab import Lab, LabUnavailable
 from collector.store import Store
 from collector.store.schema import GENESIS_HASH, metadata
-from tests.collector.lab_build import (
-    assert_nothing_left,
-    cannot_build,
-    lab_folder,
-    namespace_ids,
-    root_links,
-)
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 _ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
@@ -126,29 +115,3 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     finally:
         engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    """A running lab with its own namespace prefix (a developer's running lab is left alone),
-    built once for the session: building takes root and seconds. Tests may switch faults but
-    must switch them back. Skips with the reason where no lab can be built; at the end it is
-    torn down and checked to have left nothing behind."""
-    reason = cannot_build()
-    if reason:
-        pytest.skip(reason)
-    the_lab = Lab(lab_folder(), f"t{os.getpid() % 100000}-")
-    links = root_links()
-    started = time.monotonic()
-    try:
-        the_lab.up()
-    except LabUnavailable as exc:
-        shutil.rmtree(the_lab.directory, ignore_errors=True)
-        pytest.skip(f"the lab cannot be built here: {exc}")
-    print(f"lab up in {time.monotonic() - started:.2f} s")
-    ids = namespace_ids(the_lab)
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
-    assert_nothing_left(the_lab, ids, links)

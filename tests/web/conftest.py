@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests.collector.conftest import (  # noqa: F401  (fixtures, found by pytest by name)
-    lab,
     pg_upgraded,
     pg_url,
     store,

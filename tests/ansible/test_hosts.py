@@ -19,7 +19,11 @@ import pytest
 
 from tests.ansible.hosts import Host, ansible_env, base_root, hosts, write_inventory
 
-pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]  # a cold base build takes ~45 s
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("ansible-hosts"),
+]  # a cold base build takes ~45 s
 
 NAMES = ("alpha", "beta", "gamma")
 OUTSIDE = "198.19.255.1"  # in the lab range, outside every host's subnet

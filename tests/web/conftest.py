@@ -67,7 +67,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"dashboard screenshots ({count}): {folder}")
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright holds an event loop while it runs, only as long as the browser tests.
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright (no browser of Playwright's own), with
     a HOME of its own."""

@@ -16,7 +16,7 @@ HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .ve
   -i ansible/inventory/example.yml ansible/site.yml >/dev/null
 # The dashboard tests' screenshots (every page, two screen sizes, both languages) are kept here.
 export MEDSEC_ARTIFACTS=${MEDSEC_ARTIFACTS:-$PWD/var/test-artefacts}
-# Two workers: many tests wait on real daemons, so the cores are shared better. The Ansible
-# hosts' modules and the browser tests are each kept on one worker (xdist_group); each worker
-# builds its own lab, under a prefix of its own, when its tests need one.
-.venv/bin/pytest -n "${MEDSEC_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# One process by default: with two workers (MEDSEC_TEST_WORKERS=2; the Ansible modules and the
+# browser tests are each kept on one worker) the Ansible site's collector is lost mid-module in
+# some runs, for a reason not yet found, so CI runs the tests one after another.
+.venv/bin/pytest -n "${MEDSEC_TEST_WORKERS:-0}" --dist loadgroup "$@"

@@ -16,7 +16,12 @@ HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .ve
   -i ansible/inventory/example.yml ansible/site.yml >/dev/null
 # The dashboard tests' screenshots (every page, two screen sizes, both languages) are kept here.
 export MEDSEC_ARTIFACTS=${MEDSEC_ARTIFACTS:-$PWD/var/test-artefacts}
-# One process by default: with two workers (MEDSEC_TEST_WORKERS=2; the Ansible modules and the
-# browser tests are each kept on one worker) the Ansible site's collector is lost mid-module in
-# some runs, for a reason not yet found, so CI runs the tests one after another.
-.venv/bin/pytest -n "${MEDSEC_TEST_WORKERS:-0}" --dist loadgroup "$@"
+# Two workers (MEDSEC_TEST_WORKERS), the browser tests kept on one of them. The Ansible converge
+# tests run afterwards on their own: beside other tests their site's collector was lost
+# mid-module in some runs, a cause not yet found. With arguments, exactly those tests run.
+workers=${MEDSEC_TEST_WORKERS:-2}
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/pytest -n "$workers" --dist loadgroup "$@"
+fi
+.venv/bin/pytest -n "$workers" --dist loadgroup --ignore=tests/ansible
+.venv/bin/pytest tests/ansible

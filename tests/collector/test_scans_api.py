@@ -85,7 +85,10 @@ def scanners_running(zones: Path) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline"]):
         if str(zones) in " ".join(process.info["cmdline"] or []):
             found.append(process)
-            found.extend(process.children(recursive=True))
+            try:
+                found.extend(process.children(recursive=True))
+            except psutil.Error:  # it ended while being looked at: nothing of it is left
+                continue
     return found
 
 

@@ -82,7 +82,7 @@ def _list_args(parser: argparse.ArgumentParser) -> None:
     _config_arg(parser)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (one list of every command)
     parser = _Parser(prog=PROG, description="medsec collector: reports, audit log, users, agents.")
     parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -136,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     enroll = agents.add_parser("enroll", help="print a one-time enrolment token (last line)")
     enroll.add_argument("name")
+    enroll.add_argument(
+        "--probe-zone",
+        metavar="ZONE",
+        help="enrol a probe: its credential claims the scan jobs of this zone and no other",
+    )
     _config_arg(enroll)
     _list_args(agents.add_parser("list", help="list agents"))
     revoke = agents.add_parser("revoke", help="revoke an agent (its token stops working)")
@@ -172,6 +177,11 @@ def _parser() -> argparse.ArgumentParser:
     scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
     _agentless_parsers(sub)
+    from collector.scans_cli import add_scans_parser
+    from collector.schedules_cli import add_schedules_parser
+
+    add_schedules_parser(sub, _Parser, _config_arg)
+    add_scans_parser(sub, _Parser, _config_arg)
     return parser
 
 
@@ -568,7 +578,7 @@ def _cmd_agents(args: argparse.Namespace) -> int:
         ttl = timedelta(minutes=settings.enrollment.token_ttl_minutes)
         now = _now()
         try:
-            token = store.create_enrollment(name, ttl, now)
+            token = store.create_enrollment(name, ttl, now, probe_zone=args.probe_zone)
         except AgentExists:
             raise UsageError(
                 f"agent {name!r} is enrolled and active; revoke it first to enrol it again",
@@ -716,7 +726,19 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "snapshot": lambda args: _compliance("snapshot", args),
     "inventory": lambda args: _agentless("inventory", args),
     "collect": lambda args: _agentless("collect", args),
+    "schedules": lambda args: _periodic("schedules", args),
+    "scans": lambda args: _periodic("scans", args),
 }
+
+
+def _periodic(command: str, args: argparse.Namespace) -> int:
+    if command == "schedules":
+        from collector import schedules_cli
+
+        return schedules_cli.run(args)
+    from collector import scans_cli
+
+    return scans_cli.run(args)
 
 
 def _agentless(command: str, args: argparse.Namespace) -> int:

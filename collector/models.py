@@ -52,6 +52,8 @@ class Agent:
     enrolled_at: datetime | None
     revoked_at: datetime | None
     last_seen_at: datetime | None = None
+    probe_zone: str | None = None
+    """The zone whose scan jobs this agent may claim, when it is a probe."""
 
     @property
     def active(self) -> bool:

@@ -18,12 +18,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from checks.envelope import EnvelopeError, generate_private_key, parse_report, public_key_pem
 from collector.models import Agent, IngestOutcome, ScanRun, ScanState
-from collector.settings import ScanSettings
+from collector.settings import ProbeSettings, ScanSettings
 from collector.store import Store, StoreError
 
 logger = logging.getLogger("medsec.collector.scans")
@@ -68,10 +68,19 @@ class ScanLauncher:
         settings: ScanSettings,
         store: Store,
         clock: Callable[[], datetime],
+        *,
+        database_url: str | None = None,
+        probes: ProbeSettings | None = None,
+        on_stored: Callable[[ScanRun, str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.database_url = database_url
+        """Given to the scan process (env MEDSEC_JOBS_DATABASE) for its probe vantages' jobs."""
+        self.probes = probes or ProbeSettings()
+        self.on_stored = on_stored
+        """Called once a scan's results are stored (alerts are raised and cleared from them)."""
         self._running: dict[str, asyncio.Task[None]] = {}
         self._storing: set[str] = set()
         """Scans whose results are being written: a shutdown waits for them, not cancels."""

@@ -178,6 +178,10 @@ class ScanSettings(_Section, forbid_unknown_fields=True, frozen=True):
     by name. The API takes only these names, never a path."""
     timeout_seconds: int = 3600
     """A scan still running after this long is stopped and recorded as failed."""
+    schedule_tick_seconds: float = 5.0
+    """How often each collector process looks for schedules that are due."""
+    min_every_seconds: int = 60
+    """The shortest period a schedule may have (`medsec schedules add --every`)."""
 
     def __post_init__(self) -> None:
         for name in self.zones:
@@ -187,6 +191,49 @@ class ScanSettings(_Section, forbid_unknown_fields=True, frozen=True):
                 )
         if not 10 <= self.timeout_seconds <= 86_400:
             raise ValueError("timeout_seconds: must be between 10 and 86400")
+        if not 0.1 <= self.schedule_tick_seconds <= 300:
+            raise ValueError("schedule_tick_seconds: must be between 0.1 and 300")
+        if not 1 <= self.min_every_seconds <= 86_400:
+            raise ValueError("min_every_seconds: must be between 1 and 86400")
+
+
+class ProbeSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    lease_seconds: int = 60
+    """How long a probe's claim on a job lasts unless it renews it; a probe that dies loses
+    its jobs to the next claim this long after its last renewal."""
+    max_claim: int = 8
+    """Jobs handed to a probe in one claim."""
+    job_timeout_seconds: int = 3600
+    """A job not done this long after it was queued is failed (its scan fails with it)."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.lease_seconds <= 3600:
+            raise ValueError("lease_seconds: must be between 2 and 3600")
+        if not 1 <= self.max_claim <= 100:
+            raise ValueError("max_claim: must be between 1 and 100")
+        if not 10 <= self.job_timeout_seconds <= 86_400:
+            raise ValueError("job_timeout_seconds: must be between 10 and 86400")
+
+
+class WebhookSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    url: str
+    """Where alerts are POSTed as JSON: https://, or http:// to a loopback address only."""
+    secret_file: str
+    """The HMAC-SHA256 key the `X-Medsec-Signature` header is made with (mode 0600)."""
+    timeout_seconds: float = 10.0
+    max_attempts: int = 8
+    """Attempts per alert before it is given up (and logged); waits double from 2 s."""
+
+
+class SyslogSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    address: str = "/dev/log"
+    """A Unix socket path, or HOST:PORT for UDP."""
+    facility: str = "local0"
+
+
+class AlertSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    webhook: WebhookSettings | None = None
+    syslog: SyslogSettings | None = None
 
 
 class DashboardSettings(_Section, forbid_unknown_fields=True, frozen=True):
@@ -231,6 +278,8 @@ class CollectorSettings(_Section, forbid_unknown_fields=True, frozen=True):
     scans: ScanSettings = msgspec.field(default_factory=ScanSettings)
     snapshots: SnapshotSettings = msgspec.field(default_factory=SnapshotSettings)
     dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
+    probes: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         try:

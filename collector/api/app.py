@@ -16,12 +16,23 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from checks.catalog import builtin_catalogs
+from collector.alerts import AlertService
 from collector.api.auth import Auth
 from collector.api.errors import install_error_handlers
 from collector.api.metrics import Metrics
 from collector.api.middleware import AuditHealth, AuditMiddleware, BodyLimitMiddleware, Clock
-from collector.api.routers import admin, agents, compliance, read, scans, service
+from collector.api.routers import (
+    admin,
+    agents,
+    compliance,
+    probes,
+    read,
+    scans,
+    schedules,
+    service,
+)
 from collector.api.schemas import REPORTS_PATH
+from collector.periodic import Scheduler
 from collector.scans import ScanLauncher
 from collector.settings import CollectorSettings
 from collector.store import Store
@@ -42,12 +53,25 @@ def create_app(
     metrics = Metrics()
     health = AuditHealth()
     catalogs = builtin_catalogs()  # loaded once: every read joins clauses from it
-    launcher = ScanLauncher(settings.scans, store, clock)
+    alerts = AlertService(settings.alerts, store, clock)
+    launcher = ScanLauncher(
+        settings.scans,
+        store,
+        clock,
+        database_url=settings.database,
+        probes=settings.probes,
+        on_stored=alerts.scan_stored,
+    )
+    scheduler = Scheduler(settings, store, launcher, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await scheduler.start()
+        await alerts.start()
         yield
+        await scheduler.close()
         await launcher.close()  # scans still running are stopped and recorded as failed
+        await alerts.close()
         if owns_store:
             await run_in_threadpool(store.close)
         metrics.close()
@@ -68,6 +92,8 @@ def create_app(
     app.include_router(agents.router(settings, store, clock))
     app.include_router(read.router(store, auth, catalogs))
     app.include_router(scans.router(store, auth, launcher, clock))
+    app.include_router(schedules.router(settings, store, auth, clock))
+    app.include_router(probes.router(settings, store, auth, clock))
     app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))
     app.include_router(service.router(store, auth, metrics, health, clock))

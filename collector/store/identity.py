@@ -5,6 +5,7 @@ as its SHA-256 hash."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -17,6 +18,9 @@ from collector.store.evidence import SERVICE_AGENTS
 from collector.store.rows import AGENT_COLUMNS, USER_COLUMNS, Row, to_agent, to_user
 from collector.store.schema import agents, enrollment_tokens, users
 from collector.store.values import refuse_nul, storable, utc
+
+_ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+"""A zone's name as zones files allow it (collector.scan.zones)."""
 
 
 def hash_token(token: str) -> str:
@@ -53,10 +57,17 @@ class Identities(Database):
 
     # -- agents and enrolment ----------------------------------------------------------------
 
-    def create_enrollment(self, name: str, ttl: timedelta, now: datetime) -> str:
+    def create_enrollment(
+        self, name: str, ttl: timedelta, now: datetime, *, probe_zone: str | None = None
+    ) -> str:
         """A one-time `mse_` token for agent `name`, valid for `ttl`. Creates the agent if new;
         an active agent of that name → `AgentExists`; a revoked one may enrol again. Any earlier
-        unused token for the agent stops working."""
+        unused token for the agent stops working. `probe_zone` makes the agent a probe of that
+        zone (the only zone whose jobs it may claim); None makes it an ordinary agent."""
+        if probe_zone is not None:
+            refuse_nul("a probe zone", probe_zone)
+            if not _ZONE.match(probe_zone):
+                raise ValueError(f"probe zone {probe_zone!r} is not a zone name")
         if ttl <= timedelta(0):
             raise ValueError("the enrolment token's lifetime must be positive")
         refuse_nul("an agent name", name)
@@ -69,6 +80,9 @@ class Identities(Database):
             row = self._lock_agent_row(conn, name, now)
             if row.enrolled_at is not None and row.revoked_at is None:
                 raise AgentExists(f"agent {name!r} is enrolled and active; revoke it first")
+            conn.execute(
+                sa.update(agents).where(agents.c.id == row.id).values(probe_zone=probe_zone)
+            )
             conn.execute(
                 sa.delete(enrollment_tokens).where(
                     enrollment_tokens.c.agent_id == row.id, enrollment_tokens.c.used_at.is_(None)

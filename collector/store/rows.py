@@ -31,6 +31,7 @@ AGENT_COLUMNS = (
     agents.c.enrolled_at,
     agents.c.revoked_at,
     agents.c.last_seen_at,
+    agents.c.probe_zone,
 )
 USER_COLUMNS = (users.c.id, users.c.name, users.c.role, users.c.created_at)
 SCAN_COLUMNS = (
@@ -56,6 +57,7 @@ def to_agent(row: Row) -> Agent:
         enrolled_at=row.enrolled_at,
         revoked_at=row.revoked_at,
         last_seen_at=row.last_seen_at,
+        probe_zone=row.probe_zone,
     )
 
 

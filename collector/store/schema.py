@@ -75,6 +75,8 @@ agents = sa.Table(
     sa.Column("enrolled_at", UTCDateTime),
     sa.Column("revoked_at", UTCDateTime),
     sa.Column("last_seen_at", UTCDateTime),
+    # A probe's zone: the only zone whose scan jobs its credential may claim (None: not a probe).
+    sa.Column("probe_zone", sa.Text),
 )
 
 enrollment_tokens = sa.Table(
@@ -197,7 +199,12 @@ scans = sa.Table(
     sa.Column("finished_at", UTCDateTime),
     sa.Column("report_id", sa.Text),
     sa.Column("message", sa.Text),
+    # A scan a schedule started, and the due time it was started for (None: started by hand).
+    sa.Column("schedule_id", sa.String(36)),
+    sa.Column("due_at", UTCDateTime),
     sa.Index(None, "started_at"),
+    # A schedule never runs twice for one due time, whichever collector process fires it.
+    sa.Index("uq_scans_schedule_id_due_at", "schedule_id", "due_at", unique=True),
     # One running scan per zones file, whichever collector process started it.
     sa.Index(
         "uq_scans_running_zones",
@@ -207,6 +214,91 @@ scans = sa.Table(
         postgresql_where=sa.text("state = 'running'"),
     ),
 )
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("zones", sa.Text, nullable=False),
+    # Exactly one of the two: a fixed period, or a cron expression (croniter, UTC).
+    sa.Column("every_seconds", sa.Integer),
+    sa.Column("cron", sa.Text),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_due_at", UTCDateTime, nullable=False),
+    sa.Column("last_due_at", UTCDateTime),
+    sa.Column("last_scan_id", sa.String(36)),
+    sa.Index(None, "next_due_at"),
+)
+"""Periodic scans: each due time becomes one scan (`scans.schedule_id`, `scans.due_at`)."""
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("scan_id", sa.String(36)),
+    sa.Column("zone", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("request", JSONType, nullable=False),
+    # queued -> claimed -> done | failed; a claim whose lease ran out is claimable again.
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("deadline", UTCDateTime, nullable=False),
+    sa.Column("claim_id", sa.String(36)),
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("finished_by", sa.Text),
+    sa.Column("result", JSONType),
+    sa.Column("error", sa.Text),
+    sa.Index(None, "zone", "state", "created_at"),
+    sa.Index(None, "scan_id"),
+)
+"""Scan jobs for probes that dial out: claimed with `FOR UPDATE SKIP LOCKED` under a lease."""
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("zones", sa.Text, nullable=False),
+    sa.Column("detail", JSONType, nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("opened_scan_id", sa.String(36)),
+    sa.Column("cleared_at", UTCDateTime),
+    sa.Column("cleared_scan_id", sa.String(36)),
+    # One open alert per key: the violation raises once, clears once.
+    sa.Index(
+        "uq_alerts_open_key",
+        "key",
+        unique=True,
+        sqlite_where=sa.text("cleared_at IS NULL"),
+        postgresql_where=sa.text("cleared_at IS NULL"),
+    ),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), nullable=False, index=True),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Index(None, "state", "next_attempt_at"),
+)
+"""The alerts' outbox: written with the alert, sent (and retried) by any collector process."""
 
 attestations = sa.Table(
     "attestations",

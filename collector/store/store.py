@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from collector.models import AuditKey
 from collector.store import batch
+from collector.store.alerts import Alerts
 from collector.store.audit import AuditJob, AuditLog, AuditNote
 from collector.store.dashboard import Dashboard
 from collector.store.engine import connect
@@ -39,8 +40,10 @@ from collector.store.errors import (
 from collector.store.evidence import Evidence
 from collector.store.identity import Identities
 from collector.store.ingest import Ingest, IngestJob, IngestStatements
+from collector.store.jobs import Jobs
 from collector.store.reads import Reads
 from collector.store.scans import Scans
+from collector.store.schedules import Schedules
 from collector.store.versions import Versions
 from collector.store.web_auth import WebAuth
 
@@ -70,7 +73,20 @@ parsed report not matching its bytes); anything else is a bug and fails the whol
 _Job = IngestJob | AuditJob
 
 
-class Store(Identities, Ingest, Reads, Evidence, Scans, Versions, WebAuth, Dashboard, AuditLog):
+class Store(
+    Identities,
+    Ingest,
+    Reads,
+    Evidence,
+    Scans,
+    Schedules,
+    Jobs,
+    Alerts,
+    Versions,
+    WebAuth,
+    Dashboard,
+    AuditLog,
+):
     """The collector's database. Thread-safe: one engine, a pool of connections."""
 
     def __init__(

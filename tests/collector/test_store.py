@@ -1132,7 +1132,7 @@ def test_migrations_create_the_schema_once_without_drift(empty_url: str) -> None
         assert store.verify_audit().entries == 1
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0008",)
+                ("0009",)
             ]
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}

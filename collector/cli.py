@@ -598,15 +598,16 @@ def _cmd_agents(args: argparse.Namespace) -> int:
                 "alg": a.alg.value if a.alg else None,
                 "enrolled_at": _iso(a.enrolled_at),
                 "last_seen_at": _iso(a.last_seen_at),
+                "probe_zone": a.probe_zone,
             }
             for a in store.list_agents()
         ]
         if args.format == "json":
             _json(agents)
             return EXIT_OK
-        keys = ("name", "state", "alg", "enrolled_at", "last_seen_at")
+        keys = ("name", "state", "alg", "enrolled_at", "last_seen_at", "probe_zone")
         rows = [tuple(a[k] or "-" for k in keys) for a in agents]
-        _table(("NAME", "STATE", "ALG", "ENROLLED", "LAST SEEN"), rows)
+        _table(("NAME", "STATE", "ALG", "ENROLLED", "LAST SEEN", "PROBE ZONE"), rows)
         return EXIT_OK
 
     def revoke(store: Store, _: CollectorSettings) -> int:

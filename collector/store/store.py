@@ -42,6 +42,7 @@ from collector.store.identity import Identities
 from collector.store.ingest import Ingest, IngestJob, IngestStatements
 from collector.store.jobs import Jobs
 from collector.store.reads import Reads
+from collector.store.scan_history import ScanHistory
 from collector.store.scans import Scans
 from collector.store.schedules import Schedules
 from collector.store.versions import Versions
@@ -79,6 +80,7 @@ class Store(
     Reads,
     Evidence,
     Scans,
+    ScanHistory,
     Schedules,
     Jobs,
     Alerts,

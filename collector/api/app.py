@@ -37,6 +37,7 @@ from collector.scans import ScanLauncher
 from collector.settings import CollectorSettings
 from collector.store import Store
 
+PROBE_JOBS_PATH = "/api/v1/probe/jobs/"
 MAX_OTHER_BODY_BYTES = 65_536
 """Bodies of routes other than report ingest (enrolment) are small JSON documents."""
 
@@ -105,7 +106,12 @@ def create_app(
     # Added last = outermost: the audit sees every answer, the body limit's 413 included.
     app.add_middleware(
         BodyLimitMiddleware,
-        limit_for=lambda path: max_report if path == REPORTS_PATH else MAX_OTHER_BODY_BYTES,
+        limit_for=lambda path: max_report if _carries_evidence(path) else MAX_OTHER_BODY_BYTES,
     )
     app.add_middleware(AuditMiddleware, store=store, clock=clock, metrics=metrics, health=health)
     return app
+
+
+def _carries_evidence(path: str) -> bool:
+    """Reports, and probes' job results (nmap's XML of a zone), may be as large as a report."""
+    return path == REPORTS_PATH or (path.startswith(PROBE_JOBS_PATH) and path.endswith("/result"))

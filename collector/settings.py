@@ -215,25 +215,210 @@ class ProbeSettings(_Section, forbid_unknown_fields=True, frozen=True):
             raise ValueError("job_timeout_seconds: must be between 10 and 86400")
 
 
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{n}": 16 + n for n in range(8)},
+}  # fmt: skip
+"""Facility names as syslog.conf spells them, and their numbers (RFC 5424, table 1)."""
+_MAX_URL = 2048
+
+
+def _check_webhook_url(url: str) -> None:
+    """https://, or http:// to a loopback address: alerts name the network's holes, so they
+    cross the network only encrypted. Raises ValueError with a message that never quotes the
+    URL (its path or query may hold the receiver's token)."""
+    from urllib.parse import urlsplit
+
+    if len(url) > _MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError(f"url must be one URL of at most {_MAX_URL} characters, no spaces")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("url is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("url must start with https:// (or http:// to a loopback address)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("url must not carry a user or password (the HMAC secret signs)")
+    if parts.fragment:
+        raise ValueError("url must not have a #fragment")
+    if port == 0:
+        raise ValueError("url: the port must be between 1 and 65535")
+    try:
+        check_host(parts.hostname)
+    except ValueError:
+        raise ValueError("url: the host is neither an IP address nor a host name") from None
+    if parts.scheme == "http":
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False  # a name could resolve anywhere
+        if not loopback:
+            raise ValueError(
+                "url must be https://; http:// only to a loopback address (127.0.0.1, [::1])"
+            )
+
+
+def read_webhook_secret(path: str, source: str = "the settings") -> bytes:
+    """The webhook's HMAC key: the file's bytes without surrounding white space; `SettingsError`
+    unless the file is readable by this user and no other, and not empty. The message never
+    shows the content."""
+    key = "alerts.webhook.secret_file"
+    secret_path = Path(path)
+    try:
+        mode = stat.S_IMODE(secret_path.stat().st_mode)
+        raw = secret_path.read_bytes()
+    except FileNotFoundError:
+        raise SettingsError(f"{source}: {key}: {path} does not exist") from None
+    except PermissionError:
+        raise SettingsError(f"{source}: {key}: {path} is not readable by this user") from None
+    except OSError as exc:
+        raise SettingsError(f"{source}: {key}: {path} cannot be read ({exc.strerror})") from None
+    if mode & 0o077:
+        raise SettingsError(
+            f"{source}: {key}: {path} is accessible to other users (mode {mode:04o});"
+            " run chmod 600 on it"
+        )
+    secret = raw.strip()
+    if not secret:
+        raise SettingsError(f"{source}: {key}: {path} is empty (write the shared secret in it)")
+    return secret
+
+
 class WebhookSettings(_Section, forbid_unknown_fields=True, frozen=True):
     url: str
-    """Where alerts are POSTed as JSON: https://, or http:// to a loopback address only."""
+    """Where alerts are POSTed as JSON: https://, or http:// to a loopback address only. TLS
+    certificates are verified against the system's trust store."""
     secret_file: str
-    """The HMAC-SHA256 key the `X-Medsec-Signature` header is made with (mode 0600)."""
+    """The HMAC-SHA256 key the `X-Medsec-Signature` header is made with: the file's content
+    without surrounding white space, mode 0600, not empty. Relative to the settings file."""
     timeout_seconds: float = 10.0
+    """How long one attempt may take (connect, send, answer) before it counts as failed."""
     max_attempts: int = 8
-    """Attempts per alert before it is given up (and logged); waits double from 2 s."""
+    """Attempts per alert event before it is given up (and logged once)."""
+    retry_seconds: float = 2.0
+    """The wait after the first failed attempt; each further wait doubles (at most an hour)."""
+    ca_file: str | None = None
+    """PEM certificates to verify the receiver's certificate with, instead of the system's
+    trust store (a hospital's own CA). Relative to the settings file."""
+
+    def __post_init__(self) -> None:
+        # No "url: " prefix on the URL's messages: the error would then quote the value.
+        _check_webhook_url(self.url)
+        if not self.secret_file:
+            raise ValueError("secret_file: must name a file")
+        if not 0.1 <= self.timeout_seconds <= 300:
+            raise ValueError("timeout_seconds: must be between 0.1 and 300")
+        if not 1 <= self.max_attempts <= 100:
+            raise ValueError("max_attempts: must be between 1 and 100")
+        if not 0.1 <= self.retry_seconds <= 3600:
+            raise ValueError("retry_seconds: must be between 0.1 and 3600")
 
 
 class SyslogSettings(_Section, forbid_unknown_fields=True, frozen=True):
     address: str = "/dev/log"
-    """A Unix socket path, or HOST:PORT for UDP."""
+    """The local syslog daemon's Unix socket (an absolute path), or HOST:PORT of a syslog
+    server over UDP (e.g. `127.0.0.1:514`, `[::1]:514`)."""
     facility: str = "local0"
+    """A facility name: kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron,
+    authpriv, ftp, local0 ... local7."""
+    max_attempts: int = 8
+    """Attempts per alert event before it is given up (a Unix socket whose daemon is down)."""
+    retry_seconds: float = 2.0
+    """The wait after the first failed attempt; each further wait doubles (at most an hour)."""
+
+    def __post_init__(self) -> None:
+        if not self.address.startswith("/"):
+            try:
+                parse_listen(self.address)
+            except ValueError as exc:
+                why = "" if "HOST:PORT" in str(exc) else f": {exc}"
+                raise ValueError(
+                    "address: must be a Unix socket's absolute path (/dev/log) or HOST:PORT of a"
+                    f" syslog server over UDP{why}"
+                ) from None
+        elif "\x00" in self.address or len(self.address) > 107:
+            raise ValueError("address: a Unix socket path has at most 107 characters")
+        if self.facility not in SYSLOG_FACILITIES:
+            raise ValueError("facility: must be one of " + ", ".join(SYSLOG_FACILITIES))
+        if not 1 <= self.max_attempts <= 100:
+            raise ValueError("max_attempts: must be between 1 and 100")
+        if not 0.1 <= self.retry_seconds <= 3600:
+            raise ValueError("retry_seconds: must be between 0.1 and 3600")
+
+    @property
+    def udp(self) -> tuple[str, int] | None:
+        """(host, port) when the address is a UDP server's, None for a Unix socket."""
+        return None if self.address.startswith("/") else parse_listen(self.address)
 
 
 class AlertSettings(_Section, forbid_unknown_fields=True, frozen=True):
+    """Where alerts go: each new policy violation, WAF gone or ZTNA gateway gone is sent once
+    when a scan finds it and once when a scan finds it cleared. Without a channel, alerts are
+    still recorded (and nothing is sent)."""
+
     webhook: WebhookSettings | None = None
     syslog: SyslogSettings | None = None
+    poll_seconds: float = 1.0
+    """How often each collector process looks for alert events due to be sent."""
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.poll_seconds <= 60:
+            raise ValueError("poll_seconds: must be between 0.05 and 60")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The configured channels, by name: "webhook", "syslog"."""
+        return tuple(name for name in ("webhook", "syslog") if getattr(self, name) is not None)
+
+    def check_files(self, source: str) -> None:
+        """`SettingsError` (one line) unless the webhook's secret file (and CA file) is usable."""
+        if self.webhook is None:
+            return
+        read_webhook_secret(self.webhook.secret_file, source)
+        if self.webhook.ca_file is not None:
+            try:
+                present = Path(self.webhook.ca_file).is_file()
+            except OSError as exc:
+                raise SettingsError(f"{source}: alerts.webhook.ca_file: {exc.strerror}") from None
+            if not present:
+                raise SettingsError(
+                    f"{source}: alerts.webhook.ca_file: {self.webhook.ca_file} does not exist"
+                )
+
+    def yaml_text(self) -> str:
+        """The `alerts:` section as `medsec init` writes it (strings JSON-quoted: valid YAML)."""
+        text = (
+            "# Alerts: a policy violation, a WAF or a ZTNA gateway gone is sent once when a scan\n"
+            "# finds it and once when a scan finds it cleared, to a webhook (JSON POST signed\n"
+            "# with HMAC-SHA256 of the secret_file's content, mode 0600) and/or syslog, e.g.\n"
+            '#   webhook: {url: "https://siem.example/medsec", secret_file: "webhook.secret"}\n'
+            '#   syslog: {address: "/dev/log", facility: "local0"}  # or HOST:PORT over UDP\n'
+        )
+        if self.webhook is None and self.syslog is None and self.poll_seconds == 1.0:
+            return text + "alerts: {}\n"
+        text += f"alerts:\n  poll_seconds: {self.poll_seconds}\n"
+        if (hook := self.webhook) is not None:
+            text += (
+                "  webhook:\n"
+                f"    url: {json.dumps(hook.url)}\n"
+                f"    secret_file: {json.dumps(hook.secret_file, ensure_ascii=False)}\n"
+                f"    timeout_seconds: {hook.timeout_seconds}\n"
+                f"    max_attempts: {hook.max_attempts}\n"
+                f"    retry_seconds: {hook.retry_seconds}\n"
+            )
+            if hook.ca_file is not None:
+                text += f"    ca_file: {json.dumps(hook.ca_file, ensure_ascii=False)}\n"
+        if (log := self.syslog) is not None:
+            text += (
+                "  syslog:\n"
+                f"    address: {json.dumps(log.address, ensure_ascii=False)}\n"
+                f"    facility: {json.dumps(log.facility)}\n"
+                f"    max_attempts: {log.max_attempts}\n"
+                f"    retry_seconds: {log.retry_seconds}\n"
+            )
+        return text
 
 
 class DashboardSettings(_Section, forbid_unknown_fields=True, frozen=True):
@@ -377,8 +562,23 @@ def _with_paths_resolved(settings: CollectorSettings, base: Path) -> CollectorSe
         dir=_resolve(base, settings.snapshots.dir),
         key_file=_resolve(base, settings.snapshots.key_file),
     )
+    alerts = settings.alerts
+    if alerts.webhook is not None:
+        ca_file = alerts.webhook.ca_file
+        webhook = msgspec.structs.replace(
+            alerts.webhook,
+            secret_file=_resolve(base, alerts.webhook.secret_file),
+            ca_file=None if ca_file is None else _resolve(base, ca_file),
+        )
+        alerts = msgspec.structs.replace(alerts, webhook=webhook)
     return msgspec.structs.replace(
-        settings, tls=tls, database=database, audit=audit, scans=scans, snapshots=snapshots
+        settings,
+        tls=tls,
+        database=database,
+        audit=audit,
+        scans=scans,
+        snapshots=snapshots,
+        alerts=alerts,
     )
 
 
@@ -546,5 +746,5 @@ def render_settings(settings: CollectorSettings) -> str:
         f"  idle_minutes: {settings.dashboard.idle_minutes}\n"
         f"  max_failures: {settings.dashboard.max_failures}\n"
         f"  lockout_minutes: {settings.dashboard.lockout_minutes}\n"
-        f"  failure_delay_ms: {settings.dashboard.failure_delay_ms}\n"
+        f"  failure_delay_ms: {settings.dashboard.failure_delay_ms}\n" + settings.alerts.yaml_text()
     )

@@ -178,3 +178,68 @@ def to_out(model: type[Out], record: object) -> Out:
     """`model` filled from `record`'s attributes of the same names, nested records and a store
     `Page` of them included; enum values become their strings."""
     return model.model_validate(record, from_attributes=True)
+
+
+# --------------------------------------------------------------------------- probes
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100,
+            description="Most jobs wanted; the collector hands out at most `probes.max_claim`.",
+        ),
+    ] = 100
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=25,
+            description="With no job to hand out, wait this long for one before answering none.",
+        ),
+    ] = 0.0
+
+
+class ClaimedJobOut(BaseModel):
+    id: str
+    claim_id: str = Field(description="This claim; a result is stored only under it.")
+    kind: str
+    request: dict[str, Any]
+    lease_until: datetime = Field(description="Renew before then or the job goes to another.")
+    deadline: datetime
+    scan_id: str | None
+    attempts: int = Field(description="Claims of this job so far, this one included.")
+
+
+class ClaimOut(BaseModel):
+    zone: str
+    lease_seconds: int
+    jobs: list[ClaimedJobOut]
+
+
+class LeaseClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    claim_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class LeasesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    claims: Annotated[list[LeaseClaimIn], Field(max_length=500)]
+
+
+class LeasesOut(BaseModel):
+    leases: dict[str, datetime | None] = Field(
+        description="Job id → its new lease end, or null: the claim is lost, stop working on it."
+    )
+
+
+class JobResultOut(BaseModel):
+    stored: bool
+    duplicate: bool = Field(description="The job was finished already; nothing changed.")
+
+
+JobId = Annotated[str, Path(pattern=_UUID)]

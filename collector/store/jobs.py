@@ -276,6 +276,28 @@ class Jobs(Database):
         order = {job_id: i for i, job_id in enumerate(ids)}
         return sorted((_to_job(row) for row in rows), key=lambda job: order[job.id])
 
+    def has_claimable(self, zone: str, now: datetime) -> bool:
+        """Whether a claim of `zone` now would take or fail a job: a read, so that a probe
+        waiting for work costs no write transaction (on SQLite, the database's one writer)."""
+        check_zone(zone)
+        now = utc(now)
+        with self._tx(write=False) as conn:
+            found = conn.execute(
+                sa.select(jobs.c.id)
+                .where(
+                    jobs.c.zone == zone,
+                    sa.or_(
+                        jobs.c.state == "queued",
+                        sa.and_(
+                            jobs.c.state == "claimed",
+                            sa.or_(jobs.c.lease_until < now, jobs.c.deadline <= now),
+                        ),
+                    ),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
+
     def renew_leases(
         self, claims: Sequence[tuple[str, str]], agent: str, now: datetime, lease: timedelta
     ) -> dict[str, datetime | None]:

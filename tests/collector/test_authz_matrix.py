@@ -56,6 +56,9 @@ class Who(enum.Enum):
     AUDITOR = Role.AUDITOR.value
     OPERATOR = Role.OPERATOR.value
     ADMIN = Role.ADMIN.value
+    PROBE = "probe"
+    """An agent enrolled as a probe (`--probe-zone`). The matrix's agents are not probes, so
+    every caller here is refused; tests/collector/test_probe_api.py has a probe's own answers."""
     PAGE = "dashboard page"
     """Takes the dashboard's login cookie only: to every bearer caller (all callers here) it is
     signed out, so a GET is sent to the login page (303) and a POST refused (401), as HTML. Who
@@ -98,6 +101,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/agents/{name}/revoke"): Row(Who.ADMIN, 200),
     ("GET", "/api/v1/users"): Row(Who.ADMIN, 200),
     ("GET", "/metrics"): Row(Who.AUDITOR, 200),
+    ("POST", "/api/v1/probe/claim"): Row(Who.PROBE, 200),
+    ("POST", "/api/v1/probe/leases"): Row(Who.PROBE, 200),
+    ("POST", "/api/v1/probe/jobs/{job_id}/result"): Row(Who.PROBE, 200),
     # The dashboard. Signing in is public; a POST without the form's pre-login cookie is refused
     # before any password is looked at.
     ("GET", "/login"): Row(Who.PUBLIC, 200),
@@ -155,6 +161,8 @@ def expected(  # noqa: PLR0911 — the rules
         return 401, "unauthenticated"
     if caller is Caller.REVOKED_AGENT:
         return 401, "agent_revoked"
+    if row.who is Who.PROBE:
+        return 403, "not_a_probe" if caller in AGENTS else "forbidden"
     if row.who is Who.AGENT:
         if caller is Caller.AGENT:
             return row.success, row.code
@@ -294,6 +302,7 @@ def request_for(world: World, method: str, path: str, caller: Caller) -> dict[st
         clause_id="8.1.4.6",
         file_name="mnds.json",
         file="medsec.css",
+        job_id=str(uuid.uuid4()),
     )
     request: dict[str, Any] = {"method": method, "url": url}
     if (method, path) == ("POST", "/api/v1/enroll"):

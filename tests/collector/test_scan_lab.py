@@ -209,7 +209,8 @@ def test_each_fault_fails_exactly_the_checks_it_breaks(  # noqa: PLR0917
                 "ssh:probe@198.18.3.5)"
             ]
         else:
-            assert "among the 7 ports the zones file names (scan.ports: listed" in leak.message
+            # 22, 23, 80, 443, 3389, 5432, 8443 and 8080 (the collector's second port in mgmt)
+            assert "among the 8 ports the zones file names (scan.ports: listed" in leak.message
     if fault == "office-his-open":
         # The office vantage cannot send lone ACKs (no raw sockets), so nothing it sees shows a
         # filter on that path: the firewall's identity is named, but does not make it pass.

@@ -10,6 +10,11 @@ Exit codes: 0 no `fail`/`error`; 1 at least one; 2 usage or zones-file error (on
 naming file, key and value); 4 a vantage failed (unreachable, connection lost, timed out): the
 results are printed but are incomplete, so they are not stored, and the last line on stderr names
 each vantage and why; 130 cancelled (Ctrl-C: every nmap and probe is stopped first).
+
+Zones whose vantage is a probe (`kind: probe`, a `medsec-agent probe` dialling out from inside
+the zone) are reached through the collector's job queue (collector/scan/probe_vantage.py): the
+collector's launcher names it in the environment; run by hand, `--config` names the collector
+settings. Without either such a scan exits 2 naming the zone.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from checks import report as contract
 from checks.catalog import Catalogs, builtin_catalogs
@@ -39,7 +44,16 @@ from collector.scan import SCAN_HOST_PREFIX
 from collector.scan.nmap import NmapError
 from collector.scan.runner import ProgressEvent, scan
 from collector.scan.vantage import VantageError
-from collector.scan.zones import ZonesError, confinement_from_env, load_zones
+from collector.scan.zones import (
+    ProbeVantageConfig,
+    Zones,
+    ZonesError,
+    confinement_from_env,
+    load_zones,
+)
+
+if TYPE_CHECKING:
+    from collector.scan.probe_vantage import ScanJobQueue
 
 SCAN_SCHEMA = "medsec.scan/v1"
 VERSION = "0.1.0"
@@ -308,6 +322,7 @@ def run_scan(
     )
     try:
         zones = load_zones(args.zones, confine=confine)
+        queue = _job_queue(args, zones)
     except ZonesError as exc:
         err.write(f"medsec scan: {exc}\n")
         return EXIT_USAGE
@@ -317,7 +332,10 @@ def run_scan(
     show = args.progress if args.progress is not None else err.isatty()
     bar = ProgressBar(err, [z.name for z in zones.zones if z.vantage is not None]) if show else None
     try:
-        facts = asyncio.run(_sigterm_cancels(scan(zones, progress=bar, confine=confine)))
+        vantages = queue.vantages(zones) if queue is not None else None
+        facts = asyncio.run(
+            _sigterm_cancels(scan(zones, progress=bar, confine=confine, vantages=vantages))
+        )
     except (KeyboardInterrupt, asyncio.CancelledError):
         if bar is not None:
             bar.close()
@@ -328,9 +346,31 @@ def run_scan(
             bar.close()
         err.write(f"medsec scan: {exc}\n")
         return EXIT_USAGE
+    finally:
+        if queue is not None:
+            queue.close()
     if bar is not None:
         bar.close()
     return _conclude(args, facts, store, out, err)
+
+
+def _job_queue(args: argparse.Namespace, zones: Zones) -> ScanJobQueue | None:
+    """The collector's job queue when a zone's vantage is a probe (None: no zone's is);
+    ZonesError naming the zone that needs one when there is none to open."""
+    if not any(isinstance(zone.vantage, ProbeVantageConfig) for zone in zones.zones):
+        return None
+    from collector.scan.probe_vantage import QueueUnavailable, ScanJobQueue, probe_zones
+
+    config = getattr(args, "config", None)
+    try:
+        return ScanJobQueue.open(None if config is None else str(config), os.environ)
+    except QueueUnavailable as exc:
+        zone = next(iter(probe_zones(zones)))
+        raise ZonesError(
+            f"zone {zone} has a probe vantage, which needs the collector's job queue: "
+            f"{exc} (give --config with the collector settings, or run the scan from the "
+            "collector)"
+        ) from None
 
 
 def _conclude(
@@ -386,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog=EXIT_CODES,
     )
     _add_arguments(parser)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="collector settings: the job queue of the zones whose vantage is a probe "
+        "(default: the collector's launcher gives it in $MEDSEC_JOBS_DATABASE)",
+    )
     return run_scan(parser.parse_args(argv))
 
 

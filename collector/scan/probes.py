@@ -31,6 +31,7 @@ from checks.facts.network import (
 )
 from checks.model import Unavailable
 from collector.scan.gateway_plan import gateway_attempts, gateway_requests, probe_paths
+from collector.scan.probe_vantage import ProbeVantage
 from collector.scan.vantage import SshVantage, Vantage, VantageError
 from collector.scan.zones import (
     CriticalSystemConfig,
@@ -136,7 +137,9 @@ class Prober:
         self.cells = cells
 
     def _is_ssh(self, zone: str) -> bool:
-        return isinstance(self.vantages.get(zone), SshVantage)
+        """Whether the zone's vantage runs on another machine (over SSH, or a probe dialling
+        out): the site's client certificate stays on this one, and local vantages go first."""
+        return isinstance(self.vantages.get(zone), (SshVantage, ProbeVantage))
 
     def _seen_open(self, address: str, port: int) -> list[str]:
         """Zones whose vantage found address:port open."""

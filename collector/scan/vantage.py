@@ -41,6 +41,7 @@ from collector.scan.nmap import (
 from collector.scan.zones import (
     LocalVantageConfig,
     NetnsVantageConfig,
+    ProbeVantageConfig,
     SshVantageConfig,
     VantageConfig,
 )
@@ -541,11 +542,19 @@ def _lost(transport: paramiko.Transport, settle: float = 1.0) -> bool:
 
 
 def make_vantage(zone: str, config: VantageConfig) -> Vantage:
-    """The vantage a zones file entry describes."""
+    """The vantage a zones file entry describes. Probe vantages are not made here: they need
+    the collector's job queue, which the scan opens and hands to `ProbeVantage` itself."""
     if isinstance(config, LocalVantageConfig):
         return LocalVantage(zone)
     if isinstance(config, NetnsVantageConfig):
         return NetnsVantage(zone, config.netns)
     if isinstance(config, SshVantageConfig):
         return SshVantage(zone, config)
+    if isinstance(config, ProbeVantageConfig):
+        # A probe's jobs go through the collector's database: the scan makes these vantages
+        # with its job queue (collector/scan/probe_vantage.py, `probe_vantages`).
+        raise VantageError(
+            f"zone {zone} has a probe vantage: the scan needs the collector's job queue for it "
+            "(run it with --config, or from the collector)"
+        )
     raise NmapError(f"unknown vantage kind {type(config).__name__}")

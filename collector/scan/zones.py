@@ -145,7 +145,23 @@ class SshVantageConfig(
             raise ValueError("connect_timeout_seconds: must be between 0 and 120")
 
 
-VantageConfig = LocalVantageConfig | NetnsVantageConfig | SshVantageConfig
+class ProbeVantageConfig(
+    _Section, forbid_unknown_fields=True, frozen=True, tag_field="kind", tag="probe"
+):
+    """nmap and the probes run on a probe inside the zone (`medsec-agent probe`) that dials out
+    to the collector: the scan queues each operation as a job the zone's probe claims, checks
+    against its own targets, runs and answers (collector/scan/probe_vantage.py). For zones
+    nothing may connect into."""
+
+    claim_timeout_seconds: float = 60.0
+    """A job no probe of the zone has taken this long after it was queued fails the vantage."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.claim_timeout_seconds <= 3600:
+            raise ValueError("claim_timeout_seconds: must be between 1 and 3600")
+
+
+VantageConfig = LocalVantageConfig | NetnsVantageConfig | SshVantageConfig | ProbeVantageConfig
 
 
 def _address(text: str, key: str) -> ipaddress.IPv4Address:
@@ -691,6 +707,11 @@ def _check_snmp(zones: Zones) -> None:
     if isinstance(zone.vantage, SshVantageConfig):
         raise ValueError(
             f"snmp.zone: zone {zone.name!r} has an SSH vantage; SNMP needs a local or netns one"
+        )
+    if isinstance(zone.vantage, ProbeVantageConfig):
+        # The SNMP secrets sit in files on the collector; a probe reads no file it is named.
+        raise ValueError(
+            f"snmp.zone: zone {zone.name!r} has a probe vantage; SNMP needs a local or netns one"
         )
 
 

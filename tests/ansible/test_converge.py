@@ -130,7 +130,14 @@ class Site:
             for m in map(_RECAP.match, done.stdout.splitlines())
             if m
         }
-        return Play(done.returncode, done.stdout + done.stderr, recap, seconds)
+        output = done.stdout + done.stderr
+        if done.returncode != 0 and self._serving is not None:
+            # A failed play after the collector started: how the collector fared belongs with it.
+            collector = self.hosts[COLLECTOR]
+            state = "running" if self._serving.poll() is None else f"exited {self._serving.poll()}"
+            log = collector.log_of(self._serving)[-3000:]
+            output += f"\n--- the site's collector ({state}), last of its log ---\n{log}"
+        return Play(done.returncode, output, recap, seconds)
 
     def serve(self) -> None:
         """Start the collector the role deployed, as its own user, and wait for its port."""

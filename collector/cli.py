@@ -502,9 +502,13 @@ def _cmd_db(args: argparse.Namespace) -> int:
         days = settings.reports.retention_days
         before = _now() - timedelta(days=days)
         gone, results = store.prune_reports(before)
+        # Scans (and their probes' jobs) go with their reports: each zones file's newest
+        # completed scan stays, as each host's newest report does.
+        scans, jobs = store.prune_scans(before)
         print(
             f"pruned {gone} reports ({results} results) received before"
-            f" {before.isoformat(timespec='seconds')} (reports.retention_days: {days})"
+            f" {before.isoformat(timespec='seconds')}, and {scans} scans ({jobs} jobs) ended"
+            f" before then (reports.retention_days: {days})"
         )
         return EXIT_OK
 

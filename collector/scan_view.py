@@ -238,7 +238,8 @@ def _unmeasured(pair: Pair, result: Mapping[str, Any] | None) -> str | None:
         if problem is None or not pair.cells:  # "no result": cells of silent ports are not kept
             return None
         return problem.en
-    return str(result.get("message") or status)
+    said = str(result.get("message") or status)
+    return said.removeprefix(f"{pair.name}: ")
 
 
 def _violations(

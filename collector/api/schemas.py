@@ -243,3 +243,151 @@ class JobResultOut(BaseModel):
 
 
 JobId = Annotated[str, Path(pattern=_UUID)]
+
+
+# --------------------------------------------------------------------------- scan differences
+
+_SCAN_REF = r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|latest|previous)$"
+ScanFrom = Annotated[
+    str,
+    Query(
+        alias="from",
+        pattern=_SCAN_REF,
+        description="The earlier scan: its id, or `latest` / `previous` of the zones `zones`.",
+    ),
+]
+ScanTo = Annotated[
+    str,
+    Query(
+        pattern=_SCAN_REF,
+        description="The later scan: its id, or `latest` / `previous` of the zones `zones`.",
+    ),
+]
+ZonesName = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="The zones file (`scans.zones` name) `latest` and `previous` refer to.",
+    ),
+]
+
+
+class ScanDiffScanOut(BaseModel):
+    id: str
+    zones: str
+    state: str | None
+    finished_at: str | None
+    report_id: str
+    zones_file: str | None
+    errors: list[str] = Field(description="What its report could not tell (never guessed).")
+
+
+class ScanDiffPathOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from", description="The zone the service was reached from.")
+    to: str
+    address: str
+    proto: Literal["tcp", "udp"]
+    port: int
+    state: str = Field(description="nmap's state: open, or closed (reached, nothing listens).")
+
+
+class ScanDiffStateOut(ScanDiffPathOut):
+    before: str
+    after: str
+
+
+class ScanDiffPathsOut(BaseModel):
+    opened: list[ScanDiffPathOut]
+    closed: list[ScanDiffPathOut]
+    state_changed: list[ScanDiffStateOut]
+    not_compared: dict[str, str] = Field(
+        description="Zone pair → why its paths were not compared (not measured in a scan)."
+    )
+
+
+class ScanDiffViolationsOut(BaseModel):
+    new: list[ScanDiffPathOut]
+    cleared: list[ScanDiffPathOut]
+
+
+class ScanDiffVerdictOut(BaseModel):
+    name: str
+    before: bool | None
+    after: bool | None
+    change: Literal["gone", "back", "unknown", "known", "added", "removed"]
+
+
+class ScanDiffFloorOut(BaseModel):
+    endpoint: str
+    before: str | None
+    after: str | None
+    change: Literal["lowered", "raised", "unknown", "known", "added", "removed"]
+
+
+class ScanDiffCoverageOut(BaseModel):
+    before: float | None
+    after: float | None
+
+
+class ScanDiffOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    schema_: Literal["medsec.scan-diff/v1"] = Field(alias="schema")
+    from_: ScanDiffScanOut = Field(alias="from")
+    to: ScanDiffScanOut
+    changed: bool
+    paths: ScanDiffPathsOut
+    violations: ScanDiffViolationsOut
+    wafs: list[ScanDiffVerdictOut]
+    ztna: list[ScanDiffVerdictOut]
+    ztna_coverage_percent: ScanDiffCoverageOut
+    tls_floors: list[ScanDiffFloorOut]
+    warnings: list[str]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+ScheduleName = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+class ScheduleIn(BaseModel):
+    """A periodic scan: `every` or `cron`, exactly one (checked with the settings' limits)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    zones: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+            description="The name of a zones file in the collector's settings (`scans.zones`).",
+        ),
+    ]
+    every: Annotated[
+        str | None,
+        Field(
+            max_length=16,
+            description="A period: `30s`, `15m`, `24h`, `7d` (at least `scans.min_every_seconds`).",
+        ),
+    ] = None
+    cron: Annotated[
+        str | None,
+        Field(
+            max_length=100,
+            description='A cron expression in UTC, five fields (`"0 2 * * *"`) or `@daily` etc.',
+        ),
+    ] = None
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    zones: str
+    every: str | None = Field(description="The period (`1d`, `90m`), or null for a cron one.")
+    cron: str | None
+    paused: bool
+    created_by: str
+    created_at: datetime
+    next_due_at: datetime = Field(description="When it fires next (if not paused).")
+    last_due_at: datetime | None
+    last_scan_id: str | None = Field(description="The scan its last due time became.")
+    last_scan_state: Literal["running", "passed", "findings", "failed"] | None

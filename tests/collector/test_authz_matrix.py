@@ -87,6 +87,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/scans"): Row(Who.OPERATOR, 202),
     ("GET", "/api/v1/scans"): Row(Who.AUDITOR, 200),
     ("GET", "/api/v1/scans/{scan_id}"): Row(Who.AUDITOR, 200),
+    # Sent without the two scans to compare: only a caller past the role check is told so.
+    ("GET", "/api/v1/scans/diff"): Row(Who.AUDITOR, 422, "invalid_request"),
     ("GET", "/api/v1/compliance"): Row(Who.AUDITOR, 200),
     ("POST", "/api/v1/attestations"): Row(Who.AUDITOR, 201),
     ("GET", "/api/v1/attestations"): Row(Who.AUDITOR, 200),

@@ -1,19 +1,36 @@
 """The `scans` routes: an operator starts a network scan of a zones file the settings name; any
-user role lists scans and polls one."""
+user role lists scans, polls one, and compares two (`GET /scans/diff?from=&to=`: what changed on
+the network, `collector.scan_diff`)."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime, and
 # the role aliases (Operator, Auditor) are local to the function that registers the routes.
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 
 from collector.api.auth import Auth
 from collector.api.errors import ERRORS, ERRORS_OR_NOT_FOUND, ApiError, ErrorOut
 from collector.api.middleware import Clock
-from collector.api.schemas import API, Limit, Offset, PageOut, ScanId, ScanIn, ScanOut, to_out
+from collector.api.schemas import (
+    API,
+    Limit,
+    Offset,
+    PageOut,
+    ScanDiffOut,
+    ScanFrom,
+    ScanId,
+    ScanIn,
+    ScanOut,
+    ScanTo,
+    ZonesName,
+    to_out,
+)
 from collector.models import Principal
+from collector.scan_diff import NotComparable, diff, to_json
+from collector.scan_view import view_of
 from collector.scans import ScanLauncher, UnknownZones
-from collector.store import ScanRunning, Store
+from collector.store import NotFound, ScanRunning, Store
+from collector.store.scan_history import ScanNotComparable, ScanRefInvalid, resolve_scan_ids
 
 
 def router(store: Store, auth: Auth, launcher: ScanLauncher, clock: Clock) -> APIRouter:
@@ -49,6 +66,41 @@ def router(store: Store, auth: Auth, launcher: ScanLauncher, clock: Clock) -> AP
     def list_scans(_: Auditor, limit: Limit = 100, offset: Offset = 0) -> PageOut[ScanOut]:
         """Scans started through the API, newest first."""
         return to_out(PageOut[ScanOut], store.list_scans(limit, offset, clock()))
+
+    # Before `/scans/{scan_id}`, which would otherwise take "diff" for a scan id.
+    @routes.get(
+        f"{API}/scans/diff",
+        response_model=ScanDiffOut,
+        responses={
+            **ERRORS_OR_NOT_FOUND,
+            409: {
+                "model": ErrorOut,
+                "description": "scan_running, scan_failed, scan_pruned (no results to compare) "
+                "or different_zones",
+            },
+        },
+    )
+    def scan_diff(
+        _: Auditor, from_: ScanFrom, to: ScanTo, zones: ZonesName = None
+    ) -> dict[str, Any]:
+        """What changed on the network from scan `from` to scan `to` (both of one zones file):
+        paths newly open or closed, policy violations new or cleared, WAFs gone or back, ZTNA
+        coverage up or down, TLS floors changed; zone pairs a scan did not measure completely
+        are listed as not compared, never as closed."""
+        now = clock()
+        try:
+            first, second = resolve_scan_ids(store, [from_, to], zones, now)
+            a = view_of(*store.scan_with_report(first, now))
+            b = view_of(*store.scan_with_report(second, now))
+            return to_json(diff(a, b))
+        except ScanRefInvalid as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except ScanNotComparable as exc:
+            raise ApiError(409, f"scan_{exc.reason}", str(exc)) from None
+        except NotComparable as exc:
+            raise ApiError(409, "different_zones", str(exc)) from None
 
     @routes.get(f"{API}/scans/{{scan_id}}", response_model=ScanOut, responses=ERRORS_OR_NOT_FOUND)
     def get_scan(_: Auditor, scan_id: ScanId) -> ScanOut:

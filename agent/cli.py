@@ -6,6 +6,9 @@ config error, one line on stderr naming the problem; 3 internal error (a bug). A
 in the spool because the collector is down keeps the report's exit code, with a loud stderr line.
 `enroll`: 0 enrolled; 1 the collector refused or could not be reached; 2 usage or config error.
 `check-config FILE`: 0 and `FILE: valid` on stdout; 2 and the one line `run` would print.
+`probe`: 0 stopped (SIGTERM) or, with `--once`, the round done; 1 a person must act (not
+enrolled, not enrolled as a probe of `probe.zone`); 2 usage or config error (see agent/probe.py).
+With a `probe:` section, `run` also makes one probe round after pushing (agent/probe_round.py).
 """
 
 from __future__ import annotations
@@ -76,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a config as `run` would, without gathering anything (exit 0 or 2)",
     )
     check_config.add_argument("file", type=Path, help="agent config (YAML), any file name")
+    probe = sub.add_parser(
+        "probe",
+        help="serve as the probe of a zone: claim its scan jobs from the collector, run them, "
+        "post the results (needs the config's probe section)",
+    )
+    probe.add_argument("--config", required=True, type=Path, help="agent config (YAML)")
+    probe.add_argument(
+        "--once", action="store_true", help="one claim round (waiting up to probe.wait_seconds)"
+    )
     listing = sub.add_parser(
         "checks", help="list the checks, the clauses each gives evidence for, and its parameters"
     )
@@ -114,6 +126,11 @@ def _cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     # renderer ignores language and colour, so a printed JSON report is that already).
     sealed = out if args.format == "json" else render_json(document, catalogs)
     job = PushJob.of(config, report.report_id, socket.gethostname(), report.worst_exit)
+    if config.probe is not None:
+        from agent.probe_round import push_then_probe
+
+        # The timer's run serves as a probe too: after the report, one round of the zone's jobs.
+        return push_then_probe(job, config.probe, sealed)
     return push(job, sealed)
 
 
@@ -152,6 +169,15 @@ def _cmd_check_config(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
+def _cmd_probe(args: argparse.Namespace, registry: Registry) -> int:
+    config = load_config(args.config, registry)
+    if config.probe is None:
+        raise ConfigError(f"{args.config}: probe: no probe section (zone, targets) in the config")
+    from agent.probe import run_probe
+
+    return run_probe(config, once=args.once)
+
+
 def _cmd_checks(args: argparse.Namespace, registry: Registry) -> int:
     catalogs = builtin_catalogs()
     lang = "zh" if args.lang == "zh" else "en"
@@ -172,6 +198,7 @@ _COMMANDS = {
     "facts": _cmd_facts,
     "check-config": _cmd_check_config,
     "checks": _cmd_checks,
+    "probe": _cmd_probe,
 }
 
 

@@ -211,6 +211,44 @@ class CollectorConfig(_Section, forbid_unknown_fields=True, frozen=True):
         return self.url.rstrip("/")
 
 
+class ProbeConfig(_Section, forbid_unknown_fields=True, frozen=True):
+    """`medsec-agent probe` (and `run`, once per timer tick): claim this zone's scan jobs from the
+    collector, check each against `targets`, run it, post the result (agent/probe.py)."""
+
+    zone: str
+    """The zone this probe stands in; the collector enrolled it for that zone and no other."""
+    targets: tuple[str, ...]
+    """The CIDRs this probe may ever scan or probe: its own safety list. A job naming anything
+    outside them is refused here, whatever the collector asks."""
+    concurrency: int = 2
+    """Jobs run at once."""
+    wait_seconds: float = 20.0
+    """How long one claim waits at the collector for a job (long poll)."""
+    nmap: str | None = None
+    """The nmap to run (absolute path); None: nmap from the system PATH."""
+
+    def __post_init__(self) -> None:
+        if not _ZONE.match(self.zone):
+            raise ValueError(f"zone: {self.zone!r} is not a zone name")
+        if not self.targets:
+            raise ValueError("targets: at least one CIDR this probe may scan")
+        from collector.scan.probe_guard import Targets
+
+        try:
+            Targets.parse(self.targets)
+        except ValueError as exc:
+            raise ValueError(f"targets: {exc}") from None
+        if not 1 <= self.concurrency <= 64:
+            raise ValueError("concurrency: must be between 1 and 64")
+        if not 0 <= self.wait_seconds <= 25:
+            raise ValueError("wait_seconds: must be between 0 and 25")
+        if self.nmap is not None and not os.path.isabs(self.nmap):
+            raise ValueError("nmap: must be an absolute path")
+
+
+_ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
 class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
     site: str | None = None
     """Where this host stands (data centre), e.g. dc1; compared with backup copies' sites."""
@@ -229,8 +267,12 @@ class AgentConfig(_Section, forbid_unknown_fields=True, frozen=True):
     """The spool never grows past this; a report that would not fit is refused loudly."""
     crypto: Literal["ed25519", "sm"] = "ed25519"
     """Report signatures: Ed25519, or SM2 over SM3 (GB/T 32918) with `sm`."""
+    probe: ProbeConfig | None = None
+    """Serve as a probe of a zone (agent/probe.py); None: an ordinary agent."""
 
     def __post_init__(self) -> None:
+        if self.probe is not None and self.collector is None:
+            raise ValueError("probe: a probe needs the collector section (it claims jobs there)")
         names = [b.name for b in self.backups]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -142,3 +145,27 @@ def test_a_request_naming_a_file_never_becomes_a_job(store: Store, tmp_path: Pat
         asyncio.run(vantage.probe(request, timeout=5))
     # Nothing was queued for a probe to find.
     assert store.claim_jobs(ZONE, "x", datetime.now(UTC), timedelta(seconds=5), 10) == []
+
+
+def test_a_scan_with_a_probe_zone_and_no_job_queue_says_which_zone(tmp_path: Path) -> None:
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(
+        "zones:\n"
+        "  - {name: office, cidrs: [127.0.1.0/29], vantage: {kind: probe}}\n"
+        "  - {name: servers, cidrs: [127.0.2.0/29]}\n"
+        "scan: {ports: listed, extra_ports: [tcp/22]}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSEC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.scan.cli", "--zones", str(zones), "--no-progress"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**env, "MEDSEC_SCAN_CONFINE": "127.0.0.0/8"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith(
+        "medsec scan: zone office has a probe vantage, which needs the collector's job queue"
+    )
+    assert "--config" in done.stderr

@@ -95,18 +95,23 @@ class ScanState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ScanRun:
-    """A network scan started through the API."""
+    """A network scan, started by hand (the API, the dashboard) or by a schedule."""
 
     id: str
     zones: str
     """The name of the zones file in the collector's settings (`scans.zones`)."""
     requested_by: str
+    """The user who started it, or `schedule NAME` for a schedule's (kept when it is removed)."""
     state: ScanState
     started_at: datetime
     finished_at: datetime | None
     report_id: str | None
     """The stored report of the scan's results, once it has run."""
     message: str | None
+    schedule_id: str | None = None
+    """The schedule that started it (None: started by hand)."""
+    due_at: datetime | None = None
+    """The due time of that schedule it was started for: one scan per due time, ever."""
 
 
 @dataclass(frozen=True)

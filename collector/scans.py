@@ -1,5 +1,6 @@
-"""Network scans started by operators through the API (`POST /api/v1/scans`), and the storing of
-any scan's results as a report of the collector's own scanner identity.
+"""Network scans started by operators through the API (`POST /api/v1/scans`) or fired by a
+schedule (collector/periodic.py), and the storing of any scan's results as a report of the
+collector's own scanner identity.
 
 A scan runs as its own process (`python -m collector.scan.cli --format report`), in a process
 group of its own, so the API never waits on nmap, a stuck scan is stopped with everything it
@@ -20,6 +21,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+
+import msgspec
 
 from checks.envelope import EnvelopeError, generate_private_key, parse_report, public_key_pem
 from collector.models import Agent, IngestOutcome, ScanRun, ScanState
@@ -89,16 +92,34 @@ class ScanLauncher:
     def timeout(self) -> timedelta:
         return timedelta(seconds=self.settings.timeout_seconds)
 
+    @property
+    def lifetime(self) -> timedelta:
+        """How long a scan may be marked running: past that (the timeout, and time to stop it),
+        it was lost with its collector."""
+        return self.timeout + timedelta(seconds=_KILL_GRACE_S + 45)
+
     async def start(self, zones: str, requested_by: str) -> ScanRun:
         """Start a scan of the zones file named `zones`: `UnknownZones`, or the store's
         `ScanRunning` when one of those zones runs already."""
-        path = self.settings.zones.get(zones)
-        if path is None:
+        if zones not in self.settings.zones:
             raise UnknownZones(zones)
         now = self.clock()
-        # Past the deadline (the timeout, and time to stop it), the scan was lost.
-        deadline = now + self.timeout + timedelta(seconds=_KILL_GRACE_S + 45)
-        run = await asyncio.to_thread(self.store.start_scan, zones, requested_by, now, deadline)
+        run = await asyncio.to_thread(
+            self.store.start_scan, zones, requested_by, now, now + self.lifetime
+        )
+        return await self.launch(run)
+
+    async def launch(self, run: ScanRun) -> ScanRun:
+        """Start the process of a scan recorded as running already (by `start`, or by a schedule
+        firing), and watch it to its end. A zones name the settings no longer list (a schedule
+        outlived it) fails the scan at once."""
+        path = self.settings.zones.get(run.zones)
+        if path is None:
+            return await self._finish(
+                run,
+                ScanState.FAILED,
+                message=f"the settings no longer name a zones file {run.zones!r} (scans.zones)",
+            )
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -113,6 +134,7 @@ class ScanLauncher:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=self._environment(run),
                 start_new_session=True,  # its own process group, stopped as one
             )
         except OSError as exc:
@@ -120,24 +142,60 @@ class ScanLauncher:
         self._running[run.id] = asyncio.create_task(self._watch(run, process))
         return run
 
+    def _environment(self, run: ScanRun) -> dict[str, str]:
+        """The scan process's environment: this one's, and what its probe vantages need to queue
+        jobs for the scan (the scan's id, the database, the probes' lease and timeout)."""
+        env = dict(os.environ)
+        env["MEDSEC_SCAN_ID"] = run.id
+        env.pop("MEDSEC_JOBS_DATABASE", None)
+        if self.database_url:
+            env["MEDSEC_JOBS_DATABASE"] = self.database_url
+        env["MEDSEC_PROBE_SETTINGS"] = msgspec.json.encode(self.probes).decode("utf-8")
+        return env
+
     async def _watch(self, run: ScanRun, process: asyncio.subprocess.Process) -> None:
         """Wait for the scan, store its results and record how it ended, whatever happens:
-        the row never stays "running" while this collector lives."""
+        the row never stays "running" while this collector lives. Its probe jobs still
+        unfinished are failed (no result for them matters any more); once its results are
+        stored, `on_stored` hears of them."""
         try:
             try:
                 state, report_id, message = await self._outcome(run, process)
             except asyncio.CancelledError:  # the collector is stopping
                 await _stop(process)
+                await self._end_jobs(run, "the collector stopped")
                 await self._finish(run, ScanState.FAILED, message="the collector stopped")
                 raise
             except Exception as exc:  # a boundary: whatever broke, the scan is recorded failed
                 logger.exception("scan %s of %s", run.id, run.zones)
                 state, report_id = ScanState.FAILED, None
                 message = f"{type(exc).__name__}: {exc}"
-            await self._finish(run, state, report_id=report_id, message=message)
+            await self._end_jobs(run, message or "the scan ended")
+            finished = await self._finish(run, state, report_id=report_id, message=message)
+            if report_id is not None:
+                await self._stored(finished, report_id)
         finally:
             self._running.pop(run.id, None)
             self._storing.discard(run.id)
+
+    async def _end_jobs(self, run: ScanRun, reason: str) -> None:
+        try:
+            failed = await asyncio.to_thread(
+                self.store.fail_jobs_of_scan, run.id, self.clock(), reason
+            )
+        except StoreError as exc:  # the jobs fail by their deadline instead
+            logger.warning("scan %s: its unfinished jobs were not failed: %s", run.id, exc)
+            return
+        if failed:
+            logger.warning("scan %s: %d unfinished probe jobs failed (%s)", run.id, failed, reason)
+
+    async def _stored(self, run: ScanRun, report_id: str) -> None:
+        if self.on_stored is None:
+            return
+        try:
+            await self.on_stored(run, report_id)
+        except Exception:  # a boundary: the scan is stored and recorded whatever its hook does
+            logger.exception("scan %s: after storing report %s", run.id, report_id)
 
     async def _outcome(
         self, run: ScanRun, process: asyncio.subprocess.Process

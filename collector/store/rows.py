@@ -44,6 +44,8 @@ SCAN_COLUMNS = (
     scans.c.finished_at,
     scans.c.report_id,
     scans.c.message,
+    scans.c.schedule_id,
+    scans.c.due_at,
 )
 LOST_SCAN = "lost: the collector stopped while the scan ran"
 
@@ -90,6 +92,8 @@ def to_scan(row: Row, now: datetime) -> ScanRun:
         finished_at=row.deadline if lost else row.finished_at,
         report_id=row.report_id,
         message=LOST_SCAN if lost else row.message,
+        schedule_id=row.schedule_id,
+        due_at=row.due_at,
     )
 
 

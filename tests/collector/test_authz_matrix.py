@@ -106,6 +106,14 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/probe/claim"): Row(Who.PROBE, 200),
     ("POST", "/api/v1/probe/leases"): Row(Who.PROBE, 200),
     ("POST", "/api/v1/probe/jobs/{job_id}/result"): Row(Who.PROBE, 200),
+    # Schedules. The setup makes none and sends no body: a caller past the role check gets the
+    # route's own refusal (no body; no schedule named matrix-target), the same for every one of
+    # them; tests/collector/test_schedules_api.py has the routes' successes.
+    ("GET", "/api/v1/schedules"): Row(Who.AUDITOR, 200),
+    ("POST", "/api/v1/schedules"): Row(Who.OPERATOR, 422, "invalid_request"),
+    ("POST", "/api/v1/schedules/{name}/pause"): Row(Who.OPERATOR, 404, "not_found"),
+    ("POST", "/api/v1/schedules/{name}/resume"): Row(Who.OPERATOR, 404, "not_found"),
+    ("DELETE", "/api/v1/schedules/{name}"): Row(Who.OPERATOR, 404, "not_found"),
     # The dashboard. Signing in is public; a POST without the form's pre-login cookie is refused
     # before any password is looked at.
     ("GET", "/login"): Row(Who.PUBLIC, 200),

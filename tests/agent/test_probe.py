@@ -343,3 +343,28 @@ def test_a_probe_needs_the_collector_section(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "a probe needs the collector section" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_sigterm_mid_job_stops_the_job_and_leaves_it_to_its_lease(
+    collector: LiveCollector, probe: ProbeHost
+) -> None:
+    web = WebServer(delay=8.0)
+    try:
+        process = probe.start()
+        request = {"op": "http", "requests": [
+            {"id": "slow", "url": f"http://127.0.0.1:{web.port}/", "connect":
+             ["127.0.0.1", web.port], "timeout": 20},
+        ]}  # fmt: skip
+        job_id = enqueue(collector, "office", "probe", {"request": request, "timeout": 30})
+        wait_for(collector, job_id, lambda j: j.state == "claimed")
+        wait_until(lambda: web.paths != [])
+        started = time.monotonic()
+        code, err = terminate(process)
+        assert time.monotonic() - started < 5  # not after the 8 s answer
+        assert code == 0, err
+        assert "stopped: 1 running job(s) left to their leases" in err
+        (job,) = collector.store.get_jobs([job_id])
+        assert job.state == "claimed"  # no result: the next probe of the zone takes it
+        assert job.finished_at is None
+    finally:
+        web.close()

@@ -25,7 +25,7 @@ from collector.scan.nmap import NmapOptions, build_argv, top_ports_argv
 from collector.scan.probe_guard import Refused, Targets, check_job
 from collector.scan.probe_vantage import ProbeVantage
 from collector.scan.vantage import VantageError
-from collector.scan.zones import PortSpec, Scope
+from collector.scan.zones import PortSpec, Scope, ZonesError, parse_zones
 from collector.store import Store
 
 ZONE = "office"
@@ -169,3 +169,18 @@ def test_a_scan_with_a_probe_zone_and_no_job_queue_says_which_zone(tmp_path: Pat
         "medsec scan: zone office has a probe vantage, which needs the collector's job queue"
     )
     assert "--config" in done.stderr
+
+
+def test_snmp_cannot_be_asked_from_a_probe_zone(tmp_path: Path) -> None:
+    community = tmp_path / "community"
+    community.write_text("public\n", encoding="utf-8")
+    community.chmod(0o600)
+    data = {
+        "zones": [
+            {"name": "office", "cidrs": ["127.0.1.0/29"], "vantage": {"kind": "probe"}},
+            {"name": "servers", "cidrs": ["127.0.2.0/29"]},
+        ],
+        "snmp": {"host": "127.0.1.1", "version": "2c", "community_file": str(community)},
+    }
+    with pytest.raises(ZonesError, match="zone 'office' has a probe vantage; SNMP needs"):
+        parse_zones(data, "zones.yaml")

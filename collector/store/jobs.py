@@ -342,12 +342,14 @@ class Jobs(Database):
         *,
         result: dict[str, Any] | None,
         error: str | None,
+        zone: str | None = None,
     ) -> bool:
         """Store a probe's outcome for the job under its claim: done when `error` is None,
         failed (with `error`) otherwise. True when stored; False when the job was finished
         already (a result posted twice, or the job failed meanwhile): nothing changes.
         `LeaseLost` when the job is unfinished and `claim_id` is not its current claim (held by
-        `agent`); `NotFound` when there is no such job."""
+        `agent`); `NotFound` when there is no such job — or, given `zone`, when the job is of
+        another zone (what a probe of `zone` may not learn exists)."""
         if result is not None and not isinstance(result, dict):
             raise ValueError("a job's result must be a JSON object or None")
         if not storable(job_id, claim_id):
@@ -375,8 +377,10 @@ class Jobs(Database):
             ).first()
             if stored is not None:
                 return True
-            row = conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).first()
-        if row is None:
+            row = conn.execute(
+                sa.select(jobs.c.state, jobs.c.zone).where(jobs.c.id == job_id)
+            ).first()
+        if row is None or (zone is not None and row.zone != zone):
             raise NotFound(f"no job {job_id!r}")
         if row.state in _UNFINISHED:
             raise LeaseLost(f"job {job_id} is claimed by a newer claim; its result was not stored")

@@ -135,6 +135,18 @@ def test_probes_see_only_their_zone(store: Store) -> None:
     assert store.claim_jobs("lab", "p-lab", NOW, LEASE, 10) == []
 
 
+def test_a_result_for_another_zones_job_is_not_found(store: Store) -> None:
+    (job_id,) = store.enqueue_jobs([spec("office")], NOW)
+    (job,) = store.claim_jobs("office", "p-office", NOW, LEASE, 1)
+    claim_id = str(job.claim_id)
+    # Whatever its state, a probe of another zone learns nothing of it.
+    with pytest.raises(NotFound):
+        store.finish_job(job_id, claim_id, "p-his", NOW, result={}, error=None, zone="his")
+    assert store.finish_job(job_id, claim_id, "p-office", NOW, result={}, error=None, zone="office")
+    with pytest.raises(NotFound):
+        store.finish_job(job_id, claim_id, "p-his", NOW, result={}, error=None, zone="his")
+
+
 def test_jobs_past_their_deadline_are_failed_never_handed_out(store: Store) -> None:
     soon, later = store.enqueue_jobs(
         [spec(deadline=NOW + timedelta(seconds=5)), spec(deadline=NOW + HOUR)], NOW

@@ -144,6 +144,12 @@ class ProbeVantage:
                     said = note
                     on_progress(0.0, note)
 
+    def _bounded(self, timeout: float) -> float:
+        """The probe's own time for an operation: within the job's life (`job_timeout`, which
+        also covers waiting for a claim), so a late answer does not arrive for a failed job."""
+        room = self.job_timeout - self.claim_timeout - _GRACE_SECONDS
+        return max(1.0, min(timeout, room))
+
     async def privileged(self) -> bool:
         if self._privileged is None:
             result, _ = await self._job("privileged", {}, 30.0)
@@ -161,6 +167,7 @@ class ProbeVantage:
         total_hosts: int,
         on_progress: ProgressCallback | None = None,
     ) -> NmapResult:
+        timeout = self._bounded(timeout)
         request = {"argv": list(argv), "timeout": timeout, "total_hosts": total_hosts}
         result, agent = await self._job("nmap", request, timeout, on_progress)
         try:
@@ -186,6 +193,7 @@ class ProbeVantage:
         if files:
             raise VantageError(f"{self.description}: the request names a file ({files[0]}): "
                                f"{FILE_REFUSED}")  # fmt: skip
+        timeout = self._bounded(timeout)
         result, _ = await self._job("probe", {"request": request, "timeout": timeout}, timeout)
         return result
 

@@ -7,6 +7,11 @@ vantage that failed, hosts left unfinished, a zone without a vantage) has no "ne
 "newly closed" path: its differences are listed as not compared, with why. A verdict one scan
 could not reach (None) is a change to or from "unknown", never "gone" or "back".
 
+A UDP port known only by an ICMP port-unreachable (nmap: closed) proves the path in the scan
+that got one, but its absence proves nothing: hosts rate-limit those answers (Linux sends about
+one a second to a scanner), so the same closed port answers in one scan and not the next. Such a
+port seen in one scan only is listed apart (`udp_unconfirmed`), not as a path opened or closed.
+
 Two scans of different zones files (by name) are refused: their zones, policies and ports differ,
 so every difference would be an artefact. Two scans of one zones name whose file changed between
 them (another path, other zones) are compared, with a warning saying so.
@@ -74,6 +79,8 @@ class ScanDiff:
     opened: tuple[OpenPath, ...]
     closed: tuple[OpenPath, ...]
     state_changed: tuple[StateChange, ...]
+    udp_unconfirmed: tuple[OpenPath, ...]
+    """UDP ports that answered port-unreachable in one scan only: not a change (see above)."""
     not_compared: Mapping[str, str]
     """Zone pair -> why its paths were not compared."""
     violations_new: tuple[OpenPath, ...]
@@ -125,6 +132,7 @@ def diff(a: ScanView, b: ScanView) -> ScanDiff:
     not_compared = _not_compared(a, b)
     compared_a = {p for p in a.paths if p.pair not in not_compared}
     compared_b = {p for p in b.paths if p.pair not in not_compared}
+    only_a, only_b = compared_a - compared_b, compared_b - compared_a
     before_state = {p: p.state for p in compared_a}
     after_state = {p: p.state for p in compared_b}
     state_changed = [
@@ -137,8 +145,9 @@ def diff(a: ScanView, b: ScanView) -> ScanDiff:
     return ScanDiff(
         a=a,
         b=b,
-        opened=tuple(sorted(compared_b - compared_a)),
-        closed=tuple(sorted(compared_a - compared_b)),
+        opened=tuple(sorted(p for p in only_b if not _unconfirmed(p))),
+        closed=tuple(sorted(p for p in only_a if not _unconfirmed(p))),
+        udp_unconfirmed=tuple(sorted(p for p in only_a | only_b if _unconfirmed(p))),
         state_changed=tuple(state_changed),
         not_compared=not_compared,
         violations_new=tuple(sorted(kept_b - kept_a)),
@@ -153,7 +162,7 @@ def diff(a: ScanView, b: ScanView) -> ScanDiff:
 def _not_compared(a: ScanView, b: ScanView) -> dict[str, str]:
     """Pairs measured in one scan only, or in neither with paths that differ."""
     states_a, states_b = {p: p.state for p in a.paths}, {p: p.state for p in b.paths}
-    differing = {p.pair for p in a.paths ^ b.paths} | {
+    differing = {p.pair for p in a.paths ^ b.paths if not _unconfirmed(p)} | {
         p.pair for p in a.paths & b.paths if states_a[p] != states_b[p]
     }
     found: dict[str, str] = {}
@@ -165,6 +174,11 @@ def _not_compared(a: ScanView, b: ScanView) -> dict[str, str]:
         parts += [f"second scan: {why_b}"] if why_b else []
         found[name] = "; ".join(parts)
     return found
+
+
+def _unconfirmed(path: OpenPath) -> bool:
+    """A UDP port whose only answer was a (rate-limited) ICMP port-unreachable."""
+    return path.proto == "udp" and path.state == "closed"
 
 
 def _verdicts(a: Mapping[str, bool | None], b: Mapping[str, bool | None]) -> Iterable[Verdict]:
@@ -253,6 +267,7 @@ def to_json(found: ScanDiff) -> dict[str, Any]:
                 {**_path(c.path), "before": c.before, "after": c.after} for c in found.state_changed
             ],
             "not_compared": dict(found.not_compared),
+            "udp_unconfirmed": [_path(p) for p in found.udp_unconfirmed],
         },
         "violations": {
             "new": [_path(p) for p in found.violations_new],
@@ -335,6 +350,12 @@ def render_table(found: ScanDiff) -> str:
     section("zone pairs not compared", [f"{k}: {v}" for k, v in found.not_compared.items()])
     for which, view in (("first", a), ("second", b)):
         section(f"not read in the {which} scan", list(view.errors))
+    if found.udp_unconfirmed:
+        lines.append("")
+        lines.append(
+            f"({len(found.udp_unconfirmed)} UDP ports answered port-unreachable in one scan "
+            "only: hosts rate-limit those answers, so this is not a change)"
+        )
     if not found.changed:
         lines.append("")
         lines.append("no change")

@@ -304,6 +304,10 @@ class ScanDiffPathsOut(BaseModel):
     not_compared: dict[str, str] = Field(
         description="Zone pair → why its paths were not compared (not measured in a scan)."
     )
+    udp_unconfirmed: list[ScanDiffPathOut] = Field(
+        description="UDP ports that answered ICMP port-unreachable in one scan only: hosts "
+        "rate-limit those answers, so this is no change."
+    )
 
 
 class ScanDiffViolationsOut(BaseModel):

@@ -367,3 +367,19 @@ def test_the_renderers() -> None:
         {"name": "portal", "before": True, "after": False, "change": "gone"},
     ]
     assert render_table(diff(before, before)).endswith("\nno change\n")
+
+
+def test_a_udp_port_unreachable_in_one_scan_only_is_no_change() -> None:
+    unreachable = observation("internet", "dmz", "198.18.1.10", "udp/161", "closed", "port-unreach")
+    answered = view(with_cells(unreachable), "b", 1)
+    assert OpenPath("internet", "dmz", "198.18.1.10", "udp", 161) in answered.paths
+    for found in (diff(view(CLEAN), answered), diff(answered, view(CLEAN, "c", 2))):
+        assert (found.opened, found.closed) == ((), ())
+        assert [p.line() for p in found.udp_unconfirmed] == ["internet -> dmz 198.18.1.10 udp/161"]
+        assert not found.changed
+        assert "1 UDP ports answered port-unreachable in one scan only" in render_table(found)
+    # A UDP service that answers (open) is a path like any other.
+    service = view(with_cells(replace(unreachable, state="open", reason="udp-response")), "d", 3)
+    assert [p.line() for p in diff(view(CLEAN), service).opened] == [
+        "internet -> dmz 198.18.1.10 udp/161"
+    ]

@@ -62,6 +62,7 @@ from collector.scan.nmap import (
     top_ports,
     top_ports_argv,
 )
+from collector.scan.probe_vantage import ProbeVantage
 from collector.scan.probes import Prober, run_all
 from collector.scan.vantage import SshVantage, Vantage, VantageError, make_vantage
 from collector.scan.zones import (
@@ -375,7 +376,8 @@ class Scanner:
         vantage then probes that one list. When none can say, no vantage scans: each is
         reported failed with why, and every check of the matrix says `error`."""
         problems = []
-        order = sorted(self.vantages.items(), key=lambda item: isinstance(item[1], SshVantage))
+        remote = (SshVantage, ProbeVantage)  # a connection or a job queue: asked last
+        order = sorted(self.vantages.items(), key=lambda item: isinstance(item[1], remote))
         for name, vantage in order:
             try:
                 result = await vantage.run_nmap(

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from collector.alerts_conditions import conditions_of
-from collector.alerts_send import Channel, SendFailed, Syslog, Webhook, summary
+from collector.alerts_send import LEASE_MARGIN_S, Channel, SendFailed, Syslog, Webhook, summary
 from collector.models import ScanRun
 from collector.scan_view import view_of
 from collector.settings import AlertSettings, read_webhook_secret
@@ -56,6 +56,7 @@ class AlertService:
         self._channels: list[Channel] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: dict[str, asyncio.Event] = {}
+        self._stopping = asyncio.Event()
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -107,6 +108,7 @@ class AlertService:
         """Start sending what the outbox holds, one loop per configured channel."""
         if self._tasks:
             return
+        self._stopping.clear()
         if self.settings.webhook is not None and self._secret is not None:
             self._channels.append(Webhook(self.settings.webhook, self._secret))
         if self.settings.syslog is not None:
@@ -118,13 +120,20 @@ class AlertService:
             )
 
     async def close(self) -> None:
-        """Stop sending (what is unsent stays in the outbox for any collector process; an event
-        being sent is sent again once its lease runs out)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop sending: the events being sent are finished and recorded (for at most one
+        attempt's time), then the loops end. What is unsent stays in the outbox for any
+        collector process; an event cut short is sent again once its lease runs out."""
+        self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+        if self._tasks:
+            grace = max(c.lease.total_seconds() for c in self._channels) - LEASE_MARGIN_S
+            _, late = await asyncio.wait(self._tasks, timeout=max(grace, 1.0))
+            for task in late:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for channel in self._channels:
             await channel.close()
         self._tasks, self._channels, self._wake = [], [], {}
@@ -132,7 +141,7 @@ class AlertService:
     async def _run(self, channel: Channel) -> None:
         wake = self._wake[channel.name]
         unavailable = False
-        while True:
+        while not self._stopping.is_set():
             wake.clear()
             try:
                 await self.send_due(channel)
@@ -144,8 +153,9 @@ class AlertService:
                 if unavailable:
                     logger.info("alerts: %s: the outbox can be read again", channel.name)
                 unavailable = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.settings.poll_seconds)
+            if not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.settings.poll_seconds)
 
     async def send_due(self, channel: Channel) -> int:
         """Send every event due on `channel`; how many were claimed."""
@@ -153,7 +163,7 @@ class AlertService:
         if due is None or due > self.clock():
             return 0  # an idle loop only reads: SQLite's write lock stays free
         claimed_total = 0
-        while True:
+        while not self._stopping.is_set():
             claimed = await asyncio.to_thread(
                 self.store.claim_deliveries,
                 [channel.name],
@@ -173,6 +183,7 @@ class AlertService:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
+        return claimed_total
 
     async def _deliver(self, channel: Channel, delivery: Delivery) -> None:
         try:

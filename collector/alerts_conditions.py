@@ -4,8 +4,11 @@ application whose required WAF no longer blocks attacks, every critical system i
 no longer covers — and what the scan could not evaluate, which must neither raise nor clear an
 alert.
 
-Each condition has a key that names it across scans and zones files (`<zones>/<kind>/<what>`):
-the same violation found by the next scan has the same key, so it stays one open alert.
+Each condition has a key that names it across scans and zones files (`<zones>/<kind>/<what>`:
+`hospital/violation/office->his`, `hospital/waf_gone/portal`, `hospital/ztna_gone/his-web`): the
+same condition found by the next scan has the same key, so it stays one open alert. Violations
+are counted per zone pair, as net.segmentation judges them: the paths found open outside the
+policy are the alert's detail.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collector.scan_view import SEGMENTATION, WAF, ZTNA, OpenPath, ScanView
 VIOLATION, WAF_GONE, ZTNA_GONE = "violation", "waf_gone", "ztna_gone"
 KINDS = (VIOLATION, WAF_GONE, ZTNA_GONE)
 _MESSAGE_CHARS = 500
+_PATHS_NAMED = 5
+_PATHS_KEPT = 100
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,16 @@ def conditions_of(view: ScanView, report: Mapping[str, Any]) -> Conditions:
 
 
 def _violations(view: ScanView, results: list[Mapping[str, Any]], out: Conditions) -> None:
-    """Every violation raises. A zone pair's violations can clear only where net.segmentation
-    judged the pair from complete measurements: passed (nothing outside the policy open), or
-    failed with the view listing that pair's violations."""
-    found = sorted(view.violations)
-    for path in found:
-        out.present[_path_key(view.zones, path)] = (VIOLATION, _path_detail(path))
-    with_violations = {path.pair for path in found}
+    """One alert per zone pair with paths outside the policy (as net.segmentation fails one
+    result per pair): a rule flushed on the router is one alert, not one per host and port.
+    A pair's alert can clear only where net.segmentation judged the pair from complete
+    measurements: passed (nothing outside the policy open), or failed with the view listing
+    that pair's violations."""
+    by_pair: dict[str, list[OpenPath]] = {}
+    for path in sorted(view.violations):
+        by_pair.setdefault(path.pair, []).append(path)
+    for name, paths in by_pair.items():
+        out.present[alert_key(view.zones, VIOLATION, name)] = (VIOLATION, _pair_detail(paths))
     judged: set[str] = set()
     for result in results:
         pair, status = result.get("target"), result.get("status")
@@ -70,19 +78,19 @@ def _violations(view: ScanView, results: list[Mapping[str, Any]], out: Condition
             continue
         if pair in view.unmeasured:
             out.notes.append(f"{pair}: not measured completely: {view.unmeasured[pair]}")
-        elif status == "pass" or (status == "fail" and pair in with_violations):
+        elif status == "pass" or (status == "fail" and pair in by_pair):
             judged.add(pair)
             continue
         else:
             out.notes.append(f"{pair}: {SEGMENTATION} {status}: {_clip(result.get('message'))}")
-        out.unevaluated.append(alert_key(view.zones, VIOLATION, pair) + "/")
+        out.unevaluated.append(alert_key(view.zones, VIOLATION, pair))
     # A pair with no result once the check ran is one the zones file no longer has: its
-    # alerts clear. A zone without vantage (not_applicable) sent nothing: nothing clears there.
+    # alert clears. A zone without vantage (not_applicable) sent nothing: nothing clears there.
     if not _whole_check_ran(results):
         out.unevaluated.append(alert_key(view.zones, VIOLATION) + "/")
         out.notes.append(f"{SEGMENTATION} did not run: no violation is known to be gone")
     for pair in sorted(view.unmeasured):
-        key = alert_key(view.zones, VIOLATION, pair) + "/"
+        key = alert_key(view.zones, VIOLATION, pair)
         if pair not in judged and key not in out.unevaluated:
             out.unevaluated.append(key)
             out.notes.append(f"{pair}: not measured completely: {view.unmeasured[pair]}")
@@ -126,19 +134,21 @@ def _verdicts(
             )
 
 
-def _path_key(zones: str, path: OpenPath) -> str:
-    return alert_key(zones, VIOLATION, path.pair, path.address, path.spec)
-
-
-def _path_detail(path: OpenPath) -> dict[str, Any]:
+def _pair_detail(paths: list[OpenPath]) -> dict[str, Any]:
+    """What the channels show of a pair's violations: `office->his 198.18.2.10 tcp/1433`, the
+    first few paths named, and each path (up to `_PATHS_KEPT`)."""
+    named = ", ".join(f"{p.address} {p.spec}" for p in paths[:_PATHS_NAMED])
+    more = f" (+{len(paths) - _PATHS_NAMED} more)" if len(paths) > _PATHS_NAMED else ""
+    first = paths[0]
     return {
-        "text": f"{path.pair} {path.address} {path.spec}",
-        "from": path.source,
-        "to": path.target,
-        "address": path.address,
-        "proto": path.proto,
-        "port": path.port,
-        "state": path.state,
+        "text": f"{first.pair} {named}{more}",
+        "from": first.source,
+        "to": first.target,
+        "count": len(paths),
+        "paths": [
+            {"address": p.address, "proto": p.proto, "port": p.port, "state": p.state}
+            for p in paths[:_PATHS_KEPT]
+        ],
     }
 
 

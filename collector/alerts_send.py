@@ -41,7 +41,8 @@ USER_AGENT = "medsec-collector"
 _SEVERITY = {"raised": 4, "cleared": 5}  # warning, notice (RFC 5424 table 2)
 _SYSLOG_MAX_BYTES = 2048  # what RFC 5426 says every receiver should take over UDP
 _SYSLOG_TIMEOUT_S = 5.0
-_LEASE_MARGIN_S = 30.0
+LEASE_MARGIN_S = 30.0
+"""A claimed event's lease outlasts one attempt by this much."""
 
 
 class SendFailed(Exception):
@@ -123,7 +124,7 @@ class Webhook:
 
     @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=self.settings.timeout_seconds + _LEASE_MARGIN_S)
+        return timedelta(seconds=self.settings.timeout_seconds + LEASE_MARGIN_S)
 
     def request(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
         """The exact body and the headers of `delivery`'s POST."""
@@ -173,7 +174,7 @@ class Syslog:
 
     @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=_SYSLOG_TIMEOUT_S + _LEASE_MARGIN_S)
+        return timedelta(seconds=_SYSLOG_TIMEOUT_S + LEASE_MARGIN_S)
 
     def line(self, delivery: Delivery) -> bytes:
         """The datagram: `<PRI>medsec: alert raised ...`."""

@@ -20,7 +20,8 @@ from collector.store import Store
 from tests.checks.cases_net import BOOKING, CLEAN
 from tests.collector.alerts_scans import FACTS, START, ZONES, case, store_scan
 
-LEAK = f"{ZONES}/violation/office->his/198.18.2.10/tcp/1433"
+OFFICE_HIS = f"{ZONES}/violation/office->his"
+INTERNET_HIS = f"{ZONES}/violation/internet->his"
 WAF = f"{ZONES}/waf_gone/portal"
 ZTNA = f"{ZONES}/ztna_gone/his-web"
 
@@ -47,7 +48,7 @@ class Scans:
 def test_a_violation_raises_once_and_clears_once(store):
     scans = Scans(store)
     assert scans.run("clean") == ([], [])
-    assert scans.run("db-leak") == ([LEAK], [])
+    assert scans.run("db-leak") == ([OFFICE_HIS], [])
     assert scans.run("db-leak") == ([], [])  # still there: the same open alert
     [alert] = store.open_alerts(ZONES)
     assert alert.kind == "violation"
@@ -55,27 +56,27 @@ def test_a_violation_raises_once_and_clears_once(store):
         "text": "office->his 198.18.2.10 tcp/1433",
         "from": "office",
         "to": "his",
-        "address": "198.18.2.10",
-        "proto": "tcp",
-        "port": 1433,
-        "state": "open",
+        "count": 1,
+        "paths": [{"address": "198.18.2.10", "proto": "tcp", "port": 1433, "state": "open"}],
     }
-    assert scans.run("clean") == ([], [LEAK])
+    assert scans.run("clean") == ([], [OFFICE_HIS])
     assert scans.run("clean") == ([], [])
-    assert scans.run("db-leak") == ([LEAK], [])
+    assert scans.run("db-leak") == ([OFFICE_HIS], [])
 
 
-def test_every_violation_of_a_fault_is_its_own_alert(store):
+def test_a_fault_opening_a_zone_pair_is_one_alert_naming_its_paths(store):
     scans = Scans(store)
     opened, _ = scans.run("office-his-open")
-    # office reaches his on every port: the database and his-web, outside the policy; his-web
-    # answering office directly is also its ZTNA gateway no longer covering it.
-    assert opened == [
-        f"{ZONES}/violation/office->his/198.18.2.10/tcp/5432",
-        f"{ZONES}/violation/office->his/198.18.2.20/tcp/8443",
-        ZTNA,
-    ]
-    assert scans.run("clean") == ([], opened)
+    # office reaches his on every port: the database and his-web, outside the policy, are one
+    # violation of the pair; his-web answering office directly is also its ZTNA gateway no
+    # longer covering it.
+    assert opened == [OFFICE_HIS, ZTNA]
+    detail = store.open_alerts(ZONES)[0].detail
+    assert detail["text"] == "office->his 198.18.2.10 tcp/5432, 198.18.2.20 tcp/8443"
+    assert detail["count"] == 2
+    # The pair stays one open alert while more of it opens (a port more, a port less).
+    assert scans.run("db-leak") == ([], [ZTNA])
+    assert scans.run("clean") == ([], [OFFICE_HIS])
 
 
 def test_a_waf_gone_and_a_ztna_gateway_gone_raise_and_clear(store):
@@ -97,28 +98,18 @@ def test_a_waf_gone_and_a_ztna_gateway_gone_raise_and_clear(store):
 def test_what_a_scan_could_not_evaluate_neither_raises_nor_clears(store):
     scans = Scans(store)
     scans.run("db-leak+ztna-bypass")
-    assert scans.open() == sorted(
-        [
-            LEAK,
-            f"{ZONES}/violation/internet->his/198.18.2.20/tcp/8443",
-            f"{ZONES}/violation/office->his/198.18.2.20/tcp/8443",
-            ZTNA,
-        ]
-    )
+    assert scans.open() == [INTERNET_HIS, OFFICE_HIS, ZTNA]
     # The office vantage is down: office's paths are unknown and so is his-web's coverage
     # (net.ztna_coverage errs); internet->his was measured and is closed again.
     opened, cleared = scans.run("office-failed")
     assert opened == []
-    assert cleared == [f"{ZONES}/violation/internet->his/198.18.2.20/tcp/8443"]
-    assert LEAK in scans.open()
+    assert cleared == [INTERNET_HIS]
+    assert OFFICE_HIS in scans.open()
     assert ZTNA in scans.open()
     # What the failed vantage's remaining cells still show open raises nothing new here (it is
     # open already), and the measured clean scan clears the rest.
     assert scans.run("office-failed+db-leak")[1] == []
-    assert scans.run("clean") == (
-        [],
-        sorted([LEAK, f"{ZONES}/violation/office->his/198.18.2.20/tcp/8443", ZTNA]),
-    )
+    assert scans.run("clean") == ([], [OFFICE_HIS, ZTNA])
 
 
 def test_a_waf_no_longer_required_or_an_application_removed_clears(store):
@@ -153,7 +144,7 @@ def test_a_report_without_results_clears_nothing(store, store_url):
     finally:
         engine.dispose()
     assert asyncio.run(scans.service.evaluate(run)) == ([], [])
-    assert scans.open() == [LEAK]
+    assert scans.open() == [OFFICE_HIS]
 
 
 def test_a_failed_scan_is_not_evaluated(store, caplog):
@@ -162,5 +153,5 @@ def test_a_failed_scan_is_not_evaluated(store, caplog):
     run = store.start_scan(ZONES, "alice", START + timedelta(days=1), START + timedelta(days=2))
     failed = store.finish_scan(run.id, ScanState.FAILED, START + timedelta(days=1), message="x")
     asyncio.run(scans.service.scan_stored(failed, "no-report"))
-    assert scans.open() == [LEAK]
+    assert scans.open() == [OFFICE_HIS]
     assert f"alerts: scan {run.id} not evaluated" in caplog.text

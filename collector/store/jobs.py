@@ -44,6 +44,10 @@ MAX_REQUEST_BYTES = 65_536
 """A job's request (argv, targets, options) is small; more means a bug or an attack."""
 MAX_ERROR_CHARS = 2000
 """A job's error is one line for a person; longer text is cut."""
+MAX_DEPTH = 32
+"""Nesting a job's request or result may have: what probes send is shallow (nmap's XML travels
+as one string), and deeper documents would only exhaust the recursion of the code that stores
+them."""
 MAX_CLAIM = 100
 MAX_IDS = 1000
 """Jobs one `get_jobs` or `renew_leases` call may name."""
@@ -151,6 +155,7 @@ def _check_spec(spec: JobSpec) -> dict[str, Any]:
         raise ValueError(f"job kind {spec.kind!r} is not one of {', '.join(sorted(JOB_KINDS))}")
     if not isinstance(spec.request, dict):
         raise ValueError("a job's request must be a JSON object")
+    check_depth("a job's request", spec.request)
     try:
         size = len(msgspec.json.encode(spec.request))
     except (TypeError, msgspec.EncodeError) as exc:
@@ -161,6 +166,22 @@ def _check_spec(spec: JobSpec) -> dict[str, Any]:
         raise ValueError("a scan id must not contain NUL characters")
     request: dict[str, Any] = strip_nul(spec.request)
     return request
+
+
+def check_depth(what: str, value: object) -> None:
+    """`ValueError` when `value` nests lists and objects deeper than `MAX_DEPTH` (iterative:
+    the check itself cannot run out of stack)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if not children:
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{what} nests deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _error_text(error: str) -> str:
@@ -352,6 +373,7 @@ class Jobs(Database):
         another zone (what a probe of `zone` may not learn exists)."""
         if result is not None and not isinstance(result, dict):
             raise ValueError("a job's result must be a JSON object or None")
+        check_depth("a job's result", result)
         if not storable(job_id, claim_id):
             raise NotFound(f"no job {job_id!r}")
         now = utc(now)

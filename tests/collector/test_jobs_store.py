@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,13 @@ NOW = datetime(2026, 5, 10, 8, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=2)
 HOUR = timedelta(hours=1)
 REPO = Path(__file__).resolve().parents[2]
+
+
+def nested(depth: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {"leaf": 1}
+    for n in range(depth - 1):
+        doc = {"a": doc} if n % 2 else {"a": [doc]}  # a list counts as a level too
+    return doc
 
 
 def spec(zone: str = "his", deadline: datetime = NOW + HOUR, **request: object) -> JobSpec:
@@ -59,6 +67,16 @@ def test_a_finished_job_is_stored_once(store: Store) -> None:
     assert (stored.state, stored.result, stored.error) == ("done", result, None)
     assert (stored.finished_at, stored.finished_by) == (done_at, "probe-a")
     assert store.claim_jobs("his", "probe-a", NOW + HOUR / 2, LEASE, 5) == []
+
+
+def test_a_result_nested_too_deep_is_refused_and_nothing_changes(store: Store) -> None:
+    (job_id,) = store.enqueue_jobs([spec()], NOW)
+    (job,) = store.claim_jobs("his", "p", NOW, LEASE, 1)
+    # 900 levels: more than the store's code could recurse through.
+    with pytest.raises(ValueError, match="deeper than 32"):
+        store.finish_job(job_id, str(job.claim_id), "p", NOW, result=nested(900), error=None)
+    assert store.get_jobs([job_id])[0].state == "claimed"
+    assert store.finish_job(job_id, str(job.claim_id), "p", NOW, result=nested(16), error=None)
 
 
 def test_a_probe_failure_is_kept_with_its_reason(store: Store) -> None:
@@ -216,6 +234,7 @@ def test_get_jobs_keeps_the_order_asked(store: Store) -> None:
         (JobSpec("his", "shell", {}, NOW), "job kind"),  # type: ignore[arg-type]
         (JobSpec("his", "noop", {"x": "a" * MAX_REQUEST_BYTES}, NOW), "bytes encoded"),
         (JobSpec("his", "noop", {"x": object()}, NOW), "not JSON"),
+        (JobSpec("his", "noop", nested(40), NOW), "deeper than 32"),
     ],
 )
 def test_bad_jobs_are_refused_and_nothing_is_queued(

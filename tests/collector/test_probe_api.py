@@ -221,6 +221,9 @@ def test_malformed_or_forged_results_are_refused(server: Server) -> None:
     first, second = queue(server, count=2)
     jobs = {job["id"]: job for job in claim(server, probe)["jobs"]}
     claim_id = jobs[first]["claim_id"]
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(500):  # within msgspec's limits, beyond what the store keeps
+        deep = {"a": deep}
     cases = [
         (b"not json", 400, "invalid_envelope"),
         # Signed by another probe's key while naming this one: the signature does not verify.
@@ -233,6 +236,7 @@ def test_malformed_or_forged_results_are_refused(server: Server) -> None:
         (result_envelope(probe, first, claim_id, result=[1]), 400, "invalid_result"),  # type: ignore[arg-type]
         (result_envelope(probe, first, claim_id, extra=1), 400, "invalid_result"),
         (probe.seal(b'{"schema": "medsec.job-result/v1"'), 400, "invalid_result"),
+        (result_envelope(probe, first, claim_id, result=deep), 400, "invalid_result"),
     ]
     for body, status, code in cases:
         answer = post_result(server, probe, first, body)

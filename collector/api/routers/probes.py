@@ -115,6 +115,8 @@ def finish(store: Store, clock: Clock, agent: Agent, job_id: str, body: bytes) -
         ) from None
     except NotFound:  # or another zone's job: this probe may not learn it exists
         raise ApiError(404, "not_found", f"no job {job_id}") from None
+    except ValueError as exc:  # the store's own bounds (nesting)
+        raise ApiError(400, "invalid_result", f"job result: {exc}") from None
     return JobResultOut(stored=stored, duplicate=not stored)
 
 

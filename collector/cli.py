@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (one list of every co
     _config_arg(
         db.add_parser(
             "prune",
-            help="delete reports older than reports.retention_days (each host's newest stays)",
+            help="delete reports and scans older than reports.retention_days (each host's newest"
+            " report and each zones file's newest completed scan stay)",
         )
     )
 
@@ -686,13 +687,40 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.config is None:
         raise UsageError("--store needs --config (the collector settings)", "usage")
 
-    def scan_and_store(store: Store, _: CollectorSettings) -> int:
-        return run_scan(args, store=lambda report: _store_scan(store, report))
+    def scan_and_store(store: Store, settings: CollectorSettings) -> int:
+        from collector.models import ScanState
+
+        # Recorded like a scan started through the API, so history and `scans diff` have it.
+        name = _zones_name(settings, args.zones)
+        now = _now()
+        deadline = now + timedelta(seconds=settings.scans.timeout_seconds + 60)
+        run = store.start_scan(name, _os_user(), now, deadline)
+        stored: list[str] = []
+        try:
+            code = run_scan(args, store=lambda report: stored.append(_store_scan(store, report)))
+        except BaseException:
+            store.finish_scan(run.id, ScanState.FAILED, _now(), message="the scan did not end")
+            raise
+        if stored:
+            state = ScanState.PASSED if code == 0 else ScanState.FINDINGS
+            store.finish_scan(run.id, state, _now(), report_id=stored[0])
+        else:
+            store.finish_scan(run.id, ScanState.FAILED, _now(), message=f"exited with code {code}")
+        return code
 
     return _with_store(args, f"scan --zones {args.zones} --store", scan_and_store)
 
 
-def _store_scan(store: Store, report: dict[str, Any]) -> None:
+def _zones_name(settings: CollectorSettings, zones: str | os.PathLike[str]) -> str:
+    """The settings' name for this zones file (`scans.zones`), else its absolute path."""
+    wanted = os.path.realpath(zones)
+    for name, path in settings.scans.zones.items():
+        if os.path.realpath(path) == wanted:
+            return name
+    return wanted
+
+
+def _store_scan(store: Store, report: dict[str, Any]) -> str:
     """Store a scan's results like a report, under the collector's own scanner identity."""
     import json
 
@@ -701,6 +729,7 @@ def _store_scan(store: Store, report: dict[str, Any]) -> None:
     body = json.dumps(report, ensure_ascii=False).encode("utf-8")
     outcome = store_scan_report(store, body, _now())
     print(f"stored as report {outcome.report_id} (host {outcome.host_id})", file=sys.stderr)
+    return outcome.report_id
 
 
 def _json(rows: list[dict[str, str | None]]) -> None:

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -345,6 +346,10 @@ def test_scan_results_are_stored_in_the_collector(listed_zones_file: Path, tmp_p
         assert all("MNDS 6.1.2" in r.clauses for r in ztna)
         audit = [e.action for e in store.audit_entries(100, 0).items]
         assert any(a.startswith("cli scan --zones") for a in audit)
+        # Recorded as a scan too, with its report: history and `medsec scans diff` have it.
+        scans = store.list_scans(10, 0, datetime.now(UTC)).items
+        assert [(s.state.value, s.report_id is not None) for s in scans] == [("passed", True)]
+        assert scans[0].zones == str(zones_file.resolve())
     finally:
         store.close()
     refused = subprocess.run(

@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
-from collector.api.middleware import Clock
 from collector.models import ScanRun, ScanState
 from collector.scans import ScanLauncher
 from collector.settings import CollectorSettings
 from collector.store import Store, StoreError
 
 logger = logging.getLogger("medsec.collector.schedules")
+
+Clock = Callable[[], datetime]
+"""The app's "now" (`collector.api.middleware.Clock`, not imported: the API imports this)."""
 
 
 class Scheduler:

@@ -29,7 +29,7 @@ from tests.collector.schedules_serving import (
 
 pytestmark = pytest.mark.skipif(shutil.which("nmap") is None, reason="needs nmap (Debian: nmap)")
 
-RUN_SECONDS = 8
+RUN_SECONDS = 6
 
 
 @pytest.fixture(scope="module")

@@ -312,11 +312,13 @@ def test_removing_a_schedule_keeps_its_scans(store: Store) -> None:
 
 
 PROCESSES = 4
-SCHEDULES = 3
+ZONES = 3
 STEPS = 60
 STEP = timedelta(milliseconds=250)
 """The processes step together through 15 s of made-up time, each calling fire_due at every
-step at the same moment: 15 due times per schedule, each asked for by every process at once."""
+step at the same moment: 15 due times per schedule, each asked for by every process at once.
+Two schedules per zones file, named so that the order of their names crosses the order of their
+zones: firers taking zones in different orders would deadlock."""
 
 
 def _hammer(
@@ -342,8 +344,9 @@ def _hammer(
 def test_processes_firing_at_once_fire_each_due_time_exactly_once(
     store_url: str, store: Store
 ) -> None:
-    for n in range(SCHEDULES):
-        store.add_schedule(f"s{n}", f"zones-{n}", every("1s"), "ops", T0)
+    for n in range(ZONES):
+        store.add_schedule(f"a{n}", f"zones-{n}", every("1s"), "ops", T0)
+        store.add_schedule(f"b{n}", f"zones-{ZONES - 1 - n}", every("1s"), "ops", T0)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     out: multiprocessing.queues.Queue[Any] = context.Queue()
@@ -365,13 +368,19 @@ def test_processes_firing_at_once_fire_each_due_time_exactly_once(
     # Every scan in the database was handed to exactly one firer, and nothing else was.
     assert sorted(scan[:3] for scan in fired) == sorted(rows)
     assert len({scan[0] for scan in fired}) == len(fired)
-    assert all(state == "running" for *_, state in fired)  # each closed in time: none skipped
     end = T0 + STEP * STEPS
-    for schedule in store.list_schedules(10, 0, end).items:
+    schedules = store.list_schedules(10, 0, end).items
+    assert len(schedules) == 2 * ZONES
+    for schedule in schedules:
         dues = sorted(due for _, sid, due in rows if sid == schedule.id)
         # Each due time once, none missed, none twice: 1 s apart from the first to the last.
         assert dues == [T0 + S * k for k in range(1, len(dues) + 1)], schedule.name
         assert dues[-1] == end
         assert schedule.next_due_at == end + S
+    # Each firer closed its scans before the next step: at every due time each zones file was
+    # free, so one of its two schedules' scans ran (the other was skipped, or ran after it).
+    zones_of = {s.id: s.zones for s in schedules}
+    ran = {(zones_of[sid], due) for _, sid, due, state in fired if state == "running"}
+    assert len(ran) == ZONES * STEPS // 4
     counts = [len(result) for result in results]
     print(f"{len(fired)} scans fired, by process: {counts}")

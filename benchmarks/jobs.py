@@ -53,6 +53,8 @@ from collector.store import Store  # noqa: E402
 from collector.store.jobs import JobSpec  # noqa: E402
 
 BIN = Path(sys.executable).parent
+MEDSEC = [str(BIN / "medsec")]
+"""How the collectors are started (an experiment may wrap it)."""
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ZONE = "bench"
 LEASE = timedelta(seconds=60)
@@ -216,7 +218,8 @@ def serve(cfg: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                *(str(BIN / "medsec"), "serve", "--config", str(cfg)),
+                *MEDSEC,
+                *("serve", "--config", str(cfg)),
                 *("--listen", f"127.0.0.1:{port}", "--workers", "1"),
             ],
             stdout=out,
@@ -285,7 +288,17 @@ def figures(
     )
 
 
-def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, float]:
+def sessions(dbname: str) -> int:
+    """Connections PostgreSQL has opened to the database so far (each one a new backend
+    process: a pool that keeps too few connections opens one per request beyond them)."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, float, int]:
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="medsec-jobs-") as tmp:
         work = Path(tmp)
@@ -309,11 +322,13 @@ def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, float]:
                 with spawn.Pool(workers) as pool:
                     start = time.time() + START_DELAY
                     before = cpu_seconds([p.pid for p in procs])
+                    opened = sessions(dbname)
                     records = pool.starmap(
                         api_worker,
                         [(urls[i % 2], ca, probe, start, most) for i, probe in enumerate(probes)],
                     )
                     collector_cpu = cpu_seconds([p.pid for p in procs]) - before
+                    opened = sessions(dbname) - opened
                 through_api = figures("2 collectors", store, ids, records, start)
             finally:
                 store.close()
@@ -341,7 +356,7 @@ def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, float]:
                 proc.wait(timeout=30)
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    return through_api, direct, collector_cpu
+    return through_api, direct, collector_cpu, opened
 
 
 def ms(seconds: float) -> str:
@@ -358,7 +373,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--max", type=int, default=8, help="jobs asked for per claim (1-100)")
     args = parser.parse_args()
-    api, direct, collector_cpu = run(args.jobs, args.workers, args.max)
+    api, direct, collector_cpu, opened = run(args.jobs, args.workers, args.max)
     print(
         f"{args.jobs} noop jobs, {args.workers} probe workers, claims of up to {args.max},"
         f" PostgreSQL, {os.cpu_count()} cores"
@@ -382,7 +397,10 @@ def main() -> int:
         "run twice: job ids run more than once by the workers' own records / jobs claimed more"
         " than once by the database's attempts (both must be 0)"
     )
-    print(f"collectors' CPU: {ms(collector_cpu / api.jobs)} ms per job (both processes)")
+    print(
+        f"collectors' CPU: {ms(collector_cpu / api.jobs)} ms per job (both processes);"
+        f" PostgreSQL connections opened meanwhile: {opened}"
+    )
     failed = api.errors + direct.errors
     for error in failed[:10]:
         print(f"error: {error}")

@@ -195,11 +195,18 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
             413: {"model": ErrorOut, "description": "too_large"},
         },
     )
-    async def post_result(job_id: JobId, request: Request, agent: Probe) -> JobResultOut:
+    async def post_result(
+        job_id: JobId, request: Request, credentials: Credentials
+    ) -> JobResultOut:
         """Store a job's result, a signed envelope whose payload is `medsec.job-result/v1`
         (`job_id`, `claim_id`, `status` done|failed, `result`, `error`). Stored once: a second
         post answers `duplicate`; a claim that lost its lease is refused `lease_lost`."""
         body = await request.body()  # the body-limit middleware has bounded it already
-        return await run_in_threadpool(finish, store, clock, agent, job_id, body)
+
+        def checked_finish() -> JobResultOut:
+            # The caller, then the result, in one trip to the thread pool (the busiest route).
+            return finish(store, clock, probe(request, credentials), job_id, body)
+
+        return await run_in_threadpool(checked_finish)
 
     return routes

@@ -384,6 +384,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS} (value: {workers})")
     tls = settings.tls
+    from collector.serve import log_medsec_events
+
+    log_medsec_events()
     store = _open_store(settings)
     try:
         store.upgrade()
@@ -506,10 +509,11 @@ def _cmd_db(args: argparse.Namespace) -> int:
         # Scans (and their probes' jobs) go with their reports: each zones file's newest
         # completed scan stays, as each host's newest report does.
         scans, jobs = store.prune_scans(before)
+        cleared = store.prune_alerts(before)  # alerts still open stay, however old
         print(
             f"pruned {gone} reports ({results} results) received before"
-            f" {before.isoformat(timespec='seconds')}, and {scans} scans ({jobs} jobs) ended"
-            f" before then (reports.retention_days: {days})"
+            f" {before.isoformat(timespec='seconds')}, and {scans} scans ({jobs} jobs) and"
+            f" {cleared} cleared alerts ended before then (reports.retention_days: {days})"
         )
         return EXIT_OK
 

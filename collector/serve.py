@@ -11,7 +11,9 @@ the audit chain's head row serialises their appends, so the chain never forks.
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +59,24 @@ def worker_app() -> FastAPI:
     from collector.settings import audit_key, load_settings
     from collector.store import Store
 
+    log_medsec_events()
     settings = load_settings(Path(os.environ[CONFIG_ENV]))
     store = Store.open(settings.database, audit_key=audit_key(settings))
     app = create_app(settings, store, owns_store=True)
     tune_gc()
     return app
+
+
+def log_medsec_events() -> None:
+    """The collector's own events (a schedule fired, a scan ended, an alert sent) at INFO on
+    stderr, where uvicorn's lines go: without a handler only warnings would reach the journal."""
+    medsec = logging.getLogger("medsec")
+    if medsec.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    medsec.addHandler(handler)
+    medsec.setLevel(logging.INFO)
 
 
 def tune_gc() -> None:

@@ -670,6 +670,7 @@ def parse_settings(
         _check_zones_files(settings.scans, source)
         if settings.audit.key_file is not None:
             read_audit_key(settings.audit.key_file, source)
+        settings.alerts.check_files(source)
     return settings
 
 

@@ -140,6 +140,12 @@ class ScanOut(BaseModel):
     finished_at: datetime | None
     report_id: str | None = Field(description="The stored report of the scan's results.")
     message: str | None = Field(description="Why a failed scan failed.")
+    schedule_id: str | None = Field(
+        default=None, description="The schedule that started it (none: started by hand)."
+    )
+    due_at: datetime | None = Field(
+        default=None, description="The schedule's due time it was started for."
+    )
 
 
 class HostDetailOut(BaseModel):

@@ -247,17 +247,18 @@ def test_lists_as_json_show_who_exists_and_each_agents_state(laid_out: Path) -> 
         "ris-01": "revoked",
     }
     assert all(
-        set(a) == {"name", "state", "alg", "enrolled_at", "last_seen_at"} for a in agents.values()
+        set(a) == {"name", "state", "alg", "enrolled_at", "last_seen_at", "probe_zone"}
+        for a in agents.values()
     )
     active, pending = agents["his-db-01"], agents["pacs-01"]
     assert active["alg"] == "ed25519"
     assert _utc(active["enrolled_at"]) >= enrolled_before
     assert (pending["alg"], pending["enrolled_at"], pending["last_seen_at"]) == (None, None, None)
 
-    table = medsec("agents", "list", "--config", config).out.splitlines()  # unchanged by default
-    assert table[0].split() == ["NAME", "STATE", "ALG", "ENROLLED", "LAST", "SEEN"]
+    table = medsec("agents", "list", "--config", config).out.splitlines()  # a table by default
+    assert table[0].split() == ["NAME", "STATE", "ALG", "ENROLLED", "LAST", "SEEN", "PROBE", "ZONE"]
     assert table[1].split()[:3] == ["his-db-01", "active", "ed25519"]
-    assert table[2].split() == ["pacs-01", "pending", "-", "-", "-"]
+    assert table[2].split() == ["pacs-01", "pending", "-", "-", "-", "-"]  # no probe zone either
     refused(medsec("agents", "list", "--format", "yaml", "--config", config), "invalid choice")
     with sqlite3.connect(laid_out.parent.parent / "data" / "medsec.db") as db:
         actions = db.execute("SELECT actor, action, outcome FROM audit_log").fetchall()

@@ -96,10 +96,17 @@ def running_nmap(zones: Path, seconds: float = 12) -> list[psutil.Process]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         processes = scanners_running(zones)
-        if any(p.name() == "nmap" for p in processes):
+        if any(_name(p) == "nmap" for p in processes):
             return processes
         time.sleep(0.1)
     raise AssertionError("the scan never started nmap")
+
+
+def _name(process: psutil.Process) -> str | None:
+    try:
+        return process.name()
+    except psutil.Error:  # it ended since it was listed
+        return None
 
 
 def alive(process: psutil.Process) -> bool:

@@ -11,25 +11,17 @@ probe stopping) stops nmap and the helper; nothing outlives the job.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shlex
-import time
 from typing import Any
 
 from collector.scan.nmap import (
     NmapError,
     NmapXmlParser,
-    finish,
     is_root,
     nmap_binary,
-    spawn,
+    run_nmap_process,
 )
 from collector.scan.probe_guard import CheckedJob
 from collector.scan.vantage import LocalVantage, VantageError
-
-_KILL_GRACE = 2.0
-_STDERR_KEPT = 20
 
 
 class JobFailed(Exception):
@@ -48,67 +40,13 @@ class _KeepingParser(NmapXmlParser):
         super().feed(data)
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), _KILL_GRACE)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-
-
 async def run_nmap_keeping_xml(argv: list[str], timeout: float) -> dict[str, Any]:
-    """Run nmap; what the collector rebuilds its `NmapResult` from (XML, status, message,
-    seconds, stderr, return code, command). On timeout nmap is stopped and what it finished is
-    kept; on cancellation nmap is stopped and the cancellation goes on."""
-    started = time.monotonic()
+    """Run nmap as the scanner does (`run_nmap_process`); what the collector rebuilds its
+    `NmapResult` from (XML, status, message, seconds, stderr, return code, command). On timeout
+    nmap is stopped and what it finished is kept; on cancellation nmap is stopped and the
+    cancellation goes on."""
     parser = _KeepingParser()
-    lines: list[str] = []
-    process = await spawn(argv)
-
-    async def pump_stdout() -> None:
-        assert process.stdout is not None  # noqa: S101 — spawn pipes it
-        while chunk := await process.stdout.read(65536):
-            parser.feed(chunk)
-
-    async def pump_stderr() -> None:
-        assert process.stderr is not None  # noqa: S101 — spawn pipes it
-        while chunk := await process.stderr.read(65536):
-            for raw in chunk.decode("utf-8", "replace").splitlines():
-                if raw.strip():
-                    lines[:] = [*lines[-(_STDERR_KEPT - 1) :], raw.strip()]
-
-    pumps = asyncio.gather(pump_stdout(), pump_stderr(), process.wait())
-    timed_out = False
-    try:
-        await asyncio.wait_for(asyncio.shield(pumps), timeout)
-    except TimeoutError:
-        timed_out = True
-        await _stop(process)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(pumps, _KILL_GRACE)
-    except asyncio.CancelledError:
-        await _stop(process)
-        try:
-            await asyncio.wait_for(pumps, _KILL_GRACE)
-        except (TimeoutError, Exception):
-            pumps.cancel()
-        raise
-    meaningful = [x for x in lines if not x.startswith("Warning:")]
-    result = finish(
-        argv,
-        parser,
-        returncode=process.returncode,
-        stderr="\n".join(lines),
-        problem=(meaningful or lines or ["no output on stderr"])[-1],
-        started=started,
-        timed_out=timed_out,
-        command=shlex.join(argv),
-    )
+    result = await run_nmap_process(argv, timeout=timeout, parser=parser)
     return {
         "xml": b"".join(parser.chunks).decode("utf-8", "replace"),
         "status": result.status,

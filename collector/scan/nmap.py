@@ -595,14 +595,17 @@ async def run_nmap_process(
     timeout: float,
     total_hosts: int = 0,
     on_progress: ProgressCallback | None = None,
+    parser: NmapXmlParser | None = None,
 ) -> NmapResult:
-    """Run nmap (argv may be prefixed, e.g. `ip netns exec NS`), parse its XML as it streams.
+    """Run nmap (argv may be prefixed, e.g. `ip netns exec NS`), parse its XML as it streams
+    (with `parser` when given: a probe's keeps the bytes it is fed).
 
     On timeout nmap is stopped and the hosts it finished are kept (status `timeout`). When the
     calling task is cancelled nmap is stopped too, and the cancellation goes on.
     """
     started = time.monotonic()
-    parser = NmapXmlParser(total_hosts=total_hosts, on_progress=on_progress)
+    if parser is None:
+        parser = NmapXmlParser(total_hosts=total_hosts, on_progress=on_progress)
     tail = _Tail()
     process = await spawn(argv)
 

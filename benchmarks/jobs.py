@@ -247,6 +247,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def backends_cpu(dbname: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving `dbname` (its open connections)."""
+    found: dict[int, float] = {}
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if process.info["name"] == "postgres" and f" {dbname} " in cmdline:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            found[process.pid] = times.user + times.system
+    return found
+
+
 def enrol_probes(store: Store, count: int) -> list[Probe]:
     now = datetime.now(UTC)
     probes = []
@@ -298,65 +312,92 @@ def sessions(dbname: str) -> int:
     return int(row[0]) if row else 0
 
 
-def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, float, int]:
-    spawn = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="medsec-jobs-") as tmp:
-        work = Path(tmp)
-        dbname = f"medsec_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{dbname}"')
-        database = f"postgresql+psycopg://postgres@127.0.0.1:5432/{dbname}"
-        procs: list[subprocess.Popen[bytes]] = []
-        urls: list[str] = []
-        try:
-            cfg = configure(work / "collector", database)
-            for n in range(2):
-                proc, url = serve(cfg, work / f"collector-{n}.log")
-                procs.append(proc)
-                urls.append(url)
-            ca = str(cfg.parent / "tls" / "cert.pem")
-            store = Store.open(database)
-            try:
-                probes = enrol_probes(store, workers)
-                ids = queue(store, jobs)
-                with spawn.Pool(workers) as pool:
-                    start = time.time() + START_DELAY
-                    before = cpu_seconds([p.pid for p in procs])
-                    opened = sessions(dbname)
-                    records = pool.starmap(
-                        api_worker,
-                        [(urls[i % 2], ca, probe, start, most) for i, probe in enumerate(probes)],
-                    )
-                    collector_cpu = cpu_seconds([p.pid for p in procs]) - before
-                    opened = sessions(dbname) - opened
-                through_api = figures("2 collectors", store, ids, records, start)
-            finally:
-                store.close()
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=30)
-            procs.clear()
+@dataclass
+class Costs:
+    """What the run through the collectors cost besides the workers' own CPU."""
 
-            store = Store.open(database)
+    collectors: float = 0.0
+    """CPU seconds of both collector processes."""
+    database: float = 0.0
+    """CPU seconds of the database's backends (those still open at the end: the pools')."""
+    connections: int = 0
+    """Connections PostgreSQL opened meanwhile."""
+
+
+def through_collectors(
+    database: str, dbname: str, work: Path, *, jobs: int, workers: int, most: int
+) -> tuple[Figures, Costs]:
+    spawn = multiprocessing.get_context("spawn")
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    costs = Costs()
+    store = Store.open(database)
+    try:
+        cfg = configure(work / "collector", database)
+        for n in range(2):
+            proc, url = serve(cfg, work / f"collector-{n}.log")
+            procs.append(proc)
+            urls.append(url)
+        ca = str(cfg.parent / "tls" / "cert.pem")
+        probes = enrol_probes(store, workers)
+        ids = queue(store, jobs)
+        with spawn.Pool(workers) as pool:
+            start = time.time() + START_DELAY
+            collectors = cpu_seconds([p.pid for p in procs])
+            opened = sessions(dbname)
+            backends = backends_cpu(dbname)
+            records = pool.starmap(
+                api_worker,
+                [(urls[i % 2], ca, probe, start, most) for i, probe in enumerate(probes)],
+            )
+            costs.collectors = cpu_seconds([p.pid for p in procs]) - collectors
+            costs.connections = sessions(dbname) - opened
+            costs.database = sum(
+                cpu - backends.get(pid, 0.0) for pid, cpu in backends_cpu(dbname).items()
+            )
+        return figures("2 collectors", store, ids, records, start), costs
+    finally:
+        store.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
-                ids = queue(store, jobs)
-                with spawn.Pool(workers) as pool:
-                    start = time.time() + START_DELAY
-                    records = pool.starmap(
-                        db_worker,
-                        [(database, f"direct-{i}", start, most) for i in range(workers)],
-                    )
-                direct = figures("direct to DB", store, ids, records, start)
-            finally:
-                store.close()
-        finally:
-            for proc in procs:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    return through_api, direct, collector_cpu, opened
+
+
+def straight(database: str, jobs: int, workers: int, most: int) -> Figures:
+    spawn = multiprocessing.get_context("spawn")
+    store = Store.open(database)
+    try:
+        ids = queue(store, jobs)
+        with spawn.Pool(workers) as pool:
+            start = time.time() + START_DELAY
+            records = pool.starmap(
+                db_worker, [(database, f"direct-{i}", start, most) for i in range(workers)]
+            )
+        return figures("direct to DB", store, ids, records, start)
+    finally:
+        store.close()
+
+
+def run(jobs: int, workers: int, most: int) -> tuple[Figures, Figures, Costs]:
+    """Both runs on a database of their own, dropped at the end."""
+    dbname = f"medsec_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    database = f"postgresql+psycopg://postgres@127.0.0.1:5432/{dbname}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="medsec-jobs-") as tmp:
+            api, costs = through_collectors(
+                database, dbname, Path(tmp), jobs=jobs, workers=workers, most=most
+            )
+        return api, straight(database, jobs, workers, most), costs
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 def ms(seconds: float) -> str:
@@ -373,7 +414,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--max", type=int, default=8, help="jobs asked for per claim (1-100)")
     args = parser.parse_args()
-    api, direct, collector_cpu, opened = run(args.jobs, args.workers, args.max)
+    api, direct, costs = run(args.jobs, args.workers, args.max)
     print(
         f"{args.jobs} noop jobs, {args.workers} probe workers, claims of up to {args.max},"
         f" PostgreSQL, {os.cpu_count()} cores"
@@ -398,8 +439,9 @@ def main() -> int:
         " than once by the database's attempts (both must be 0)"
     )
     print(
-        f"collectors' CPU: {ms(collector_cpu / api.jobs)} ms per job (both processes);"
-        f" PostgreSQL connections opened meanwhile: {opened}"
+        f"through the collectors, CPU per job: collectors {ms(costs.collectors / api.jobs)} ms"
+        f" (both processes), PostgreSQL backends {ms(costs.database / api.jobs)} ms;"
+        f" PostgreSQL connections opened meanwhile: {costs.connections}"
     )
     failed = api.errors + direct.errors
     for error in failed[:10]:

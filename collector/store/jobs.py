@@ -29,9 +29,9 @@ import msgspec
 import sqlalchemy as sa
 
 from collector.store.engine import Database
-from collector.store.errors import NotFound, StoreError
+from collector.store.errors import AgentRevoked, NotFound, StoreError
 from collector.store.rows import Row
-from collector.store.schema import jobs
+from collector.store.schema import agents, jobs
 from collector.store.values import safe_text, storable, strip_nul, utc
 
 JobKind = Literal["privileged", "nmap", "probe", "noop"]
@@ -195,6 +195,18 @@ def _check_ids(ids: Sequence[str], what: str) -> list[str]:
     return [i for i in ids if isinstance(i, str) and storable(i)]
 
 
+def _probe_of(agent: str, zone: sa.ColumnElement[str] | str) -> sa.Exists:
+    """`agent` is an active agent enrolled as a probe of `zone` — what the API checked when it
+    authenticated the request, checked again in the transaction that acts on it (the API may
+    have relied on a cached lookup)."""
+    return sa.exists().where(
+        agents.c.name == agent,
+        agents.c.revoked_at.is_(None),
+        agents.c.enrolled_at.is_not(None),
+        agents.c.probe_zone == zone,
+    )
+
+
 class Jobs(Database):
     """The job queue, each method one transaction."""
 
@@ -230,13 +242,21 @@ class Jobs(Database):
         return [str(row["id"]) for row in rows]
 
     def claim_jobs(
-        self, zone: str, agent: str, now: datetime, lease: timedelta, limit: int
+        self,
+        zone: str,
+        agent: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        enrolled: bool = False,
     ) -> list[Job]:
         """Claim up to `limit` jobs of `zone` for `agent`, oldest first: queued ones, and claimed
         ones whose lease ran out (their old claim is lost). Each gets a fresh `claim_id`, one
         more attempt and a lease until `now + lease`. Jobs of the zone past their deadline are
         failed here, never handed out. On PostgreSQL rows another claim holds are skipped, so
-        concurrent claims from any number of processes take disjoint jobs without waiting."""
+        concurrent claims from any number of processes take disjoint jobs without waiting.
+        With `enrolled`, nothing is claimed unless `agent` is an active probe of `zone`."""
         check_zone(zone)
         if not 1 <= limit <= MAX_CLAIM:
             raise ValueError(f"a claim takes 1 to {MAX_CLAIM} jobs (got {limit})")
@@ -271,6 +291,7 @@ class Jobs(Database):
                         sa.and_(jobs.c.state == "claimed", jobs.c.lease_until < now),
                     ),
                     jobs.c.deadline > now,
+                    *([_probe_of(agent, zone)] if enrolled else []),
                 )
                 .order_by(jobs.c.created_at)
                 .limit(limit)
@@ -320,12 +341,19 @@ class Jobs(Database):
         return found is not None
 
     def renew_leases(
-        self, claims: Sequence[tuple[str, str]], agent: str, now: datetime, lease: timedelta
+        self,
+        claims: Sequence[tuple[str, str]],
+        agent: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        enrolled: bool = False,
     ) -> dict[str, datetime | None]:
         """Extend `agent`'s leases on the jobs it claims (job id, claim id) to `now + lease`;
         each job id → its new lease end, or None when the claim is lost (claimed again by
         another, finished, past its deadline, or never the job's): stop working on it. A lease
-        that ran out but was not claimed again is still the job's and is renewed."""
+        that ran out but was not claimed again is still the job's and is renewed. With
+        `enrolled`, every claim is lost unless `agent` is an active probe of the job's zone."""
         if lease <= timedelta(0):
             raise ValueError("a lease must be positive")
         if len(claims) > MAX_IDS:
@@ -346,6 +374,7 @@ class Jobs(Database):
                 jobs.c.state == "claimed",
                 jobs.c.claimed_by == safe_text(agent),
                 jobs.c.deadline > now,
+                *([_probe_of(safe_text(agent), jobs.c.zone)] if enrolled else []),
             )
             ids = self._lock_in_order(conn, held)
             if ids:
@@ -364,13 +393,15 @@ class Jobs(Database):
         result: dict[str, Any] | None,
         error: str | None,
         zone: str | None = None,
+        enrolled: bool = False,
     ) -> bool:
         """Store a probe's outcome for the job under its claim: done when `error` is None,
         failed (with `error`) otherwise. True when stored; False when the job was finished
         already (a result posted twice, or the job failed meanwhile): nothing changes.
         `LeaseLost` when the job is unfinished and `claim_id` is not its current claim (held by
         `agent`); `NotFound` when there is no such job — or, given `zone`, when the job is of
-        another zone (what a probe of `zone` may not learn exists)."""
+        another zone (what a probe of `zone` may not learn exists). With `enrolled`,
+        `AgentRevoked` unless `agent` is an active probe of the job's zone (nothing stored)."""
         if result is not None and not isinstance(result, dict):
             raise ValueError("a job's result must be a JSON object or None")
         check_depth("a job's result", result)
@@ -393,6 +424,7 @@ class Jobs(Database):
                     jobs.c.claim_id == claim_id,
                     jobs.c.claimed_by == agent,
                     jobs.c.state == "claimed",
+                    *([_probe_of(agent, jobs.c.zone)] if enrolled else []),
                 )
                 .values(**values)
                 .returning(jobs.c.id)
@@ -400,10 +432,14 @@ class Jobs(Database):
             if stored is not None:
                 return True
             row = conn.execute(
-                sa.select(jobs.c.state, jobs.c.zone).where(jobs.c.id == job_id)
+                sa.select(
+                    jobs.c.state, jobs.c.zone, _probe_of(agent, jobs.c.zone).label("probe")
+                ).where(jobs.c.id == job_id)
             ).first()
         if row is None or (zone is not None and row.zone != zone):
             raise NotFound(f"no job {job_id!r}")
+        if enrolled and not row.probe:
+            raise AgentRevoked(f"agent {agent!r} is no longer a probe of zone {row.zone!r}")
         if row.state in _UNFINISHED:
             raise LeaseLost(f"job {job_id} is claimed by a newer claim; its result was not stored")
         return False

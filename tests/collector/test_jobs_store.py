@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from collector.store import NotFound, Store
+from checks.envelope import generate_private_key, public_key_pem
+from collector.store import AgentRevoked, NotFound, Store
 from collector.store.jobs import MAX_REQUEST_BYTES, JobSpec, LeaseLost
 
 NOW = datetime(2026, 5, 10, 8, 0, tzinfo=UTC)
@@ -163,6 +164,26 @@ def test_a_result_for_another_zones_job_is_not_found(store: Store) -> None:
     assert store.finish_job(job_id, claim_id, "p-office", NOW, result={}, error=None, zone="office")
     with pytest.raises(NotFound):
         store.finish_job(job_id, claim_id, "p-his", NOW, result={}, error=None, zone="his")
+
+
+def test_enrolled_writes_need_an_active_probe_of_the_zone(store: Store) -> None:
+    """What the API asks for: the agent's standing checked again in the writing transaction."""
+    store.create_enrollment("probe-his", timedelta(hours=1), NOW, probe_zone="his")
+    assert store.claim_jobs("his", "probe-his", NOW, LEASE, 5, enrolled=True) == []  # pending
+    key = public_key_pem(generate_private_key("ed25519"), "ed25519")
+    token = store.create_enrollment("probe-his", timedelta(hours=1), NOW, probe_zone="his")
+    store.redeem_enrollment(token, "probe-his", "ed25519", key, NOW)
+    (job_id,) = store.enqueue_jobs([spec()], NOW)
+    assert store.claim_jobs("office", "probe-his", NOW, LEASE, 5, enrolled=True) == []
+    (job,) = store.claim_jobs("his", "probe-his", NOW, LEASE, 5, enrolled=True)
+    claim = (job_id, str(job.claim_id))
+    store.revoke_agent("probe-his", NOW)
+    assert store.renew_leases([claim], "probe-his", NOW, LEASE, enrolled=True) == {job_id: None}
+    with pytest.raises(AgentRevoked):
+        store.finish_job(*claim, "probe-his", NOW, result={}, error=None, enrolled=True)
+    assert store.get_jobs([job_id])[0].state == "claimed"
+    store.enqueue_jobs([spec()], NOW)
+    assert store.claim_jobs("his", "probe-his", NOW, LEASE, 5, enrolled=True) == []
 
 
 def test_jobs_past_their_deadline_are_failed_never_handed_out(store: Store) -> None:

@@ -216,6 +216,28 @@ def test_callers_that_are_not_probes_are_refused(server: Server) -> None:
     assert server.store.get_jobs([job_id])[0].state == "queued"
 
 
+def test_a_probe_revoked_while_it_works_claims_renews_and_stores_nothing(server: Server) -> None:
+    """Its token was just looked up (the API may reuse that for a few seconds): the queue's own
+    check, in each write, stops it at once."""
+    probe = enrol_probe(server, "probe-his", "his")
+    (held_id,) = queue(server)
+    (held,) = claim(server, probe)["jobs"]
+    (waiting_id,) = queue(server)
+    server.store.revoke_agent("probe-his", server.clock())
+
+    # Within the lookup's few seconds the answers are still 200, but empty: no job, no lease.
+    answer = server.client(probe.token).post("/api/v1/probe/claim", json={"max": 8})
+    assert (answer.status_code, answer.json()["jobs"]) == (200, [])
+    renewed = server.client(probe.token).post(
+        "/api/v1/probe/leases", json={"claims": [{"id": held_id, "claim_id": held["claim_id"]}]}
+    )
+    assert (renewed.status_code, renewed.json()) == (200, {"leases": {held_id: None}})
+    posted = post_result(server, probe, held_id, result_envelope(probe, held_id, held["claim_id"]))
+    assert (posted.status_code, posted.json()["error"]) == (401, "agent_revoked")
+    states = {job.id: job.state for job in server.store.get_jobs([held_id, waiting_id])}
+    assert states == {held_id: "claimed", waiting_id: "queued"}
+
+
 def test_malformed_or_forged_results_are_refused(server: Server) -> None:
     probe, other = enrol_probe(server, "probe-his", "his"), enrol_probe(server, "probe-2", "his")
     first, second = queue(server, count=2)

@@ -4,8 +4,10 @@ poll), renews its leases while it works, and posts each result as a signed envel
 Only an agent enrolled as a probe (`medsec agents enroll NAME --probe-zone ZONE`) may call them,
 with its agent token: an ordinary agent is refused `not_a_probe` and a user's token `forbidden`.
 A probe sees only its own zone's jobs: a job of another zone is answered 404 like one that does
-not exist. The agent is read afresh on every request (one indexed read): a revoked probe stops at
-once, where report ingest may rely on a cache because the store re-checks when it writes.
+not exist. A probe's token → agent lookup is cached for a few seconds, as report ingest caches it,
+and safe for the same reason: every write of the queue checks again, in its own transaction, that
+the agent is still an active probe of the job's zone, so a revoked probe claims, renews and
+stores nothing from the moment it is revoked; only its `401` may come that much later.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
@@ -21,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from checks import envelope as env
 from collector.api.auth import Auth, Credentials, agent_principal, bearer_token
 from collector.api.errors import CHALLENGE, ERRORS, ApiError, ErrorOut, unauthenticated
+from collector.api.ingest import AgentCache
 from collector.api.middleware import Clock, set_principal
 from collector.api.schemas import (
     API,
@@ -36,10 +39,12 @@ from collector.api.schemas import (
 )
 from collector.models import Agent
 from collector.settings import CollectorSettings
-from collector.store import NotFound, Store
-from collector.store.jobs import LeaseLost
+from collector.store import AgentRevoked, NotFound, Store
+from collector.store.jobs import Job, LeaseLost
 
 JOB_RESULT_SCHEMA = "medsec.job-result/v1"
+PROBE_AUTH_TTL = 10.0
+"""Seconds a probe's token → agent lookup is reused (see the module's docstring)."""
 POLL_SECONDS = 0.25
 """How often a waiting claim looks for new jobs (a read; the claim itself only when one is
 there)."""
@@ -106,7 +111,10 @@ def finish(store: Store, clock: Clock, agent: Agent, job_id: str, body: bytes) -
             if result.status == "failed"
             else None,
             zone=agent.probe_zone,
+            enrolled=True,
         )
+    except AgentRevoked:
+        raise ApiError(401, "agent_revoked", "this agent was revoked", CHALLENGE) from None
     except LeaseLost:
         raise ApiError(
             409,
@@ -124,13 +132,16 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
     routes = APIRouter(tags=["probes"])
     lease = timedelta(seconds=settings.probes.lease_seconds)
 
-    def probe(request: Request, credentials: Credentials) -> Agent:
+    known = AgentCache(store, ttl_seconds=PROBE_AUTH_TTL)
+
+    async def probe(request: Request, credentials: Credentials) -> Agent:
         """The probe calling: its agent token, of an active agent enrolled with a zone."""
         token = bearer_token(credentials)
         if token is None or not token.startswith("msa_"):
-            auth.authenticate(request, credentials)  # 401 unless a user, named for the audit
+            # 401 unless a user's token; a user is named in the audit entry, then refused.
+            await run_in_threadpool(auth.authenticate, request, credentials)
             raise ApiError(403, "forbidden", "these routes take a probe's agent token")
-        agent = store.agent_by_token(token)
+        agent = await known.get(token)
         if agent is None:
             unauthenticated()
         set_principal(request.scope, agent_principal(agent))
@@ -153,7 +164,11 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
         zone = str(agent.probe_zone)
         limit = min(body.max, settings.probes.max_claim)
         give_up = time.monotonic() + body.wait_seconds
-        jobs = await run_in_threadpool(store.claim_jobs, zone, agent.name, clock(), lease, limit)
+
+        def take() -> list[Job]:
+            return store.claim_jobs(zone, agent.name, clock(), lease, limit, enrolled=True)
+
+        jobs = await run_in_threadpool(take)
         while not jobs:
             left = give_up - time.monotonic()
             if left <= 0:
@@ -162,9 +177,7 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
             if await request.is_disconnected():  # jobs claimed now would wait out their lease
                 break
             if await run_in_threadpool(store.has_claimable, zone, clock()):
-                jobs = await run_in_threadpool(
-                    store.claim_jobs, zone, agent.name, clock(), lease, limit
-                )
+                jobs = await run_in_threadpool(take)
         return ClaimOut(
             zone=zone,
             lease_seconds=settings.probes.lease_seconds,
@@ -176,7 +189,8 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
         """Renew the probe's leases on the jobs it works on; null for a claim that is lost (the
         job went to another claim, finished, or passed its deadline): stop working on it."""
         claims = [(claim.id, claim.claim_id) for claim in body.claims]
-        return LeasesOut(leases=store.renew_leases(claims, agent.name, clock(), lease))
+        renewed = store.renew_leases(claims, agent.name, clock(), lease, enrolled=True)
+        return LeasesOut(leases=renewed)
 
     @routes.post(
         f"{API}/probe/jobs/{{job_id}}/result",
@@ -195,18 +209,11 @@ def router(settings: CollectorSettings, store: Store, auth: Auth, clock: Clock) 
             413: {"model": ErrorOut, "description": "too_large"},
         },
     )
-    async def post_result(
-        job_id: JobId, request: Request, credentials: Credentials
-    ) -> JobResultOut:
+    async def post_result(job_id: JobId, request: Request, agent: Probe) -> JobResultOut:
         """Store a job's result, a signed envelope whose payload is `medsec.job-result/v1`
         (`job_id`, `claim_id`, `status` done|failed, `result`, `error`). Stored once: a second
         post answers `duplicate`; a claim that lost its lease is refused `lease_lost`."""
         body = await request.body()  # the body-limit middleware has bounded it already
-
-        def checked_finish() -> JobResultOut:
-            # The caller, then the result, in one trip to the thread pool (the busiest route).
-            return finish(store, clock, probe(request, credentials), job_id, body)
-
-        return await run_in_threadpool(checked_finish)
+        return await run_in_threadpool(finish, store, clock, agent, job_id, body)
 
     return routes

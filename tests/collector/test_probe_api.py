@@ -6,6 +6,7 @@ refused — each request audited under its caller.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from collector.models import Role
 from collector.store import Store
@@ -272,3 +277,42 @@ def test_malformed_or_forged_results_are_refused(server: Server) -> None:
     for bad in ({"max": 0}, {"max": 101}, {"wait_seconds": 26}, {"max": 1, "more": 1}):
         answer = server.client(probe.token).post("/api/v1/probe/claim", json=bad)
         assert (answer.status_code, answer.json()["error"]) == (422, "invalid_request"), bad
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_server_error_from_schema_driven_probe_requests(
+    server: Server, mode: GenerationMode
+) -> None:
+    """schemathesis drives the probe routes from the OpenAPI schema with a probe's token, so
+    its requests reach the handlers (the general fuzz test calls them as an admin)."""
+    probe = enrol_probe(server, "probe-fuzz", "his")
+    queue(server, count=1500)  # claims find jobs at once instead of waiting (long poll)
+    document = server.client().get("/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(document).include(path_regex="^/api/v1/probe/")
+    session = requests.Session()
+    seen: set[tuple[str, int]] = set()
+
+    @settings(
+        max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=schema.as_strategy(mode))
+    def run(case: schemathesis.Case) -> None:
+        response = case.call(
+            base_url=server.url,
+            session=session,
+            headers={"Authorization": f"Bearer {probe.token}"},
+            verify=str(server.tls.ca),
+            timeout=60,
+        )
+        assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+        seen.add((case.path, response.status_code))
+        if response.status_code >= 400:
+            body = json.loads(response.content)
+            assert isinstance(body["error"], str), body
+
+    try:
+        run()
+    finally:
+        session.close()
+    assert seen, "no request was made"
+    assert server.store.verify_audit().ok

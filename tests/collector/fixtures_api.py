@@ -36,6 +36,7 @@ from collector.models import Role
 from collector.settings import (
     CollectorSettings,
     LimitSettings,
+    ProbeSettings,
     ScanSettings,
     SnapshotSettings,
     TlsSettings,
@@ -125,6 +126,7 @@ def start_server(
     clock: Clock | None = None,
     scans: ScanSettings | None = None,
     snapshots: SnapshotSettings | None = None,
+    probes: ProbeSettings | None = None,
     **limits: int,
 ) -> Server:
     clock = clock or Clock()
@@ -134,6 +136,7 @@ def start_server(
         listen=f"127.0.0.1:{free_port()}",
         limits=LimitSettings(**limits),
         scans=scans or ScanSettings(),
+        probes=probes or ProbeSettings(),
         # Never the working folder: snapshots (and their key) go where the test says, by default
         # to a folder of their own beside the TLS files.
         snapshots=snapshots

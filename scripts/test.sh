@@ -16,12 +16,6 @@ HOME=$ansible_home ANSIBLE_HOME=$ansible_home/.ansible PYTHONWARNINGS=ignore .ve
   -i ansible/inventory/example.yml ansible/site.yml >/dev/null
 # The dashboard tests' screenshots (every page, two screen sizes, both languages) are kept here.
 export MEDSEC_ARTIFACTS=${MEDSEC_ARTIFACTS:-$PWD/var/test-artefacts}
-# Two workers (MEDSEC_TEST_WORKERS), the browser tests kept on one of them. The Ansible converge
-# tests run afterwards on their own: beside other tests their site's collector was lost
-# mid-module in some runs, a cause not yet found. With arguments, exactly those tests run.
-workers=${MEDSEC_TEST_WORKERS:-2}
-if [ "$#" -gt 0 ]; then
-  exec .venv/bin/pytest -n "$workers" --dist loadgroup "$@"
-fi
-.venv/bin/pytest -n "$workers" --dist loadgroup --ignore=tests/ansible
-.venv/bin/pytest tests/ansible
+# Two workers (MEDSEC_TEST_WORKERS); the tests that must share one worker are grouped by path in
+# tests/conftest.py (WORKER_GROUPS).
+.venv/bin/pytest -n "${MEDSEC_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -27,7 +27,6 @@ from tests.ansible.bundle import REPO, BundleBuildError, build_bundle, bundle_ta
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.xdist_group("ansible-hosts"),  # shares the bundle and base caches: one worker
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare -n, /var/cache)"),
     pytest.mark.skipif(
         shutil.which("apt-get") is None or shutil.which("dpkg-scanpackages") is None,

@@ -33,7 +33,7 @@ import pytest
 from tests.ansible.bundle import bundle_tarball, version
 from tests.ansible.hosts import Host, ansible_env, hosts, write_inventory
 
-pytestmark = [pytest.mark.root, pytest.mark.timeout(900), pytest.mark.xdist_group("ansible-hosts")]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]  # one worker: tests/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "ansible" / "site.yml"

@@ -22,7 +22,6 @@ from tests.ansible.hosts import Host, ansible_env, base_root, hosts, write_inven
 pytestmark = [
     pytest.mark.root,
     pytest.mark.timeout(900),
-    pytest.mark.xdist_group("ansible-hosts"),
 ]  # a cold base build takes ~45 s
 
 NAMES = ("alpha", "beta", "gamma")

@@ -43,7 +43,7 @@ from collector.lab.topology import FAULT_OFFICE_HIS_OPEN, zone
 from collector.scan.vantage import socket_in_netns
 from tests.collector.lab_zones import write_lab_zones
 
-pytestmark = [pytest.mark.root, pytest.mark.xdist_group("lab-periodic")]
+pytestmark = pytest.mark.root  # on one worker, in order (tests/conftest.py WORKER_GROUPS)
 
 BIN = Path(sys.executable).parent
 MEDSEC = str(BIN / "medsec")

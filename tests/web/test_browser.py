@@ -34,7 +34,7 @@ from tests.web.served import (
     User,
 )
 
-pytestmark = pytest.mark.xdist_group("browser")  # one worker, one after another: one browser
+# One worker runs these one after another (tests/conftest.py WORKER_GROUPS): one browser.
 """With the lab's tests, on one worker: the `collector` fixture builds the lab where it can (asked
 for at run time, so tests/conftest.py's grouping cannot see it in the fixture list)."""
 SIZES = ((1366, 768), (1920, 1080))

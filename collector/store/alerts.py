@@ -24,10 +24,11 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from collector.models import Page
 from collector.store.engine import Database
 from collector.store.rows import Row
 from collector.store.schema import alert_deliveries, alerts
-from collector.store.values import safe_text, strip_nul, utc
+from collector.store.values import bounded, check_page, safe_text, storable, strip_nul, utc
 
 AlertEvent = Literal["raised", "cleared"]
 DeliveryState = Literal["pending", "sent", "failed"]
@@ -83,6 +84,14 @@ class Delivery:
         if self.event == "cleared" and self.alert.cleared_at is not None:
             return self.alert.cleared_at
         return self.alert.opened_at
+
+
+@dataclass(frozen=True)
+class ListedAlert(Alert):
+    """An alert as a person reviews it: with every delivery of its events (raised, then
+    cleared), each channel's state, attempts and last error."""
+
+    deliveries: tuple[Delivery, ...] = ()
 
 
 _ALERT_COLUMNS = (
@@ -264,6 +273,45 @@ class Alerts(Database):
                 .limit(limit)
             ).all()
         return [_to_alert(row) for row in rows]
+
+    def list_alerts(
+        self, limit: int, offset: int, *, zones: str | None = None, open_only: bool = False
+    ) -> Page[ListedAlert]:
+        """Alerts (of one zones file; only open ones), newest first, each with its deliveries
+        oldest first: the count, the page and the deliveries are read in one snapshot, so a
+        delivery settled meanwhile is never shown half."""
+        check_page(limit, offset)
+        if not storable(zones):
+            return Page((), 0, limit, offset)
+        conditions: list[sa.ColumnElement[bool]] = []
+        if zones is not None:
+            conditions.append(alerts.c.zones == zones)
+        if open_only:
+            conditions.append(alerts.c.cleared_at.is_(None))
+        with self._tx(write=False, snapshot=True) as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(alerts).where(*conditions)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(*_ALERT_COLUMNS)
+                .where(*conditions)
+                .order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
+                .limit(bounded(limit))
+                .offset(bounded(offset))
+            ).all()
+            ids = [row.id for row in rows]
+            sent: dict[int, list[Delivery]] = {alert_id: [] for alert_id in ids}
+            if ids:
+                for row in conn.execute(
+                    _DELIVERIES.where(alert_deliveries.c.alert_id.in_(ids)).order_by(
+                        alert_deliveries.c.id
+                    )
+                ):
+                    sent[row.id].append(_to_delivery(row))
+        items = tuple(
+            ListedAlert(**vars(_to_alert(row)), deliveries=tuple(sent[row.id])) for row in rows
+        )
+        return Page(items, total, limit, offset)
 
     def next_delivery_at(self, channels: Sequence[str]) -> datetime | None:
         """When the earliest pending delivery on these channels may next be claimed (a read:

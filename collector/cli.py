@@ -178,11 +178,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (one list of every co
     scan = add_scan_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     scan.add_argument("--config", type=Path, help="collector settings (YAML); needed with --store")
     _agentless_parsers(sub)
+    from collector.alerts_cli import add_alerts_parser
     from collector.scans_cli import add_scans_parser
     from collector.schedules_cli import add_schedules_parser
 
     add_schedules_parser(sub, _Parser, _config_arg)
     add_scans_parser(sub, _Parser, _config_arg)
+    add_alerts_parser(sub, _Parser, _config_arg)
     return parser
 
 
@@ -766,6 +768,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "collect": lambda args: _agentless("collect", args),
     "schedules": lambda args: _periodic("schedules", args),
     "scans": lambda args: _periodic("scans", args),
+    "alerts": lambda args: _periodic("alerts", args),
 }
 
 
@@ -774,6 +777,10 @@ def _periodic(command: str, args: argparse.Namespace) -> int:
         from collector import schedules_cli
 
         return schedules_cli.run(args)
+    if command == "alerts":
+        from collector import alerts_cli
+
+        return alerts_cli.run(args)
     from collector import scans_cli
 
     return scans_cli.run(args)

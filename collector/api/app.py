@@ -94,6 +94,9 @@ def create_app(
     app.include_router(read.router(store, auth, catalogs))
     app.include_router(scans.router(store, auth, launcher, clock))
     app.include_router(schedules.router(settings, store, auth, clock))
+    from collector.api.routers import alerts as alert_routes
+
+    app.include_router(alert_routes.router(store, auth))  # (`alerts` is the service here)
     app.include_router(probes.router(settings, store, auth, clock))
     app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))

@@ -401,3 +401,47 @@ class ScheduleOut(BaseModel):
     last_due_at: datetime | None
     last_scan_id: str | None = Field(description="The scan its last due time became.")
     last_scan_state: Literal["running", "passed", "findings", "failed"] | None
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+AlertsOpen = Annotated[
+    bool, Query(alias="open", description="Only alerts not cleared yet (`true`); all by default.")
+]
+AlertsZones = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Only alerts of this zones file (`scans.zones` name); one with no alerts, "
+        "or no such name, lists none.",
+    ),
+]
+
+
+class AlertDeliveryOut(BaseModel):
+    event: Literal["raised", "cleared"]
+    channel: str = Field(description="`webhook` or `syslog`.")
+    state: Literal["pending", "sent", "failed"] = Field(
+        description="pending: queued or being retried; sent: the receiver took it; failed: "
+        "given up after the channel's `max_attempts`."
+    )
+    attempts: int = Field(description="Attempts so far.")
+    last_error: str | None = Field(description="Why the last attempt failed (none once sent).")
+    next_attempt_at: datetime = Field(description="When a pending one is tried (again).")
+    sent_at: datetime | None
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str = Field(description="`violation`, `waf_gone` or `ztna_gone` (docs/alerts.md).")
+    zones: str
+    key: str = Field(description="The condition; the same while the alert is open.")
+    detail: dict[str, Any] = Field(description='What the scan saw; `detail["text"]` in one line.')
+    opened_at: datetime
+    opened_scan_id: str | None = Field(description="The scan that found the condition.")
+    cleared_at: datetime | None = Field(description="Null while the alert is open.")
+    cleared_scan_id: str | None = Field(description="The scan that found it gone.")
+    deliveries: list[AlertDeliveryOut] = Field(
+        description="Each event on each channel, oldest first."
+    )

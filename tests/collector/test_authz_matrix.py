@@ -114,6 +114,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/schedules/{name}/pause"): Row(Who.OPERATOR, 404, "not_found"),
     ("POST", "/api/v1/schedules/{name}/resume"): Row(Who.OPERATOR, 404, "not_found"),
     ("DELETE", "/api/v1/schedules/{name}"): Row(Who.OPERATOR, 404, "not_found"),
+    # No alert in the setup; tests/collector/test_alerts_list.py lists real ones.
+    ("GET", "/api/v1/alerts"): Row(Who.AUDITOR, 200),
     # The dashboard. Signing in is public; a POST without the form's pre-login cookie is refused
     # before any password is looked at.
     ("GET", "/login"): Row(Who.PUBLIC, 200),

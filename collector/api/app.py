@@ -24,6 +24,7 @@ from collector.api.middleware import AuditHealth, AuditMiddleware, BodyLimitMidd
 from collector.api.routers import (
     admin,
     agents,
+    alerts,
     compliance,
     probes,
     read,
@@ -54,25 +55,25 @@ def create_app(
     metrics = Metrics()
     health = AuditHealth()
     catalogs = builtin_catalogs()  # loaded once: every read joins clauses from it
-    alerts = AlertService(settings.alerts, store, clock)
+    alerting = AlertService(settings.alerts, store, clock)
     launcher = ScanLauncher(
         settings.scans,
         store,
         clock,
         database_url=settings.database,
         probes=settings.probes,
-        on_stored=alerts.scan_stored,
+        on_stored=alerting.scan_stored,
     )
     scheduler = Scheduler(settings, store, launcher, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await scheduler.start()
-        await alerts.start()
+        await alerting.start()
         yield
         await scheduler.close()
         await launcher.close()  # scans still running are stopped and recorded as failed
-        await alerts.close()
+        await alerting.close()
         if owns_store:
             await run_in_threadpool(store.close)
         metrics.close()
@@ -94,9 +95,7 @@ def create_app(
     app.include_router(read.router(store, auth, catalogs))
     app.include_router(scans.router(store, auth, launcher, clock))
     app.include_router(schedules.router(settings, store, auth, clock))
-    from collector.api.routers import alerts as alert_routes
-
-    app.include_router(alert_routes.router(store, auth))  # (`alerts` is the service here)
+    app.include_router(alerts.router(store, auth))
     app.include_router(probes.router(settings, store, auth, clock))
     app.include_router(compliance.router(settings, store, auth, catalogs, clock))
     app.include_router(admin.router(store, auth, clock))

@@ -254,9 +254,15 @@ class ScanJobQueue:
                 raise QueueUnavailable(f"{PROBE_SETTINGS_ENV}: {exc}") from None
             scan_id = environ.get(SCAN_ID_ENV, "").strip() or str(uuid.uuid4())
             where = JOBS_DATABASE_ENV
+        import sqlalchemy as sa
+
+        from collector.store.errors import StoreError
+
         try:
             return cls(database, scan_id, probes.job_timeout_seconds)
-        except Exception as exc:  # a boundary: any way the URL is unusable is one line here
+        except StoreError as exc:  # the store's own words about the URL
+            raise QueueUnavailable(f"{where}: {exc}") from None
+        except (sa.exc.SQLAlchemyError, ValueError, TypeError) as exc:  # the engine refused it
             raise QueueUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
 
     def vantages(self, zones: Zones) -> Mapping[str, ProbeVantage]:

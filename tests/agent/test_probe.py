@@ -304,7 +304,7 @@ scan:
     [
         ("{zone: office}", "probe"),
         ("{zone: office, targets: []}", "targets: at least one CIDR"),
-        ("{zone: office, targets: [10.0.0.1/8]}", "targets: '10.0.0.1/8' is not a CIDR"),
+        ("{zone: office, targets: [198.18.0.1/15]}", "targets: '198.18.0.1/15' is not a CIDR"),
         ("{zone: office, targets: [example.org]}", "targets: 'example.org' is not a CIDR"),
         ("{zone: 'bad zone', targets: [127.0.0.0/8]}", "zone: 'bad zone' is not a zone name"),
         ("{zone: office, targets: [127.0.0.0/8], concurrency: 0}", "concurrency"),

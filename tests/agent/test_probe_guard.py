@@ -25,7 +25,7 @@ from collector.scan.probe_guard import (
 )
 from collector.scan.zones import PortSpec, Scope
 
-ALLOWED = ("127.0.0.0/8", "198.18.0.0/15")
+ALLOWED = ("127.0.0.0/8", "198.18.0.0/16")  # 198.19.0.0/16 stays outside: the refused ones
 TARGETS = Targets.parse(ALLOWED)
 SCOPE = Scope(tuple(ipaddress.IPv4Network(c) for c in ALLOWED))
 
@@ -104,8 +104,9 @@ HOSTILE_OPTIONS = [
     ["--excludefile", "/etc/shadow"],
 ]
 HOSTILE_TARGETS = [
-    "10.0.0.1",  # outside every CIDR of the probe
-    "192.168.1.0/24",
+    "198.19.0.1",  # outside every CIDR of the probe
+    "198.19.1.0/24",
+    "198.18.0.0/15",  # wider than the allowed /16
     "127.0.0.0/7",  # wider than the allowed /8
     "0.0.0.0/0",
     "example.org",  # a name resolves anywhere
@@ -216,20 +217,20 @@ def test_http_and_tls_targets_are_checked_against_the_probes_cidrs() -> None:
         "requests": [{"id": "a", "url": "http://app.example/", "connect": ["127.0.0.5", 80]}],
     }
     assert check_probe_request(ok, TARGETS)
-    for connect in (["10.0.0.1", 80], ["app.example", 80], ["127.0.0.5", 0], ["127.0.0.5"]):
+    for connect in (["198.19.0.1", 80], ["app.example", 80], ["127.0.0.5", 0], ["127.0.0.5"]):
         bad = {"op": "http", "requests": [{"url": "http://app.example/", "connect": connect}]}
         with pytest.raises(Refused):
             check_probe_request(bad, TARGETS)
     outside_url = {
         "op": "http",
-        "requests": [{"url": "http://10.0.0.1/", "connect": ["127.0.0.5", 80]}],
+        "requests": [{"url": "http://198.19.0.1/", "connect": ["127.0.0.5", 80]}],
     }
     with pytest.raises(Refused, match="url host"):
         check_probe_request(outside_url, TARGETS)
     tls = {"op": "tls", "targets": [{"address": "127.0.0.5", "port": 443}], "timeout": 5.0,
            "versions": ["TLSv1.2", "TLSv1.3"]}  # fmt: skip
     assert check_probe_request(tls, TARGETS)
-    tls["targets"] = [{"address": "10.1.1.1", "port": 443}]
+    tls["targets"] = [{"address": "198.19.1.1", "port": 443}]
     with pytest.raises(Refused, match="outside"):
         check_probe_request(tls, TARGETS)
 

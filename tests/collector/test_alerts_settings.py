@@ -89,7 +89,7 @@ def test_no_alerts_section_means_no_channel_and_renders_as_empty(folder):
             "alerts.webhook: url must be https://; http:// only to a loopback address",
         ),
         (
-            {"webhook": {"url": f"http://10.1.2.3/hook?token={IN_URL}", "secret_file": "s"}},
+            {"webhook": {"url": f"http://198.18.9.9/hook?token={IN_URL}", "secret_file": "s"}},
             "alerts.webhook: url must be https://; http:// only to a loopback address",
         ),
         (

@@ -4,11 +4,7 @@ report), the collector's settings on a test database, and `medsec` run in this p
 
 from __future__ import annotations
 
-import io
 import json
-import os
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +18,7 @@ from collector.models import ScanRun, ScanState
 from collector.scan.cli import results_to_report
 from collector.scans import store_scan_report
 from collector.store import Store
+from tests.collector.cli_inline import inline_medsec
 
 
 def store_scan(
@@ -65,30 +62,3 @@ def collector_config(folder: Path, database: str) -> Path:
     settings["database"] = database
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return config
-
-
-@dataclass(frozen=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-def inline_medsec(*args: str | Path) -> Done:
-    """`medsec ...` run in this process (`collector.cli.main`), as the console script runs it."""
-    from collector.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    mask = os.umask(0o022)
-    os.umask(mask)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main([str(a) for a in args])
-            except SystemExit as exc:  # argparse refuses the command line before main runs
-                code = int(exc.code or 0)
-    finally:
-        os.umask(mask)  # main() narrows it for the collector's files
-    done = Done(code, out.getvalue(), err.getvalue())
-    assert "Traceback" not in done.err, done.err
-    return done

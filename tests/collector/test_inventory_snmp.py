@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,8 @@ from collector.lab import Lab
 from collector.models import EvidenceHost, EvidenceResult
 from collector.scan.zones import parse_zones
 from collector.store import Store
+from tests.collector import cli_inline
+from tests.collector.cli_inline import Done
 
 MEDSEC = str(Path(sys.executable).parent / "medsec")
 SNMPD = shutil.which("snmpd") or "/usr/sbin/snmpd"
@@ -182,13 +184,6 @@ def v3(port: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-
 def medsec(*args: str | Path, netns: str | None = None, timeout: float = 60) -> Done:
     argv = [MEDSEC, *map(str, args)]
     if netns is not None:
@@ -209,23 +204,8 @@ def inventory(targets: Path, *more: str | Path, netns: str | None = None) -> Don
 
 
 def inline_medsec(*args: str | Path) -> Done:
-    """`medsec ...` run in this process (`collector.cli.main`): the same command without an
-    interpreter's start-up, for the tests that need no separate process."""
-    from collector.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    mask = os.umask(0o022)
-    os.umask(mask)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main([str(a) for a in args])
-            except SystemExit as exc:  # argparse refuses the command line before main runs
-                code = int(exc.code or 0)
-    finally:
-        os.umask(mask)  # main() narrows it for the collector's files
-    done = Done(code, out.getvalue(), err.getvalue())
-    assert "Traceback" not in done.err, done.err
+    """`medsec ...` in this process, and no secret in what it printed."""
+    done = cli_inline.inline_medsec(*args)
     for secret in SECRETS:
         assert secret not in done.out, "a secret reached standard output"
         assert secret not in done.err, "a secret reached standard error"
